@@ -127,6 +127,14 @@ def test_overlap_errors(detected, tmp_path):
     assert_error(run("overlap", detected["type1"], other, "--out", out), "different models", out)
 
 
+def assert_downstream_files(out, name, command, rows=True):
+    """Every downstream command writes the same set: per-item rows, both interventions, summary, manifest."""
+    expected = {f"{name}.json", f"{name}.png", "intervention.json", "baseline.json", "manifest.json"}
+    assert expected | ({f"{name}.jsonl"} if rows else set()) == {p.name for p in out.iterdir()}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["command"] == command and manifest["settings"]["top_k"] == 20
+
+
 def test_qa_three_conditions(model_folder, detected, tmp_path):
     out = tmp_path / "qa"
     result = run("qa", "--model", model_folder("llama"), "--neurons", detected["type1"] / "neurons.json",
@@ -139,6 +147,7 @@ def test_qa_three_conditions(model_folder, detected, tmp_path):
     assert summary["positions"] == "prompt" and summary["conditions"]["normal"]["n"] == 5
     assert json.loads((out / "intervention.json").read_text())["positions"] == "prompt"
     assert len(json.loads((out / "baseline.json").read_text())["neurons"]) == 20
+    assert_downstream_files(out, "qa", "qa")
 
 
 def test_qa_errors(model_folder, detected, tmp_path):
@@ -167,6 +176,7 @@ def test_mc_three_conditions(model_folder, detected, tmp_path):
     assert summary["chance"] == 0.25 and summary["lang"] == "nl"
     normal = [r["correct"] for r in rows if r["condition"] == "normal"]
     assert summary["conditions"]["normal"]["accuracy"] == pytest.approx(sum(normal) / 6)
+    assert_downstream_files(out, "mc", "mc")
 
 
 def test_mc_errors(model_folder, tmp_path, monkeypatch):
@@ -197,6 +207,7 @@ def test_output_lang(model_folder, detected, tmp_path):
     rows = [json.loads(line) for line in (out / "output_lang.jsonl").read_text().splitlines()]
     assert len(rows) == 12 and rows[0]["prompt"] == "私と踊っていただけませんか。"
     assert summary["langid"]["langs"] == ["en", "ja", "ko", "nl", "it"]
+    assert_downstream_files(out, "output_lang", "output-lang")
 
 
 def test_output_lang_errors(model_folder, tmp_path):
@@ -218,7 +229,7 @@ def test_logit_lens(model_folder, detected, tmp_path):
     for curves in data["conditions"].values():
         assert len(curves["ja"]) == 4
         assert all(sum(c[layer] for c in curves.values()) == pytest.approx(1.0) for layer in range(4))
-    assert (out / "logit_lens.png").is_file()
+    assert_downstream_files(out, "logit_lens", "logit-lens", rows=False)
     bad = tmp_path / "x"
     result = run("logit-lens", "--model", model_folder("llama"), "--lang", "ja", "--data", EXAMPLES,
                  "--tokens", "100000", "--out", bad, *DEV)  # fmt: skip

@@ -644,13 +644,38 @@ def overlap(
     typer.echo(f"wrote {out}/overlap.json, overlap.png, layers.png")
 
 
-def _conditions(neurons: Path | None, top_k: int, positions: str, baseline: str, seed: int, lm) -> dict:
-    """normal, and with a neurons file: its top-k deactivated and a random baseline of the same shape."""
+def _open_downstream(model: str, out: Path, neurons: Path | None, top_k: int, positions: Positions,
+                     baseline: Baseline, seed: int, device: str, dtype: str, quiet: bool):  # fmt: skip
+    """Check --out, load the model and build the conditions: normal, and with --neurons its top-k
+    deactivated plus a random baseline of the same shape. Returns (out, model, conditions)."""
     from .interventions import deactivation_conditions
+    from .io import prepare_out_dir
+    from .loading import load_model
 
+    out = prepare_out_dir(out)
+    lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
     if neurons is None:
-        return {"normal": None}
-    return deactivation_conditions(neurons, top_k, lm.num_layers, lm.mlp_width, positions, baseline, seed)
+        return out, lm, {"normal": None}
+    conditions = deactivation_conditions(neurons, top_k, lm.num_layers, lm.mlp_width, positions.value,
+                                         baseline.value, seed)  # fmt: skip
+    return out, lm, conditions
+
+
+def _close_downstream(out: Path, name: str, command: str, conditions: dict, *, model: str, seed: int, settings: dict,
+                      results: dict, inputs: dict, start: float, rows: list[dict] | None = None) -> None:  # fmt: skip
+    """Write NAME.jsonl (one row per item), intervention.json and baseline.json, NAME.json (settings
+    and results) and, last, the manifest."""
+    from .io import write_json, write_jsonl
+    from .manifest import write_manifest
+
+    if rows is not None:
+        write_jsonl(out / f"{name}.jsonl", rows)
+    if conditions.get("deactivated") is not None:
+        conditions["deactivated"].save(out / "intervention.json")
+        conditions["random"].save(out / "baseline.json")
+    write_json(out / f"{name}.json", {"model": model, **settings, "seed": seed, **results})
+    write_manifest(out, command, model=model, seed=seed, inputs=inputs, settings=settings,
+                   timings_s={"total": time.perf_counter() - start})  # fmt: skip
 
 
 def _neurons_lang(neurons: Path | None, lang: str | None) -> str:
@@ -663,12 +688,6 @@ def _neurons_lang(neurons: Path | None, lang: str | None) -> str:
     if not lang:
         raise InputError("give --lang (or --neurons, whose language is used)")
     return lang
-
-
-def _save_conditions(out: Path, conditions: dict) -> None:
-    if conditions.get("deactivated") is not None:
-        conditions["deactivated"].save(out / "intervention.json")
-        conditions["random"].save(out / "baseline.json")
 
 
 def _source_inputs(source: str | None, neurons: Path | None) -> dict:
@@ -716,30 +735,23 @@ def qa(
 ) -> None:
     """Generative QA (MKQA style, token F1 over aliases): normal, top-k deactivated, random baseline."""
     from .downstream import qa_study, summarize_rows
-    from .io import prepare_out_dir, write_json, write_jsonl
-    from .loading import load_model
-    from .manifest import write_manifest
     from .plots import grouped_bars
     from .qa import load_qa, template_lang
 
     lang = _neurons_lang(neurons, lang)
     items = load_qa(data, lang, max_questions, split)
-    out = prepare_out_dir(out)
-    lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
-    conditions = _conditions(neurons, top_k, positions.value, baseline.value, seed, lm)
+    out, lm, conditions = _open_downstream(model, out, neurons, top_k, positions, baseline, seed, device, dtype, quiet)
     start = time.perf_counter()
     rows = qa_study(lm, items, conditions, shots, max_new_tokens, batch_size)
     summary = summarize_rows(rows, ("f1", "em"))
-    write_jsonl(out / "qa.jsonl", rows)
-    _save_conditions(out, conditions)
     settings = {"lang": lang, "top_k": top_k if neurons else None, "positions": positions.value, "shots": shots,
                 "max_new_tokens": max_new_tokens, "template": template_lang(lang), "split": split,
                 "max_questions": max_questions, "baseline": baseline.value, "batch_size": batch_size}  # fmt: skip
-    write_json(out / "qa.json", {"model": model, **settings, "seed": seed, "conditions": summary})
     grouped_bars({name: {"F1": s["f1"], "exact match": s["em"]} for name, s in summary.items()},
                  f"QA ({lang}, {len(items)} questions)", "score", out / "qa.png", (0, 1))  # fmt: skip
-    write_manifest(out, "qa", model=model, seed=seed, inputs=_source_inputs(data, neurons), settings=settings,
-                   timings_s={"total": time.perf_counter() - start})  # fmt: skip
+    _close_downstream(out, "qa", "qa", conditions, model=model, seed=seed, settings=settings,
+                      results={"conditions": summary}, inputs=_source_inputs(data, neurons), start=start,
+                      rows=rows)  # fmt: skip
     for name, s in summary.items():
         typer.echo(f"{name:>11}: F1 {s['f1']:.3f}, exact match {s['em']:.3f} ({s['n']} questions)")
     typer.echo(f"wrote {out}/qa.jsonl, qa.json, qa.png")
@@ -772,34 +784,27 @@ def mc(
 ) -> None:
     """Multiple choice (the option letter with the highest log-likelihood): accuracy per condition."""
     from .downstream import mc_study, summarize_rows
-    from .io import prepare_out_dir, write_json, write_jsonl
-    from .loading import load_model
-    from .manifest import write_manifest
     from .mc import letter_token_ids, load_mc, template_lang
     from .plots import grouped_bars
 
     lang = _neurons_lang(neurons, lang)
     items = load_mc(data, lang, max_questions, split)
-    out = prepare_out_dir(out)
-    lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
-    conditions = _conditions(neurons, top_k, positions.value, baseline.value, seed, lm)
+    out, lm, conditions = _open_downstream(model, out, neurons, top_k, positions, baseline, seed, device, dtype, quiet)
     start = time.perf_counter()
     rows = mc_study(lm, items, conditions, batch_size)
     summary = summarize_rows(rows, ("correct",))
     n_options = [len(item.options) for item in items]
     chance = sum(1 / n for n in n_options) / len(items)
-    write_jsonl(out / "mc.jsonl", rows)
-    _save_conditions(out, conditions)
     settings = {"lang": lang, "top_k": top_k if neurons else None, "positions": positions.value,
                 "template": template_lang(lang), "letter_form": letter_token_ids(lm.tokenizer, max(n_options))[1],
                 "split": split, "max_questions": max_questions, "baseline": baseline.value,
                 "batch_size": batch_size}  # fmt: skip
     accuracy = {name: {"accuracy": s["correct"], "n": s["n"]} for name, s in summary.items()}
-    write_json(out / "mc.json", {"model": model, **settings, "seed": seed, "chance": chance, "conditions": accuracy})
     grouped_bars({name: {"accuracy": s["accuracy"], "chance": chance} for name, s in accuracy.items()},
                  f"Multiple choice ({lang}, {len(items)} questions)", "accuracy", out / "mc.png", (0, 1))  # fmt: skip
-    write_manifest(out, "mc", model=model, seed=seed, inputs=_source_inputs(data, neurons), settings=settings,
-                   timings_s={"total": time.perf_counter() - start})  # fmt: skip
+    _close_downstream(out, "mc", "mc", conditions, model=model, seed=seed, settings=settings,
+                      results={"chance": chance, "conditions": accuracy}, inputs=_source_inputs(data, neurons),
+                      start=start, rows=rows)  # fmt: skip
     for name, s in accuracy.items():
         typer.echo(f"{name:>11}: accuracy {s['accuracy']:.3f} ({s['n']} questions, chance {chance:.3f})")
     typer.echo(f"wrote {out}/mc.jsonl, mc.json, mc.png")
@@ -845,30 +850,24 @@ def output_lang(
     """Language of greedy continuations of L2 prompts: normal, top-k deactivated (e.g. Type-2), random."""
     from .data import read_sentences
     from .downstream import output_language_study
-    from .io import prepare_out_dir, write_json, write_jsonl
-    from .loading import load_model
-    from .manifest import data_inputs, write_manifest
+    from .manifest import data_inputs
     from .plots import grouped_bars
 
     lang = _neurons_lang(neurons, lang)
     identifier = _identifier(langid_langs, lang)
     prompts = read_sentences(data, lang, max_prompts)
-    out = prepare_out_dir(out)
-    lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
-    conditions = _conditions(neurons, top_k, positions.value, baseline.value, seed, lm)
+    out, lm, conditions = _open_downstream(model, out, neurons, top_k, positions, baseline, seed, device, dtype, quiet)
     start = time.perf_counter()
     rows, summary = output_language_study(lm, prompts, conditions, identifier, lang, max_new_tokens, batch_size)
-    write_jsonl(out / "output_lang.jsonl", rows)
-    _save_conditions(out, conditions)
     settings = {"lang": lang, "top_k": top_k if neurons else None, "positions": positions.value,
                 "max_new_tokens": max_new_tokens, "n_prompts": len(prompts), "baseline": baseline.value,
                 "langid": {"library": "py3langid", "langs": list(identifier.langs or ["all"])},
                 "batch_size": batch_size}  # fmt: skip
-    write_json(out / "output_lang.json", {"model": model, **settings, "seed": seed, "conditions": summary})
     grouped_bars(summary, f"Language of continuations of {len(prompts)} {lang} prompts", "share of outputs",
                  out / "output_lang.png", (0, 1))  # fmt: skip
-    write_manifest(out, "output-lang", model=model, seed=seed, inputs=data_inputs(data=data, neurons=neurons),
-                   settings=settings, timings_s={"total": time.perf_counter() - start})  # fmt: skip
+    _close_downstream(out, "output_lang", "output-lang", conditions, model=model, seed=seed, settings=settings,
+                      results={"conditions": summary}, inputs=data_inputs(data=data, neurons=neurons), start=start,
+                      rows=rows)  # fmt: skip
     for name, s in summary.items():
         typer.echo(f"{name:>11}: " + ", ".join(f"{k} {v:.1%}" for k, v in s.items()))
     typer.echo(f"wrote {out}/output_lang.jsonl, output_lang.json, output_lang.png")
@@ -897,35 +896,30 @@ def logit_lens(
     """Logit lens: language share of the top tokens of final norm + unembedding on each layer's h^l."""
     from .data import read_sentences
     from .downstream import logit_lens_tokens, token_language_shares
-    from .io import prepare_out_dir, write_json
-    from .loading import load_model
-    from .manifest import data_inputs, write_manifest
+    from .manifest import data_inputs
     from .plots import layer_curves
 
     lang = _neurons_lang(neurons, lang)
     identifier = _identifier(langid_langs, lang)
     sentences = read_sentences(data, lang, max_sentences)
-    out = prepare_out_dir(out)
-    lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
+    out, lm, conditions = _open_downstream(model, out, neurons, top_k, positions, baseline, seed, device, dtype, quiet)
     vocab = lm.model.get_output_embeddings().weight.shape[0]
     if tokens > vocab:
         raise InputError(f"--tokens {tokens} exceeds the vocabulary size {vocab}")
-    conditions = _conditions(neurons, top_k, positions.value, baseline.value, seed, lm)
     start = time.perf_counter()
     curves = {}
     for name, intervention in conditions.items():
         top = logit_lens_tokens(lm, sentences, tokens, intervention, batch_size, progress=not quiet)
         curves[name] = token_language_shares(lm.tokenizer, top, identifier, lang)
-    _save_conditions(out, conditions)
     settings = {"lang": lang, "tokens": tokens, "top_k": top_k if neurons else None, "positions": positions.value,
                 "n_sentences": len(sentences), "baseline": baseline.value,
                 "langid": {"library": "py3langid", "langs": list(identifier.langs or ["all"])}}  # fmt: skip
-    write_json(out / "logit_lens.json", {"model": model, **settings, "seed": seed, "conditions": curves})
     lines = {f"{name}: {key}": values[key] for name, values in curves.items() for key in (lang, "en")}
     layer_curves(lines, f"Logit lens: language of the top-{tokens} tokens ({lang} inputs)", "share of tokens",
                  out / "logit_lens.png")  # fmt: skip
-    write_manifest(out, "logit-lens", model=model, seed=seed, inputs=data_inputs(data=data, neurons=neurons),
-                   settings=settings, timings_s={"total": time.perf_counter() - start})  # fmt: skip
+    _close_downstream(out, "logit_lens", "logit-lens", conditions, model=model, seed=seed, settings=settings,
+                      results={"conditions": curves}, inputs=data_inputs(data=data, neurons=neurons),
+                      start=start)  # fmt: skip
     for name, values in curves.items():
         peak = max(range(len(values[lang])), key=values[lang].__getitem__)
         typer.echo(f"{name:>11}: {lang} share peaks at layer {peak} ({values[lang][peak]:.1%}); last layer "
