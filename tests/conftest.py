@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from transfer_neurons import load_model
-from transfer_neurons.builtin import example_data
+from transfer_neurons.data.examples import example_data
 
 EXAMPLES = example_data()
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from transfer_neurons.adapters import ADAPTERS, adapter_for, markdown_table, supported_model_types
 from transfer_neurons.errors import InputError
+from transfer_neurons.model.adapters import ADAPTERS, adapter_for, markdown_table, supported_model_types
 from transfer_neurons.testing import EXTRA
 
 README = Path(__file__).resolve().parents[1] / "README.md"

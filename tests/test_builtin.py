@@ -11,10 +11,11 @@ import types
 import pytest
 from typer.testing import CliRunner
 
-from transfer_neurons import builtin, load_model, loading
-from transfer_neurons.builtin import BUILTIN_MODELS, BuiltinModel
+from transfer_neurons import load_model
 from transfer_neurons.cli import app
 from transfer_neurons.errors import InputError
+from transfer_neurons.model import builtin, loading
+from transfer_neurons.model.builtin import BUILTIN_MODELS, BuiltinModel
 
 runner = CliRunner()
 

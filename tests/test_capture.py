@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from transfer_neurons import capture
-from transfer_neurons.adapters import supported_model_types
-from transfer_neurons.capture import collect as tn_collect
-from transfer_neurons.scoring import effective_values
+from transfer_neurons.hooks.capture import collect as tn_collect
+from transfer_neurons.metrics.scoring import effective_values
+from transfer_neurons.model.adapters import supported_model_types
 from transfer_neurons.testing import example_pairs
 
 PARTS = ("h", "mlp", "act", "scale")

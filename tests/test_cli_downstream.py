@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from test_cli import EXAMPLES, assert_error
+from transfer_neurons.analyses.downstream import logit_lens_tokens
 from transfer_neurons.cli import app
-from transfer_neurons.downstream import logit_lens_tokens
 
 runner = CliRunner()
 DEV = ["--device", "cpu", "--quiet"]

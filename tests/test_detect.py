@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from transformers.pytorch_utils import Conv1D
 
 from transfer_neurons import ParallelData, detect
-from transfer_neurons.adapters import supported_model_types
-from transfer_neurons.detect import default_layers, parse_layers
+from transfer_neurons.analyses.detect import default_layers, parse_layers
 from transfer_neurons.errors import InputError
+from transfer_neurons.model.adapters import supported_model_types
 from transfer_neurons.testing import example_pairs
 
 

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 import transfer_neurons
 from conftest import EXAMPLES
 from test_cli import detect_args, run
-from transfer_neurons import distributed
+from transfer_neurons.hooks import distributed
 
 
 def test_single_process_helpers_are_identities():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from transfer_neurons.harness import NeuronSteeredModel
-from transfer_neurons.interventions import Intervention, apply_intervention
+from transfer_neurons.hooks.harness import NeuronSteeredModel
+from transfer_neurons.hooks.interventions import Intervention, apply_intervention
 
 NEURONS = [(0, 5), (1, 9), (3, 60)]
 

@@ -8,9 +8,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from transfer_neurons import hub
 from transfer_neurons.cli import app
-from transfer_neurons.data import read_pairs
+from transfer_neurons.data import hub
+from transfer_neurons.data.pairs import read_pairs
 from transfer_neurons.errors import InputError
 
 datasets = pytest.importorskip("datasets")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from transfer_neurons.capture import collect
 from transfer_neurons.errors import InputError
-from transfer_neurons.generation import generate
-from transfer_neurons.interventions import Intervention, apply_intervention, random_baseline
+from transfer_neurons.hooks.capture import collect
+from transfer_neurons.hooks.generation import generate
+from transfer_neurons.hooks.interventions import Intervention, apply_intervention, random_baseline
 
 NEURONS = [(0, 5), (0, 17), (2, 40), (3, 1)]
 PROMPTS = ["Would you like to dance with me?", "I can't."]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from transfer_neurons.errors import InputError
-from transfer_neurons.langid import LanguageID, shares
+from transfer_neurons.metrics.langid import LanguageID, shares
 
 TATOEBA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tatoeba"
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from transfer_neurons import latent
+from transfer_neurons.metrics import latent
 
 
 def knn_sets(feats: torch.Tensor, k: int) -> list[set[int]]:

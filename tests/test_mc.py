@@ -9,10 +9,11 @@ import types
 import pytest
 import torch
 
-from transfer_neurons import mc
+from transfer_neurons.data import mc
 from transfer_neurons.errors import InputError
-from transfer_neurons.generation import next_token_logprobs
-from transfer_neurons.interventions import Intervention, apply_intervention
+from transfer_neurons.hooks.generation import next_token_logprobs
+from transfer_neurons.hooks.interventions import Intervention, apply_intervention
+from transfer_neurons.metrics import mc as mm
 
 ITEMS = [
     mc.MCItem("1", "en", "What is the capital of France?", ("Bangkok", "Paris", "Tokyo"), 1),
@@ -40,13 +41,13 @@ def test_scoring_equals_direct_computation(tiny, model_type):
             expected = torch.stack([direct_logprobs(lm, p, token_ids) for p in prompts])
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
         direct_choice = [int(expected[q, : len(item.options)].argmax()) for q, item in enumerate(ITEMS)]
-        assert mc.choose(got, [len(item.options) for item in ITEMS]) == direct_choice
+        assert mm.choose(got, [len(item.options) for item in ITEMS]) == direct_choice
     assert not torch.equal(next_token_logprobs(lm, prompts, token_ids), got), "the intervention does nothing"
 
 
 def test_choose_ignores_letters_beyond_the_options():
     logprobs = torch.tensor([[-3.0, -2.0, -0.1, -5.0], [-1.0, -2.0, -3.0, -4.0]])
-    assert mc.choose(logprobs, [2, 4]) == [1, 0]
+    assert mm.choose(logprobs, [2, 4]) == [1, 0]
 
 
 def test_prompt_layout():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from transfer_neurons import ParallelData, detect, load_model
-from transfer_neurons.adapters import supported_model_types
+from transfer_neurons.model.adapters import supported_model_types
 from transfer_neurons.testing import example_pairs
 
 # 4 layers x 256 neurons: the top 5 % is 51 neurons, enough for the overlap to mean something

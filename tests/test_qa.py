@@ -10,9 +10,10 @@ from collections import Counter
 
 import pytest
 
-from transfer_neurons import qa
-from transfer_neurons.builtin import example_data
+from transfer_neurons.data import qa
+from transfer_neurons.data.examples import example_data
 from transfer_neurons.errors import InputError
+from transfer_neurons.metrics import qa as qm
 
 
 @pytest.mark.parametrize(
@@ -32,39 +33,39 @@ from transfer_neurons.errors import InputError
     ],
 )
 def test_normalisation_by_hand(text, lang, tokens):
-    assert qa.answer_tokens(text, lang) == tokens
+    assert qm.answer_tokens(text, lang) == tokens
 
 
 def test_f1_worked_examples():
     # en: prediction tokens {eiffel, tower, paris}, gold {paris}: P = 1/3, R = 1 -> F1 = 0.5
-    assert qa.token_f1("The Eiffel Tower, Paris!", "Paris", "en") == pytest.approx(0.5)
+    assert qm.token_f1("The Eiffel Tower, Paris!", "Paris", "en") == pytest.approx(0.5)
     # ja: 東京都 vs 東京 -> characters: P = 2/3, R = 1 -> 0.8
-    assert qa.token_f1("東京都", "東京", "ja") == pytest.approx(0.8)
+    assert qm.token_f1("東京都", "東京", "ja") == pytest.approx(0.8)
     # ja mixed: [答 え は au で す] vs [au]: P = 1/6, R = 1 -> 2/7
-    assert qa.token_f1("答えはAuです", "Au", "ja") == pytest.approx(2 / 7)
+    assert qm.token_f1("答えはAuです", "Au", "ja") == pytest.approx(2 / 7)
     # it: articles vanish on both sides
-    assert qa.token_f1("L'oro", "oro", "it") == 1.0 and qa.token_f1("Cairo", "Il Cairo", "it") == 1.0
+    assert qm.token_f1("L'oro", "oro", "it") == 1.0 and qm.token_f1("Cairo", "Il Cairo", "it") == 1.0
     # nl
-    assert qa.token_f1("de Verenigde Staten", "Verenigde Staten", "nl") == 1.0
+    assert qm.token_f1("de Verenigde Staten", "Verenigde Staten", "nl") == 1.0
     # ko: whole words only, so a particle makes it a miss
-    assert qa.token_f1("서울입니다", "서울", "ko") == 0.0
+    assert qm.token_f1("서울입니다", "서울", "ko") == 0.0
     # repeated tokens count once per occurrence: [a a b] vs [a b]: common 2, P = 2/3, R = 1 -> 0.8
-    assert qa.token_f1("x x y", "x y", "en") == pytest.approx(0.8)
-    assert qa.token_f1("", "", "en") == 1.0 and qa.token_f1("the", "Paris", "en") == 0.0
+    assert qm.token_f1("x x y", "x y", "en") == pytest.approx(0.8)
+    assert qm.token_f1("", "", "en") == 1.0 and qm.token_f1("the", "Paris", "en") == 0.0
 
 
 def test_aliases_take_the_maximum():
     answers = ["United States", "USA", "United States of America"]
-    assert qa.best_f1("USA", answers, "en") == 1.0
-    assert qa.best_f1("the United States", answers, "en") == 1.0
+    assert qm.best_f1("USA", answers, "en") == 1.0
+    assert qm.best_f1("the United States", answers, "en") == 1.0
     # "States": 2/3 against "United States" (P 1, R 1/2), 0.4 against the long form (R 1/4), 0 against USA
-    assert qa.best_f1("States", answers, "en") == pytest.approx(2 / 3)
-    assert qa.exact_match("the USA.", answers, "en") == 1.0 and qa.exact_match("States", answers, "en") == 0.0
-    assert qa.best_f1("ドルです", ["ドル", "米ドル"], "ja") == pytest.approx(2 * (2 / 4) / (2 / 4 + 1))
+    assert qm.best_f1("States", answers, "en") == pytest.approx(2 / 3)
+    assert qm.exact_match("the USA.", answers, "en") == 1.0 and qm.exact_match("States", answers, "en") == 0.0
+    assert qm.best_f1("ドルです", ["ドル", "米ドル"], "ja") == pytest.approx(2 * (2 / 4) / (2 / 4 + 1))
 
 
 def test_first_line_and_prompt():
-    assert qa.first_line(" Paris\nQuestion: next") == "Paris" and qa.first_line("\nParis") == ""
+    assert qm.first_line(" Paris\nQuestion: next") == "Paris" and qm.first_line("\nParis") == ""
     prompt = qa.qa_prompt("フランスの首都はどこですか？", "ja", shots=1)
     assert prompt.startswith("それぞれの質問に短く答えてください。") and prompt.endswith(
         "質問：フランスの首都はどこですか？\n答え："

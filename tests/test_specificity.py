@@ -7,11 +7,11 @@ import pytest
 import torch
 from scipy import stats as scipy_stats
 
-from transfer_neurons import overlap as ov
-from transfer_neurons import specificity as spec
-from transfer_neurons.capture import collect
-from transfer_neurons.downstream import activation_stats
+from transfer_neurons.analyses.downstream import activation_stats
 from transfer_neurons.errors import InputError
+from transfer_neurons.hooks.capture import collect
+from transfer_neurons.metrics import overlap as ov
+from transfer_neurons.metrics import specificity as spec
 
 
 def direct_eta2(x: np.ndarray, groups: np.ndarray) -> np.ndarray:

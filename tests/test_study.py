@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from test_cli import EXAMPLES
 from transfer_neurons.cli import app
-from transfer_neurons.config import describe, load_config
 from transfer_neurons.errors import InputError
+from transfer_neurons.study.config import describe, load_config
 
 runner = CliRunner()
 
@@ -141,7 +141,7 @@ def test_help_config_documents_every_key():
 
 
 def test_unknown_udhr_language_is_reported_before_any_step(model_folder, tmp_path, monkeypatch):
-    from transfer_neurons import udhr
+    from transfer_neurons.data import udhr
 
     def resolve(code):
         if code != "ja":

@@ -10,9 +10,9 @@ import tarfile
 import pytest
 from typer.testing import CliRunner
 
-from transfer_neurons import udhr
 from transfer_neurons.cli import app
-from transfer_neurons.data import data_lang, read_pairs
+from transfer_neurons.data import udhr
+from transfer_neurons.data.pairs import data_lang, read_pairs
 from transfer_neurons.errors import InputError
 
 runner = CliRunner()

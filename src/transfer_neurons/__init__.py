@@ -3,12 +3,12 @@ between language-specific spaces and a shared semantic space (Tezuka & Inoue, EM
 
 __version__ = "0.1.0"
 
-from .adapters import ADAPTERS, Adapter, adapter_for
-from .capture import capture
-from .data import ParallelData, read_pairs
-from .detect import Detection, default_layers, detect
-from .errors import InputError
-from .loading import LoadedModel, load_model
+from transfer_neurons.analyses.detect import Detection, default_layers, detect
+from transfer_neurons.data.pairs import ParallelData, read_pairs
+from transfer_neurons.errors import InputError
+from transfer_neurons.hooks.capture import capture
+from transfer_neurons.model.adapters import ADAPTERS, Adapter, adapter_for
+from transfer_neurons.model.loading import LoadedModel, load_model
 
 __all__ = [
     "ADAPTERS",

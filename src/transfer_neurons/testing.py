@@ -13,7 +13,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
-from .builtin import example_data
+from transfer_neurons.data.examples import example_data
 
 SMALL = {
     "hidden_size": 32,

@@ -1,0 +1,151 @@
+"""Parallel sentence data: JSONL (`{"en": ..., "<l2>": ...}` per line) or TSV with a header row."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from transfer_neurons.errors import InputError
+
+
+@dataclass(frozen=True)
+class ParallelData:
+    """Aligned English and L2 sentences (same length, same order)."""
+
+    lang: str
+    en: list[str]
+    l2: list[str]
+
+    def __len__(self) -> int:
+        return len(self.l2)
+
+
+def read_pairs(path: str | Path, lang: str, max_sentences: int | None = None) -> ParallelData:
+    """Read `en`/`lang` pairs from a .jsonl or .tsv file, validating every row."""
+    path = Path(path)
+    if lang == "en":
+        raise InputError("the L2 language must not be 'en': English is the other side of every pair")
+    rows = _rows(path)
+    en: list[str] = []
+    l2: list[str] = []
+    for where, row in rows:
+        en.append(_field(row, "en", where, path))
+        l2.append(_field(row, lang, where, path))
+        if max_sentences is not None and len(l2) >= max_sentences:
+            break
+    if not l2:
+        raise InputError(f"data file '{path}' holds no sentence pairs")
+    return ParallelData(lang=lang, en=en, l2=l2)
+
+
+def write_pairs(pairs: ParallelData, path: str | Path) -> Path:
+    """Write `pairs` as JSONL (`{"en": ..., "<lang>": ...}` per line), or as TSV with a header row
+    for a .tsv/.tab path, atomically: the file every command reads with `--data`."""
+    from transfer_neurons.artifacts.io import atomic_path
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"output path '{path}' is a folder; give a file name such as en-{pairs.lang}.jsonl")
+    tsv = path.suffix.lower() in {".tsv", ".tab"}
+    if tsv and any("\t" in s or "\n" in s for s in (*pairs.en, *pairs.l2)):
+        raise InputError(f"sentences contain tabs or line breaks, which TSV cannot hold; write '{path.stem}.jsonl'")
+    try:
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+            if tsv:
+                fh.write(f"en\t{pairs.lang}\n")
+            for en, l2 in zip(pairs.en, pairs.l2, strict=True):
+                if tsv:
+                    fh.write(f"{en}\t{l2}\n")
+                else:
+                    fh.write(json.dumps({"en": en, pairs.lang: l2}, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        raise InputError(f"cannot write '{path}': {exc.strerror or exc}") from exc
+    return path
+
+
+def data_lang(path: str | Path) -> str:
+    """The L2 code of a pair file: its one field (JSONL) or column (TSV) besides `en`."""
+    path = Path(path)
+    _, row = next(_rows(path), (None, {}))
+    others = [key for key in row if key != "en"]
+    if len(others) != 1:
+        raise InputError(f"cannot tell the L2 language of '{path}' (fields: {', '.join(row) or 'none'}); give --lang")
+    return others[0]
+
+
+def _rows(path: Path):
+    """(where, row dict) for each non-blank row of a .jsonl or .tsv file."""
+    if not path.is_file():
+        raise InputError(f"data file '{path}' does not exist; give a JSONL or TSV file of sentence pairs")
+    return _tsv_rows(path) if path.suffix.lower() in {".tsv", ".tab"} else _jsonl_rows(path)
+
+
+def jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSONL file (.gz too); bad lines are InputErrors."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"{path} line {number} is not valid JSON ({exc.msg})") from exc
+                if not isinstance(row, dict):
+                    raise InputError(f"{path} line {number} is not a JSON object")
+                yield number, row
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read '{path}': {exc}") from exc
+
+
+def _jsonl_rows(path: Path):
+    for number, row in jsonl_rows(path):
+        yield f"line {number}", row
+
+
+def _tsv_rows(path: Path):
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader, None)
+        if header is None:
+            return
+        for number, values in enumerate(reader, 2):
+            if any(v.strip() for v in values):
+                yield f"line {number}", dict(zip(header, values, strict=False))
+
+
+def _field(row: dict, name: str, where: str, path: Path) -> str:
+    if name not in row:
+        fields = ", ".join(map(str, row)) or "none"
+        raise InputError(f"{path} {where} has no '{name}' field (fields: {fields}); check the file or --lang")
+    value = row[name]
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{path} {where} has an empty or non-text '{name}' sentence; remove or fix that line")
+    return value
+
+
+def read_sentences(path: str | Path, lang: str, max_sentences: int | None = None) -> list[str]:
+    """Monolingual sentences: the `lang` field of each JSONL line or TSV row (e.g. one side of a pair
+    file, or MKQA questions aligned across languages), or every line of a .txt file."""
+    path = Path(path)
+    if path.suffix.lower() == ".txt":
+        if not path.is_file():
+            raise InputError(f"data file '{path}' does not exist; give a JSONL, TSV or .txt file of sentences")
+        with open(path, encoding="utf-8") as fh:
+            lines = (line.strip() for line in fh)
+            sentences = [line for line in lines if line]
+    else:
+        sentences = []
+        for where, row in _rows(path):
+            sentences.append(_field(row, lang, where, path))
+            if max_sentences is not None and len(sentences) >= max_sentences:
+                break
+    sentences = sentences[:max_sentences] if max_sentences else sentences
+    if not sentences:
+        raise InputError(f"data file '{path}' holds no '{lang}' sentences")
+    return sentences

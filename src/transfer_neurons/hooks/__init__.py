@@ -1,0 +1,1 @@
+"""Running a model with hooks: capture of states, interventions, generation, data parallelism."""

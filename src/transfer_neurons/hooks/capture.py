@@ -1,0 +1,170 @@
+"""Batched capture of last-token states with forward hooks.
+
+Sentences are tokenised with the tokenizer's normal special tokens, sorted by length (less
+padding), left-padded with an attention mask and explicit position ids (so a batched result
+equals the unbatched one), and run through the decoder. Hooks keep only the last real token of
+each sentence, in float32, per layer, all on the model's input device (`LoadedModel.device`) even
+when a device map spreads the layers over several devices:
+
+- ``h``: the decoder layer's output ``h^l`` (not ``output_hidden_states``);
+- ``mlp``: what the MLP adds to the residual stream, ``mlp^l``: the down projection's output
+  (bias included), after the post-MLP norm where the model has one;
+- ``act``: the MLP activation ``a^l``, the input of the down projection;
+- ``scale``: ``1 / rms(a W_down)`` of a post-MLP norm (1 where the model has none), so that the
+  effective value vector of neuron i is ``scale * g * v_i``;
+- ``final``: the final norm's output (only at the last layer; for ``--paper-compat``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from transfer_neurons.model.loading import LoadedModel
+
+PARTS = ("h", "mlp", "act", "scale", "final")
+
+
+@dataclass
+class Batch:
+    """Captured last-token tensors of one batch: ``parts[name][layer]`` is [B, ...] float32."""
+
+    index: torch.Tensor  # positions of the batch's sentences in the input list
+    parts: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> dict[int, torch.Tensor]:
+        return self.parts[name]
+
+
+class _StopForward(Exception):
+    """Raised by the hook of the last needed layer: the rest of the forward pass is skipped."""
+
+
+def _output(out):
+    return out[0] if isinstance(out, tuple) else out
+
+
+@contextmanager
+def hooks(lm: LoadedModel, layers: Iterable[int], parts: Sequence[str], store: dict, stop_after: int | None):
+    """Register capture hooks for `layers`/`parts` writing into `store`; remove them on exit."""
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise ValueError(f"unknown capture parts {sorted(unknown)}; known: {PARTS}")
+    adapter, model, device = lm.adapter, lm.model, lm.device
+    handles = []
+
+    def keep(name: str, layer: int, value: torch.Tensor) -> None:
+        store.setdefault(name, {})[layer] = value[:, -1].to(device).float()
+
+    for layer in layers:
+        decoder_layer = adapter.decoder_layers(model)[layer]
+        if "h" in parts or layer == stop_after:
+
+            def on_layer(_m, _i, out, layer=layer):
+                if "h" in parts:
+                    keep("h", layer, _output(out))
+                if layer == stop_after:
+                    raise _StopForward
+
+            handles.append(decoder_layer.register_forward_hook(on_layer))
+        norm = adapter.post_norm_module(model, layer)
+        eps = None if norm is None else adapter.post_norm_eps(model, layer)
+        if {"act", "mlp", "scale"} & set(parts):
+
+            def on_down(_m, args, out, layer=layer, eps=eps):
+                if "act" in parts:
+                    keep("act", layer, args[0])
+                if "mlp" in parts and eps is None:
+                    keep("mlp", layer, out)
+                if "scale" in parts:
+                    last = out[:, -1].to(device).float()
+                    scale = torch.ones_like(last[:, 0]) if eps is None else torch.rsqrt(last.pow(2).mean(-1) + eps)
+                    store.setdefault("scale", {})[layer] = scale
+
+            handles.append(adapter.down_module(model, layer).register_forward_hook(on_down))
+        if "mlp" in parts and norm is not None:
+            handles.append(norm.register_forward_hook(lambda _m, _i, out, layer=layer: keep("mlp", layer, out)))
+    if "final" in parts:
+        final_norm = adapter.final_norm_module(model)
+        last = lm.num_layers - 1
+        handles.append(final_norm.register_forward_hook(lambda _m, _i, out: keep("final", last, out)))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def capture(
+    lm: LoadedModel,
+    sentences: Sequence[str],
+    parts: Sequence[str] = ("h",),
+    layers: Iterable[int] | None = None,
+    batch_size: int = 16,
+    stop_early: bool = True,
+    desc: str | None = None,
+    progress: bool = True,
+) -> Iterator[Batch]:
+    """Yield one `Batch` per forward pass over `sentences` (sorted by length; see `Batch.index`).
+
+    With `stop_early` the forward pass stops after the highest requested layer when nothing
+    later (final norm) is needed.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    if not sentences:  # e.g. an empty shard on one rank of a distributed run
+        return
+    layers = sorted(set(range(lm.num_layers) if layers is None else layers))
+    stop_after = layers[-1] if stop_early and "final" not in parts and layers else None
+    encoded = lm.tokenizer(list(sentences), add_special_tokens=True)["input_ids"]
+    order = sorted(range(len(encoded)), key=lambda k: (len(encoded[k]), k))
+    decoder = lm.model.get_decoder()
+    bar = tqdm(total=len(order), desc=desc, unit="sent", disable=not progress, leave=False)
+    try:
+        for start in range(0, len(order), batch_size):
+            index = order[start : start + batch_size]
+            padded = lm.tokenizer.pad({"input_ids": [encoded[k] for k in index]}, return_tensors="pt")
+            mask = padded["attention_mask"].to(lm.device)
+            store: dict = {}
+            with hooks(lm, layers, parts, store, stop_after), torch.inference_mode():
+                try:
+                    decoder(
+                        input_ids=padded["input_ids"].to(lm.device),
+                        attention_mask=mask,
+                        position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                        use_cache=False,
+                    )
+                except _StopForward:
+                    pass
+            bar.update(len(index))
+            yield Batch(index=torch.tensor(index), parts=store)
+    finally:
+        bar.close()
+
+
+def collect(
+    lm: LoadedModel,
+    sentences: Sequence[str],
+    parts: Sequence[str] = ("h",),
+    layers: Iterable[int] | None = None,
+    batch_size: int = 16,
+    desc: str | None = None,
+    progress: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Captured tensors per part as [layers, sentences, dim] float32 in input order (on CPU).
+
+    For analyses that need every sentence (kNN, PCA); detection streams instead.
+    """
+    layers = sorted(set(range(lm.num_layers) if layers is None else layers))
+    out: dict[str, torch.Tensor] = {}
+    for batch in capture(lm, sentences, parts, layers, batch_size, desc=desc, progress=progress):
+        for part in parts:
+            stacked = torch.stack([batch[part][layer] for layer in layers]).cpu()
+            if part not in out:
+                out[part] = torch.zeros(len(layers), len(sentences), *stacked.shape[2:])
+            out[part][:, batch.index] = stacked
+    return out

@@ -1,0 +1,67 @@
+"""Greedy generation in left-padded batches, optionally under an intervention."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from transfer_neurons.hooks.interventions import Intervention, apply_intervention
+from transfer_neurons.model.loading import LoadedModel
+
+
+def generate(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    intervention: Intervention | None = None,
+    max_new_tokens: int = 32,
+    batch_size: int = 8,
+    stop_strings: Sequence[str] | None = None,
+) -> list[str]:
+    """Greedy continuations (the new text only) of `prompts`, in order.
+
+    With `stop_strings`, a sequence stops once its text contains one of them (a batch stops when
+    all of its sequences have); the stop string stays in the returned text.
+    """
+    stop = {"stop_strings": list(stop_strings), "tokenizer": lm.tokenizer} if stop_strings else {}
+    texts: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        batch = lm.tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True)
+        batch = {key: value.to(lm.device) for key, value in batch.items()}
+        with apply_intervention(lm, intervention), torch.inference_mode():
+            output = lm.model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=lm.tokenizer.pad_token_id,
+                **stop,
+            )
+        new = output[:, batch["input_ids"].shape[1] :]
+        texts += lm.tokenizer.batch_decode(new, skip_special_tokens=True)
+    return texts
+
+
+def next_token_logprobs(
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    token_ids: Sequence[int],
+    intervention: Intervention | None = None,
+    batch_size: int = 8,
+) -> torch.Tensor:
+    """Log-probabilities [len(prompts), len(token_ids)] (float32, CPU) of `token_ids` as the next
+    token after each prompt, in left-padded batches with explicit position ids (as in capture)."""
+    ids = torch.tensor(list(token_ids))
+    rows = []
+    for start in range(0, len(prompts), batch_size):
+        padded = lm.tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True)
+        mask = padded["attention_mask"].to(lm.device)
+        with apply_intervention(lm, intervention), torch.inference_mode():
+            logits = lm.model(
+                input_ids=padded["input_ids"].to(lm.device),
+                attention_mask=mask,
+                position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                use_cache=False,
+                logits_to_keep=1,
+            ).logits[:, -1]
+        rows.append(torch.log_softmax(logits.float(), dim=-1)[:, ids.to(logits.device)].cpu())
+    return torch.cat(rows) if rows else torch.zeros(0, len(ids))

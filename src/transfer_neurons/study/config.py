@@ -1,0 +1,172 @@
+"""A study as one typed, validated config (YAML or TOML). Every field documents its default.
+
+Errors name the key and the reason (`languages.2: unknown language code 'xx'`) and are raised
+before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import tomllib
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from transfer_neurons.errors import InputError
+
+LANG_CODE = re.compile(r"^[a-z]{2,3}([_-][A-Za-z0-9]+)*$")
+
+
+class Section(BaseModel):
+    """Strict: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class LanguageFiles(Section):
+    train: Path = Field(description="Parallel en-L2 pairs for detection (JSONL or TSV).")
+    test: Path | None = Field(None, description="Pairs for the latent analyses and ablations; default: a holdout.")
+    nonparallel: Path | None = Field(None, description="Non-parallel pairs; default: the L2 side shifted by one.")
+
+
+class DataConfig(Section):
+    source: Literal["udhr", "files"] = Field(
+        "udhr", description="udhr: the built-in Universal Declaration of Human Rights corpus; files: `files`."
+    )
+    files: dict[str, LanguageFiles] = Field(default_factory=dict, description="Per L2 code, when source=files.")
+    max_sentences: int | None = Field(None, ge=2, description="Use at most this many pairs per language.")
+    holdout: float = Field(
+        0.5, gt=0, lt=1, description="Share of the pairs kept for analyses when a language has no test file."
+    )
+
+
+class DetectConfig(Section):
+    types: list[Literal["type1", "type2"]] = Field(["type1", "type2"], description="Neuron types to detect.")
+    top_n: int = Field(1000, ge=1, description="Top-ranked neurons kept per type and language.")
+    paper_compat: bool = Field(False, description="Last-layer centroid from the final-norm output (authors' code).")
+
+
+class LatentConfig(Section):
+    enabled: bool = Field(True, description="Run the latent-space analyses (mutual kNN, similarity, PCA).")
+    k: int = Field(10, ge=1, description="Neighbours for mutual kNN.")
+    clamp: float | None = Field(None, ge=0.5, le=1.0, description="Outlier clamp quantile before mutual kNN.")
+
+
+class AblateConfig(Section):
+    enabled: bool = Field(True, description="Deactivate the top Type-1 neurons and a random baseline.")
+    top_k: int = Field(100, ge=1, description="Type-1 neurons deactivated per language.")
+    baseline: Literal["per-layer", "uniform"] = Field("per-layer", description="Random baseline placement.")
+
+
+class CharacteriseConfig(Section):
+    specificity: bool = Field(True, description="eta^2 / ANOVA language specificity of every detected set.")
+    overlap: bool = Field(True, description="Jaccard overlap of the detected sets and their layer distribution.")
+    top_n: int = Field(1000, ge=1, description="Top neurons per set (at most detect.top_n).")
+
+
+class DownstreamConfig(Section):
+    qa: bool = Field(True, description="Built-in QA (token F1) for the languages it covers (en ja ko nl it).")
+    mc: bool = Field(True, description="Built-in multiple choice (accuracy) for the languages it covers.")
+    output_lang: bool = Field(True, description="Language of continuations of test-split L2 sentences.")
+    top_k: int = Field(100, ge=1, description="Neurons deactivated (Type-1 for QA/MC, Type-2 for output language).")
+    max_questions: int = Field(30, ge=1, description="Questions (or prompts) per language and condition.")
+
+
+class StudyConfig(Section):
+    """Everything a `transfer-neurons run` does, with the defaults used when a key is left out."""
+
+    model: str = Field(description="Model folder, .gguf file, hub id or built-in name (gemma-3-270m).")
+    languages: list[str] = Field(min_length=1, description="L2 language codes (ISO 639-1 where one exists).")
+    device: str = Field("auto", description="cpu, cuda, cuda:N or auto.")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Model weights dtype.")
+    batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
+    seed: int = Field(0, description="Seed of data splits, random baselines and PCA.")
+    data: DataConfig = Field(default_factory=DataConfig)
+    detect: DetectConfig = Field(default_factory=DetectConfig)
+    latent: LatentConfig = Field(default_factory=LatentConfig)
+    ablate: AblateConfig = Field(default_factory=AblateConfig)
+    characterise: CharacteriseConfig = Field(default_factory=CharacteriseConfig)
+    downstream: DownstreamConfig = Field(default_factory=DownstreamConfig)
+
+    @field_validator("languages")
+    @classmethod
+    def _codes(cls, value: list[str]) -> list[str]:
+        for code in value:
+            if code == "en":
+                raise ValueError("'en' is the other side of every pair; list only L2 languages")
+            if not LANG_CODE.match(code):
+                raise ValueError(f"'{code}' is not a language code like ja or zh-Hans")
+        if len(set(value)) != len(value):
+            raise ValueError("a language is listed twice")
+        return value
+
+    @model_validator(mode="after")
+    def _files_cover_languages(self) -> StudyConfig:
+        if self.data.source == "files":
+            missing = [code for code in self.languages if code not in self.data.files]
+            if missing:
+                raise ValueError(f"data.files has no entry for {', '.join(missing)}")
+            for code, entry in self.data.files.items():
+                for name in ("train", "test", "nonparallel"):
+                    path = getattr(entry, name)
+                    if path is not None and not path.is_file():
+                        raise ValueError(f"data.files.{code}.{name}: file '{path}' does not exist")
+        return self
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read and validate a study config; relative data paths are relative to the config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"config file '{path}' does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise InputError(f"config file '{path}' is not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: "
+                         f"{str(exc).splitlines()[0]}") from exc  # fmt: skip
+    if not isinstance(raw, dict):
+        raise InputError(f"config file '{path}' must be a mapping of keys to values")
+    _resolve_paths(raw, path.parent)
+    try:
+        return StudyConfig.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "config"
+        reason = error["msg"].removeprefix("Value error, ")
+        raise InputError(f"{path}: {where}: {reason}") from exc
+
+
+def _resolve_paths(raw: dict, base: Path) -> None:
+    """Data paths are relative to the config file; so is the model when such a path exists there."""
+    if isinstance(raw.get("model"), str) and (base / raw["model"]).exists():
+        raw["model"] = str(base / raw["model"])
+    files = (raw.get("data") or {}).get("files") if isinstance(raw.get("data"), dict) else None
+    if not isinstance(files, dict):
+        return
+    for entry in files.values():
+        if isinstance(entry, dict):
+            for name in ("train", "test", "nonparallel"):
+                if isinstance(entry.get(name), str):
+                    entry[name] = str((base / entry[name]).expanduser())
+
+
+def describe() -> str:
+    """Every key with its default and meaning, for `transfer-neurons run --help-config`."""
+    lines: list[str] = []
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, field in model.model_fields.items():
+            annotation = field.annotation
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation is not LanguageFiles:
+                walk(annotation, f"{prefix}{name}.")
+                continue
+            default = (
+                "required" if field.is_required() else f"default: {field.get_default(call_default_factory=True)!r}"
+            )
+            lines.append(f"{prefix}{name}  ({default})  {field.description or ''}")
+
+    walk(StudyConfig, "")
+    return "\n".join(lines)
