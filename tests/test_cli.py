@@ -40,7 +40,7 @@ def detect_args(model, data, out, *extra):
     ]
 
 
-def test_detect_writes_the_four_files(model_folder, tmp_path):
+def test_detect_writes_its_files(model_folder, tmp_path):
     out = tmp_path / "run"
     result = run(
         *detect_args(model_folder("qwen2"), EXAMPLES, out, "--type", "type2", "--top-n", "20", "--batch-size", "5")
@@ -49,6 +49,7 @@ def test_detect_writes_the_four_files(model_folder, tmp_path):
     assert "top neurons" in result.output
     assert sorted(p.name for p in out.iterdir()) == [
         "centroids.safetensors",
+        "layers.png",
         "manifest.json",
         "neurons.json",
         "scores.safetensors",

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from test_cli import EXAMPLES, assert_error
-from transfer_neurons.analyses.downstream import logit_lens_tokens
+from transfer_neurons.analyses.logit_lens import logit_lens_tokens
 from transfer_neurons.cli import app
 
 runner = CliRunner()

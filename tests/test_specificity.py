@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import stats as scipy_stats
 
-from transfer_neurons.analyses.downstream import activation_stats
+from transfer_neurons.analyses.specificity import activation_stats
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.capture import collect
 from transfer_neurons.metrics import overlap as ov

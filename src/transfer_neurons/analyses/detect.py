@@ -12,13 +12,20 @@ over ranks (`distributed.all_reduce_sum`): every rank ends with the same result.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
+from pydantic import Field
 
-from transfer_neurons.artifacts.io import write_json, write_tensors
-from transfer_neurons.artifacts.manifest import write_manifest
+from transfer_neurons.analyses.base import Config
+from transfer_neurons.artifacts import names, plots
+from transfer_neurons.artifacts.io import read_tensors, write_tensors
+from transfer_neurons.artifacts.neurons import NeuronSet, read_neurons
+from transfer_neurons.artifacts.result import Result, read_manifest
+from transfer_neurons.choices import NeuronType
 from transfer_neurons.data.pairs import ParallelData
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.capture import capture
@@ -26,11 +33,11 @@ from transfer_neurons.hooks.distributed import all_reduce_sum, is_main, shard, w
 from transfer_neurons.metrics.scoring import LayerScorer, rank_neurons
 from transfer_neurons.model.loading import LoadedModel
 
-TYPES = ("type1", "type2")
+TYPES = tuple(t.value for t in NeuronType)
 TYPE1_SHARE = 0.625  # Type-1 candidates: the first round(0.625 L) layers (20 of 32 in the paper)
 
 
-def default_layers(num_layers: int, kind: str) -> list[int]:
+def default_layers(num_layers: int, kind: NeuronType | str) -> list[int]:
     """Default candidate layers: Type-1 the first round(0.625 L) layers, Type-2 the rest."""
     split = int(TYPE1_SHARE * num_layers + 0.5)
     return list(range(split)) if kind == "type1" else list(range(split, num_layers))
@@ -51,9 +58,21 @@ def parse_layers(spec: str, num_layers: int) -> list[int]:
     return sorted(layers)
 
 
+class DetectConfig(Config):
+    """Settings of one detection (the type is chosen per run: a study detects several)."""
+
+    top_n: int = Field(1000, ge=1, description="Top-ranked neurons kept per type and language.")
+    layers: list[int] | None = Field(None, description="Candidate layers; default: Type-1 the first round(0.625 L), "
+                                     "Type-2 the rest.")  # fmt: skip
+    paper_compat: bool = Field(False, description="Last-layer centroid from the final-norm output (authors' code).")
+    batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
+
+
 @dataclass
-class Detection:
+class Detection(Result):
     """Result of one detection: scores [L, m] (NaN outside candidates), centroids [L, d], top-n."""
+
+    command: ClassVar[str] = "detect"
 
     kind: str
     lang: str
@@ -65,30 +84,56 @@ class Detection:
     settings: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
 
-    def save(self, out: str | Path, inputs: dict | None = None) -> Path:
-        """Write scores/centroids (safetensors), neurons.json and manifest.json (last) into `out`."""
+    @property
+    def neuron_set(self) -> NeuronSet:
+        return NeuronSet(tuple(self.top), self.lang, self.kind, self.model, tuple(self.layers))
+
+    def write_files(self, out: Path) -> list[str]:
+        write_tensors(out / names.SCORES, {"scores": self.scores.float()})
+        write_tensors(out / names.CENTROIDS, {"centroids": self.centroids.float()})
+        self.neuron_set.save(out / names.NEURONS)
+        counts = Counter(layer for layer, _, _ in self.top)
+        per_layer = [counts.get(layer, 0) for layer in range(self.scores.shape[0])]
+        plots.layer_histograms({f"{self.kind} {self.lang}": per_layer}, out / names.LAYERS_FIGURE,
+                               f"Layers of the top-{len(self.top)} {self.kind} neurons, {self.lang}")  # fmt: skip
+        return [names.SCORES, names.CENTROIDS, names.NEURONS, names.LAYERS_FIGURE]
+
+    def manifest_fields(self) -> dict[str, Any]:
+        return {"model": self.model, "type": self.kind, "lang": self.lang, "layers": self.layers,
+                "settings": self.settings, "seed": None, "timings_s": self.timings}  # fmt: skip
+
+    @classmethod
+    def load(cls, out: str | Path) -> Detection:
+        """A detection folder written by `save` (from the command line, a study or Python)."""
         out = Path(out)
-        write_tensors(out / "scores.safetensors", {"scores": self.scores.float()})
-        write_tensors(out / "centroids.safetensors", {"centroids": self.centroids.float()})
-        neurons = {"type": self.kind, "lang": self.lang, "model": self.model, "layers": self.layers}
-        write_json(out / "neurons.json", {**neurons, "top": [list(t) for t in self.top]})
-        write_manifest(
-            out,
-            "detect",
-            **neurons,
-            inputs=inputs or {},
-            settings=self.settings,
-            seed=None,
-            timings_s=self.timings,
-            files=["scores.safetensors", "centroids.safetensors", "neurons.json"],
-        )
-        return out
+        manifest = read_manifest(out, cls.command)
+        neurons = read_neurons(out / names.NEURONS)
+        return cls(kind=str(neurons.type), lang=str(neurons.lang), model=str(neurons.model),
+                   layers=list(neurons.layers), scores=read_tensors(out / names.SCORES)["scores"],
+                   centroids=read_tensors(out / names.CENTROIDS)["centroids"], top=list(neurons.top),
+                   settings=manifest.get("settings", {}), timings=manifest.get("timings_s", {}))  # fmt: skip
+
+    def summary_lines(self) -> list[str]:
+        counts = Counter(layer for layer, _, _ in self.top)
+        lines = [f"{self.kind} transfer neurons for '{self.lang}' in {self.model}: scored {len(self.layers)} layers "
+                 f"x {self.scores.shape[1]} neurons on {self.settings.get('n_sentences')} sentences in "
+                 f"{sum(self.timings.values()):.1f} s", "top neurons (layer, neuron, score):"]  # fmt: skip
+        lines += [f"  L{layer:<3} #{neuron:<6} {score:+.6f}" for layer, neuron, score in self.top[:10]]
+        spread = ", ".join(f"L{layer}: {counts[layer]}" for layer in sorted(counts))
+        lines.append(f"layers of the top {len(self.top)}: {spread}")
+        return lines
+
+
+def run(lm: LoadedModel, data: ParallelData, kind: NeuronType | str, config: DetectConfig,
+        progress: bool = False) -> Detection:  # fmt: skip
+    """`detect` with the settings of a config (the command line and the study call this)."""
+    return detect(lm, data, kind, config.layers, config.top_n, config.batch_size, config.paper_compat, progress)
 
 
 def detect(
     lm: LoadedModel,
     data: ParallelData,
-    kind: str = "type1",
+    kind: NeuronType | str = NeuronType.type1,
     layers: list[int] | None = None,
     top_n: int = 1000,
     batch_size: int = 16,
@@ -99,6 +144,7 @@ def detect(
 
     Under torch.distributed (see `distributed`), call it on every rank with the same arguments.
     """
+    kind = str(getattr(kind, "value", kind))
     if kind not in TYPES:
         raise InputError(f"unknown type '{kind}'; use type1 or type2")
     num_layers, width = lm.num_layers, lm.mlp_width

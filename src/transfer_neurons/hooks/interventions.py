@@ -23,11 +23,14 @@ import numpy as np
 import torch
 
 from transfer_neurons.artifacts.io import read_json, write_json
+from transfer_neurons.artifacts.names import SCHEMA_VERSION
+from transfer_neurons.artifacts.neurons import NeuronSet, read_neurons
+from transfer_neurons.choices import Baseline, Positions
 from transfer_neurons.errors import InputError
 from transfer_neurons.model.loading import LoadedModel
 
-POSITIONS = ("last", "prompt", "all")
-BASELINE_MODES = ("per-layer", "uniform")
+POSITIONS = tuple(p.value for p in Positions)
+BASELINE_MODES = tuple(b.value for b in Baseline)
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Intervention:
     positions: str = "last"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "positions", str(getattr(self.positions, "value", self.positions)))
         if self.positions not in POSITIONS:
             raise InputError(f"unknown position policy '{self.positions}'; use one of {', '.join(POSITIONS)}")
         keys = [(layer, neuron) for layer, neuron, _ in self.neurons]
@@ -50,14 +54,19 @@ class Intervention:
         return cls(tuple(sorted((int(l), int(i), float(factor)) for l, i in neurons)), positions)
 
     @classmethod
+    def from_neurons(
+        cls, neurons: NeuronSet, top_k: int, factor: float = 0.0, positions: str = Positions.last
+    ) -> Intervention:
+        """The top-k neurons of a neuron set (see `artifacts.neurons.read_neurons`)."""
+        neurons.check_top_k(top_k)
+        return cls.of(neurons.neurons(top_k), factor, positions)
+
+    @classmethod
     def from_neurons_json(
-        cls, path: str | Path, top_k: int, factor: float = 0.0, positions: str = "last"
+        cls, path: str | Path, top_k: int, factor: float = 0.0, positions: str = Positions.last
     ) -> Intervention:
         """The top-k neurons of a `neurons.json` written by `detect`."""
-        top = _read_neurons_json(path)["top"]
-        if not 1 <= top_k <= len(top):
-            raise InputError(f"--top-k {top_k} must be between 1 and the {len(top)} neurons listed in {path}")
-        return cls.of(((layer, neuron) for layer, neuron, _ in top[:top_k]), factor, positions)
+        return cls.from_neurons(read_neurons(path), top_k, factor, positions)
 
     @classmethod
     def load(cls, path: str | Path) -> Intervention:
@@ -65,7 +74,8 @@ class Intervention:
         return cls(tuple((int(l), int(i), float(f)) for l, i, f in data["neurons"]), data["positions"])
 
     def save(self, path: str | Path) -> None:
-        write_json(path, {"positions": self.positions, "neurons": [list(n) for n in self.neurons]})
+        write_json(path, {"schema_version": SCHEMA_VERSION, "positions": self.positions,
+                          "neurons": [list(n) for n in self.neurons]})  # fmt: skip
 
     def pairs(self) -> list[tuple[int, int]]:
         return [(layer, neuron) for layer, neuron, _ in self.neurons]
@@ -107,19 +117,6 @@ class Intervention:
         }
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         torch.save(config, path)
-
-
-def _read_neurons_json(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"neurons file '{path}' does not exist; give the neurons.json written by detect")
-    try:
-        data = read_json(path)
-    except ValueError as exc:
-        raise InputError(f"neurons file '{path}' is not valid JSON") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("top"), list):
-        raise InputError(f"neurons file '{path}' has no 'top' list; give the neurons.json written by detect")
-    return data
 
 
 @contextmanager
@@ -170,6 +167,7 @@ def random_baseline(
     per-layer: the same number of neurons in each layer as `controlled`; uniform: the same total
     drawn uniformly over `layers` (the candidate layers; the paper's choice).
     """
+    mode = str(getattr(mode, "value", mode))
     if mode not in BASELINE_MODES:
         raise InputError(f"unknown baseline mode '{mode}'; use one of {', '.join(BASELINE_MODES)}")
     rng = np.random.default_rng(seed)
@@ -190,19 +188,22 @@ def random_baseline(
     return Intervention.of(chosen, factor, controlled.positions)
 
 
+Conditions = dict[str, "Intervention | None"]
+
+
 def deactivation_conditions(
-    neurons: str | Path,
+    neurons: NeuronSet,
     top_k: int,
     num_layers: int,
     width: int,
-    positions: str = "last",
-    baseline: str = "per-layer",
+    positions: str = Positions.last,
+    baseline: str = Baseline.per_layer,
     seed: int = 0,
-) -> dict[str, Intervention | None]:
+) -> Conditions:
     """The three conditions of a controlled experiment: normal (None), the top-k neurons of a
-    detect `neurons.json` deactivated, and a seeded random baseline of the same shape."""
-    deactivated = Intervention.from_neurons_json(neurons, top_k, factor=0.0, positions=positions)
-    deactivated.check(num_layers, width)
-    candidates = read_json(neurons).get("layers") or sorted(deactivated.counts_per_layer())
+    neuron set deactivated, and a seeded random baseline of the same shape."""
+    neurons.check_model(num_layers, width)
+    deactivated = Intervention.from_neurons(neurons, top_k, factor=0.0, positions=positions)
+    candidates = list(neurons.layers) or sorted(deactivated.counts_per_layer())
     random = random_baseline(deactivated, width, baseline, candidates, seed)
     return {"normal": None, "deactivated": deactivated, "random": random}

@@ -113,7 +113,7 @@ def _detected(study: Study) -> dict[str, Path]:
 
 def specificity_step(study: Study, folder: Path) -> dict:
     """eta^2 of each detected set's top-n vs a random baseline, over the test-split sentences."""
-    from transfer_neurons.analyses.downstream import activation_stats, specificity_report
+    from transfer_neurons.analyses.specificity import activation_stats, specificity_report
     from transfer_neurons.artifacts.io import write_json, write_tensors
     from transfer_neurons.hooks.interventions import Intervention, random_baseline
     from transfer_neurons.metrics import specificity as spec
@@ -179,7 +179,10 @@ def downstream_step(task: str, lang: str, kind: str) -> StepFn:
     at the prompt, and a random baseline."""
 
     def compute(study: Study, folder: Path) -> dict:
-        from transfer_neurons.analyses.downstream import mc_study, output_language_study, qa_study, summarize_rows
+        from transfer_neurons.analyses.base import summarize_rows
+        from transfer_neurons.analyses.mc import mc_study
+        from transfer_neurons.analyses.output_lang import output_language_study
+        from transfer_neurons.analyses.qa import qa_study
         from transfer_neurons.artifacts.io import write_json
         from transfer_neurons.hooks.interventions import deactivation_conditions
 

@@ -1,0 +1,57 @@
+"""Every file name a run writes, in one place, and the version of the JSON artifacts' layout."""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1  # carried by every JSON artifact as "schema_version"
+
+MANIFEST = "manifest.json"  # written last: its presence marks a complete result folder
+STEP = "step.json"  # a study step's key and artifact digests
+REPORT = "report.html"
+
+# detect
+SCORES = "scores.safetensors"
+NEURONS = "neurons.json"
+CENTROIDS = "centroids.safetensors"
+LAYERS_FIGURE = "layers.png"
+
+# neuron sets of a controlled experiment
+INTERVENTION = "intervention.json"
+BASELINE = "baseline.json"
+
+# latent
+LATENT = "latent.json"
+PCA_FIGURE = "pca.png"
+CENTROID_FIGURE = "centroid_similarity.png"
+MKNN_FIGURE = "mknn.png"
+SIMILARITY_FIGURE = "similarity.png"
+ACT_SIMILARITY_FIGURE = "act_similarity.png"
+
+# ablate
+ABLATION = "ablation.json"
+ABLATION_MKNN_FIGURE = "ablation_mknn.png"
+ABLATION_GAP_FIGURE = "ablation_similarity_gap.png"
+ABLATION_ACT_FIGURE = "ablation_act_similarity.png"
+
+# characterisation
+SPECIFICITY = "specificity.json"
+SPECIFICITY_TENSORS = "specificity.safetensors"
+SPECIFICITY_FIGURE = "specificity.png"
+OVERLAP = "overlap.json"
+OVERLAP_FIGURE = "overlap.png"
+
+# study data steps
+TRAIN, TEST, NONPARALLEL = "train.jsonl", "test.jsonl", "nonparallel.jsonl"
+
+
+def rows(task: str) -> str:
+    """Per-item rows of a downstream task (qa, mc, output_lang): one JSON object per line."""
+    return f"{task}.jsonl"
+
+
+def summary(task: str) -> str:
+    """Settings and per-condition results of a downstream task."""
+    return f"{task}.json"
+
+
+def figure(task: str) -> str:
+    return f"{task}.png"

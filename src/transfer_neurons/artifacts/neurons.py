@@ -1,0 +1,111 @@
+"""Neuron-set files (`neurons.json`): the one reader and writer every command and step uses.
+
+A file holds the ranked neurons of one detection: ``{"schema_version", "method", "type", "lang",
+"model", "layers", "top": [[layer, neuron, score], ...]}``. The reader validates every entry
+(integer layer and neuron, finite score, no repeats) so that a bad file is a one-line error, not
+a traceback or a silent wrong result.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transfer_neurons.artifacts.io import read_json, write_json
+from transfer_neurons.artifacts.names import NEURONS, SCHEMA_VERSION
+from transfer_neurons.errors import InputError
+
+Neuron = tuple[int, int]
+Ranked = tuple[int, int, float]
+
+
+@dataclass(frozen=True)
+class NeuronSet:
+    """Ranked neurons (layer, neuron, score), best first, with what produced them."""
+
+    top: tuple[Ranked, ...]
+    lang: str | None = None
+    type: str | None = None
+    model: str | None = None
+    layers: tuple[int, ...] = ()  # the candidate layers the ranking was drawn from
+    method: str = "tn"
+    source: str | None = field(default=None, compare=False)  # the file it was read from
+
+    @property
+    def name(self) -> str:
+        """A short label: `ja-type1`, or the method for sets without a type."""
+        return f"{self.lang}-{self.type or self.method}"
+
+    def neurons(self, top_k: int | None = None) -> list[Neuron]:
+        """The (layer, neuron) pairs of the top-k (all when None)."""
+        return [(layer, neuron) for layer, neuron, _ in self.top[: top_k or len(self.top)]]
+
+    def check_top_k(self, top_k: int, option: str = "--top-k") -> None:
+        if not 1 <= top_k <= len(self.top):
+            raise InputError(f"{option} {top_k} must be between 1 and the {len(self.top)} neurons listed in "
+                             f"{self.source or 'the neuron set'}")  # fmt: skip
+
+    def check_model(self, num_layers: int, width: int) -> None:
+        """InputError if a neuron or candidate layer lies outside a model of this shape."""
+        for layer, neuron, _ in self.top:
+            if not (0 <= layer < num_layers and 0 <= neuron < width):
+                raise InputError(f"neuron ({layer}, {neuron}) of {self.source or 'the neuron set'} lies outside the "
+                                 f"model's {num_layers} layers x {width} neurons; was it detected on another model?")  # fmt: skip
+        if any(not 0 <= layer < num_layers for layer in self.layers):
+            raise InputError(f"the candidate layers of {self.source or 'the neuron set'} lie outside the model's "
+                             f"{num_layers} layers")  # fmt: skip
+
+    def to_json(self) -> dict:
+        return {"schema_version": SCHEMA_VERSION, "method": self.method, "type": self.type, "lang": self.lang,
+                "model": self.model, "layers": list(self.layers), "top": [list(t) for t in self.top]}  # fmt: skip
+
+    def save(self, path: str | Path) -> None:
+        write_json(path, self.to_json())
+
+
+def read_neurons(path: str | Path) -> NeuronSet:
+    """Read and validate a neuron-set file: a `neurons.json`, or a folder holding one."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / NEURONS
+    where = f"neurons file '{path}'"
+    if not path.is_file():
+        raise InputError(f"{where} does not exist; give the neurons.json written by detect")
+    try:
+        data = read_json(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{where} is not valid JSON") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("top"), list):
+        raise InputError(f"{where} has no 'top' list; give the neurons.json written by detect")
+    if not data["top"]:
+        raise InputError(f"{where} lists no neurons")
+    top = tuple(_entry(entry, number, where) for number, entry in enumerate(data["top"]))
+    if len({(layer, neuron) for layer, neuron, _ in top}) != len(top):
+        raise InputError(f"{where} lists the same (layer, neuron) twice")
+    layers = data.get("layers") or []
+    if not isinstance(layers, list) or not all(_is_int(x) and x >= 0 for x in layers):
+        raise InputError(f"{where}: 'layers' must be a list of layer indices")
+    strings = {}
+    for key in ("lang", "type", "model", "method"):
+        value = data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise InputError(f"{where}: '{key}' must be a string")
+        strings[key] = value
+    return NeuronSet(top, strings["lang"], strings["type"], strings["model"], tuple(int(x) for x in layers),
+                     strings["method"] or "tn", str(path))  # fmt: skip
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _entry(entry: object, number: int, where: str) -> Ranked:
+    if not (isinstance(entry, list) and len(entry) == 3):
+        raise InputError(f"{where}: top entry {number} must be [layer, neuron, score]")
+    layer, neuron, score = entry
+    if not (_is_int(layer) and _is_int(neuron) and layer >= 0 and neuron >= 0):
+        raise InputError(f"{where}: top entry {number} needs a non-negative integer layer and neuron, got {entry}")
+    if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
+        raise InputError(f"{where}: top entry {number} needs a finite number as score, got {score!r}")
+    return int(layer), int(neuron), float(score)

@@ -1,0 +1,153 @@
+"""What every command shares: the typer app, one-line errors, option types, input helpers."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from transfer_neurons.artifacts.neurons import NeuronSet
+from transfer_neurons.artifacts.result import Result, read_manifest
+from transfer_neurons.choices import Baseline
+from transfer_neurons.errors import InputError
+
+app = typer.Typer(
+    help="Find and control transfer neurons in multilingual decoder LLMs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def user_errors(command):
+    """Turn InputError (and an invalid option value found by a config) into one line on stderr
+    and exit status 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except InputError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            option = "--" + "-".join(str(part).replace("_", "-") for part in error["loc"])
+            typer.echo(f"error: {option}: {error['msg']}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model", "-m", help="Model folder, .gguf file, hub id or built-in name (gemma-3-270m, smollm2-135m)."
+    ),
+]
+DeviceOpt = Annotated[
+    str, typer.Option(help="cpu, cuda, cuda:N, or auto (GPU when available; under torchrun: cuda:LOCAL_RANK).")
+]
+DeviceMapOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="auto: spread a model larger than one device over the GPUs (then CPU, then disk) with "
+        "accelerate; replaces --device."
+    ),
+]
+DtypeOpt = Annotated[
+    str, typer.Option(help="Model weights dtype: float32, bfloat16 or float16 (accumulation is always fp32/fp64).")
+]
+BatchOpt = Annotated[int, typer.Option(min=1, help="Sentences per forward pass.")]
+QuietOpt = Annotated[bool, typer.Option(help="No progress bars.")]
+MaxSentencesOpt = Annotated[int | None, typer.Option(min=1, help="Use at most this many pairs per data file.")]
+KOpt = Annotated[int, typer.Option("--k", min=1, help="Neighbours for mutual kNN.")]
+ClampOpt = Annotated[
+    float | None, typer.Option(min=0.5, max=1.0, help="Clamp outliers at this quantile before mutual kNN (e.g. 0.95).")
+]
+NeuronsOpt = Annotated[Path, typer.Option(help="neurons.json written by detect.")]
+TopKOpt = Annotated[int, typer.Option(min=1, help="Use the top-k neurons of --neurons.")]
+
+
+BaselineOpt = Annotated[
+    Baseline, typer.Option(help="Random baseline: same count per layer, or uniform over the candidate layers.")
+]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the random baseline.")]
+OptNeuronsOpt = Annotated[
+    Path | None, typer.Option(help="neurons.json written by detect; adds the deactivated and random conditions.")
+]
+LangIdOpt = Annotated[
+    str,
+    typer.Option(help="Comma-separated languages the identifier chooses among (plus --lang); 'all' for every one."),
+]
+
+
+TopKDownstreamOpt = Annotated[int, typer.Option(min=1, help="Deactivate the top-k neurons of --neurons.")]
+
+
+def neurons_lang(neurons: NeuronSet | None, lang: str | None) -> str:
+    """--lang, else the language of the neuron set; InputError when neither gives one."""
+    lang = lang or (neurons.lang if neurons is not None else None)
+    if not lang:
+        raise InputError("give --lang (or --neurons, whose language is used)")
+    return lang
+
+
+def source_inputs(source: str | None, neurons: Path | None) -> dict:
+    from transfer_neurons.artifacts.manifest import data_inputs
+
+    inputs = data_inputs(neurons=neurons)
+    if source is None:
+        inputs["data"] = {"builtin": True}
+    elif Path(source).is_file():
+        inputs.update(data_inputs(data=source))
+    else:
+        inputs["data"] = {"hub": source}
+    return inputs
+
+
+def language_identifier(langid_langs: str, lang: str):
+    from transfer_neurons.metrics.langid import LanguageID
+
+    if langid_langs.strip() == "all":
+        return LanguageID(None)
+    codes = [c.strip() for c in langid_langs.split(",") if c.strip()]
+    return LanguageID([*codes, lang, "en"])
+
+
+def langs_for(paths: list[Path], langs: str | None) -> list[str]:
+    from transfer_neurons.data.pairs import data_lang
+
+    if langs is None:
+        return [data_lang(path) for path in paths]
+    codes = [code.strip() for code in langs.split(",") if code.strip()]
+    if len(codes) != len(paths):
+        raise InputError(f"--langs names {len(codes)} languages for {len(paths)} --data files; give one per file")
+    return codes
+
+
+def read_any(path: Path, max_sentences: int | None, lang: str | None = None):
+    from transfer_neurons.data.pairs import read_pairs
+
+    return read_pairs(path, lang or langs_for([path], None)[0], max_sentences)
+
+
+def read_for_knn(path: Path, lang: str, max_sentences: int | None, k: int):
+    from transfer_neurons.data.pairs import read_pairs
+
+    pairs = read_pairs(path, lang, max_sentences)
+    if len(pairs) <= k:
+        raise InputError(f"'{path}' has {len(pairs)} pairs; mutual kNN with --k {k} needs more than {k}")
+    return pairs
+
+
+
+
+def echo_summary(result: Result, out: Path) -> None:
+    """Print a result's summary lines and the files written."""
+    for line in result.summary_lines():
+        typer.echo(line)
+    typer.echo(f"wrote {out}/{{{','.join(read_manifest(out)['files'])},manifest.json}}")

