@@ -12,9 +12,10 @@ import pytest
 from typer.testing import CliRunner
 
 from transfer_neurons import load_model
+from transfer_neurons.artifacts import cache
 from transfer_neurons.cli import app
 from transfer_neurons.errors import InputError
-from transfer_neurons.model import builtin, loading
+from transfer_neurons.model import builtin, gguf
 from transfer_neurons.model.builtin import BUILTIN_MODELS, BuiltinModel
 
 runner = CliRunner()
@@ -49,7 +50,7 @@ class FakePyPI:
     def convert(self, path, progress=False):
         """Stands in for the dequantisation: a tiny Llama folder in the cache."""
         self.conversions.append(path)
-        target = loading.cache_dir() / "models" / f"{path.stem}-{len(self.conversions)}"
+        target = cache.cache_dir() / "models" / f"{path.stem}-{len(self.conversions)}"
         shutil.copytree(self.model_folder("llama"), target)
         return target
 
@@ -66,7 +67,7 @@ def fake(tmp_path, monkeypatch, model_folder):
     monkeypatch.setattr(builtin, "installed_version", pypi.version)
     monkeypatch.setattr(builtin.subprocess, "run", pypi.run)
     monkeypatch.setattr(builtin, "builtin_gguf", pypi.gguf)
-    monkeypatch.setattr(loading, "convert_gguf", pypi.convert)
+    monkeypatch.setattr(gguf, "convert_gguf", pypi.convert)
     return pypi
 
 

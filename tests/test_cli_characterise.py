@@ -55,6 +55,8 @@ def test_specificity(model_folder, detected, en_ja_xx, tmp_path):
     assert result.exit_code == 0, result.output
     assert "ja-type1 (target): eta2>0.1" in result.output and "ja-type2 (family)" in result.output
     data = json.loads((out / "specificity.json").read_text())
+    assert data["schema_version"] == 1 and data["alpha"] == 0.05
+    assert data["baseline"] == {"mode": "per-layer", "seed": 0}
     assert data["langs"] == ["ja", "en", "xx"] and data["families"] == {
         "ja": "Japonic",
         "en": "Germanic",
@@ -71,7 +73,10 @@ def test_specificity(model_folder, detected, en_ja_xx, tmp_path):
     expected = float(torch.stack([tensors["eta2_target_ja"][l, i] for l, i, _ in top]).double().mean())
     assert one["target"]["top"]["mean_eta2"] == pytest.approx(expected, rel=1e-6)
     assert (out / "specificity.png").read_bytes()[:4] == b"\x89PNG"
-    assert json.loads((out / "manifest.json").read_text())["command"] == "specificity"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["command"] == "specificity" and manifest["seed"] == 0
+    assert set(manifest["files"]) == {"specificity.json", "specificity.safetensors", "specificity.png"}
+    assert set(manifest["inputs"]) == {"model", "data_ja", "data_en", "data_xx", "neurons_ja-type1", "neurons_ja-type2"}
 
 
 @pytest.mark.parametrize(
@@ -111,6 +116,20 @@ def test_overlap(detected, tmp_path):
     assert data["jaccard"][0][2] == 1.0 and data["jaccard"][0][1] == data["jaccard"][1][0]
     assert sum(data["layer_counts"][str(detected["type2"])]) == 30 and len(data["chance_jaccard"]) == 3
     assert (out / "overlap.png").is_file() and (out / "layers.png").is_file()
+    assert data["schema_version"] == 1 and data["top_n"] == 30
+    assert data["chance_jaccard"][0][0] == data["chance_jaccard"][2][2] == data["chance_jaccard"][0][2]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["command"] == "overlap" and manifest["settings"] == {"top_n": 30}
+    assert set(manifest["files"]) == {"overlap.json", "overlap.png", "layers.png"}
+
+
+def test_overlap_default_top_n_and_labels(detected, tmp_path):
+    out = tmp_path / "overlap"
+    result = run("overlap", detected["type1"], detected["type2"], "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "ja type1 vs ja type2: Jaccard" in result.output
+    data = json.loads((out / "overlap.json").read_text())
+    assert data["labels"] == ["ja type1", "ja type2"] and data["top_n"] == 40 and data["jaccard"][0][0] == 1.0
 
 
 def test_overlap_errors(detected, tmp_path):

@@ -41,6 +41,8 @@ def assert_downstream_files(out, name, command, rows=True):
     assert expected | ({f"{name}.jsonl"} if rows else set()) == {p.name for p in out.iterdir()}
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["command"] == command and manifest["settings"]["top_k"] == 20
+    assert json.loads((out / f"{name}.json").read_text())["schema_version"] == 1
+    assert set(manifest["files"]) == expected - {"manifest.json"} | ({f"{name}.jsonl"} if rows else set())
 
 
 def test_qa_three_conditions(model_folder, detected, tmp_path):

@@ -141,3 +141,11 @@ def test_jaccard_and_layer_counts_by_hand():
     assert ov.layer_counts(b, 7) == [1, 0, 0, 1, 0, 1, 1]
     # two random 100-sets out of 1000: E|A & B| = 10, Jaccard 10 / 190
     assert ov.chance_jaccard(100, 100, 1000) == pytest.approx(10 / 190)
+
+
+def test_chance_jaccard_over_layers_by_hand():
+    # candidate layers {0, 1} | {1, 2} of 50 neurons: 150; E|A & B| = 10 * 10 / 150 = 2/3; 2/3 / (20 - 2/3) = 1/29
+    assert ov.chance_jaccard_over_layers(10, 10, [0, 1], [1, 2], 50) == pytest.approx(1 / 29)
+    assert ov.chance_jaccard_over_layers(10, 10, range(3), [2], 50) == ov.chance_jaccard(10, 10, 150)
+    # one set: E|A & B| = 100 * 100 / 1000 = 10 out of 190
+    assert ov.chance_jaccard_over_layers(100, 100, [4, 5], [5, 4], 500) == pytest.approx(10 / 190)

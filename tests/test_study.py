@@ -68,6 +68,10 @@ def test_study_runs_resumes_and_reports(model_folder, tmp_path):
     assert manifest["seed"] == 0 and all(len(h) == 64 for h in manifest["inputs"].values())
     assert set(manifest["steps"]) == set(steps) and "total" in manifest["timings_s"]
 
+    for step in steps:  # every step folder is a complete result with its manifest
+        manifest = json.loads((out / step / "manifest.json").read_text())
+        assert manifest["schema_version"] == 1 and all((out / step / name).is_file() for name in manifest["files"])
+
     second = run("run", config, "--out", out, "--quiet")
     assert set(step_lines(second.output).values()) == {"reused"}
 
@@ -95,6 +99,7 @@ BAD = {  # (text to replace, replacement, expected message)
     "nested value": ("detect: {top_n: 30}", "detect: {types: [type3]}", "detect.types.0: Input should be 'type1'"),
     "bad language code": ("languages: [ja, ko]", "languages: [ja, 'x!']", "languages: 'x!' is not a language code"),
     "en as L2": ("languages: [ja, ko]", "languages: [en]", "languages: 'en' is the other side"),
+    "top_k above top_n": ("ablate: {top_k: 8}", "ablate: {top_k: 31}", "ablate.top_k 31 exceeds detect.top_n 30"),
 }
 
 
@@ -130,6 +135,7 @@ def test_toml_config(model_folder, tmp_path):
     path.write_text(f'model = "{model_folder("llama")}"\nlanguages = ["ja"]\n[detect]\ntop_n = 5\n')
     config = load_config(path)
     assert config.detect.top_n == 5 and config.latent.k == 10 and config.data.source == "udhr"
+    assert config.ablate.top_k == config.characterise.top_n == config.downstream.top_k == 5  # defaults capped
 
 
 def test_help_config_documents_every_key():
@@ -155,3 +161,11 @@ def test_unknown_udhr_language_is_reported_before_any_step(model_folder, tmp_pat
     assert result.exit_code == 2
     assert "languages.1: 'qq' is not in the UDHR corpus" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_code_version_covers_what_computes_results():
+    from transfer_neurons.study.runner import PACKAGE, result_sources
+
+    hashed = {path.relative_to(PACKAGE).as_posix() for path in result_sources()}
+    assert {"analyses/detect.py", "hooks/capture.py", "metrics/scoring.py", "study/steps.py"} <= hashed
+    assert "study/report.py" not in hashed and not any(name.startswith("cli/") for name in hashed)

@@ -1,18 +1,20 @@
-"""The shared choices, one Enum each, used alike by the command line (typer) and configs (pydantic)."""
+"""The shared choices, one Enum each, used alike by the command line (typer) and configs (pydantic).
+
+StrEnums: they print as their value in f-strings, paths, templates and JSON."""
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class NeuronType(str, Enum):
+class NeuronType(StrEnum):
     """Type-1: L2 -> shared space (early layers); Type-2: shared -> L2 space (late layers)."""
 
     type1 = "type1"
     type2 = "type2"
 
 
-class Positions(str, Enum):
+class Positions(StrEnum):
     """Where an intervention scales activations: the last prompt token, every prompt position
     (prefill only), or every position including generated tokens."""
 
@@ -21,7 +23,7 @@ class Positions(str, Enum):
     all = "all"
 
 
-class Baseline(str, Enum):
+class Baseline(StrEnum):
     """Random baseline placement: the same count per layer, or the same total uniformly over the
     candidate layers (the paper's choice)."""
 

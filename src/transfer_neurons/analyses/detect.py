@@ -235,7 +235,7 @@ def _score_sums(
     return all_reduce_sum(sums).cpu()
 
 
-def _device_map(lm: LoadedModel) -> dict | None:
+def _device_map(lm: LoadedModel) -> str | dict | None:
     """The placement accelerate chose under a device map (module -> device), else the map asked for."""
     placement = getattr(lm.model, "hf_device_map", None)
     return lm.device_map if placement is None else {name: str(device) for name, device in placement.items()}

@@ -2,14 +2,127 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, cast
 
 import torch
+from pydantic import Field
+from transformers import PreTrainedTokenizerBase
 
+from transfer_neurons.analyses.base import ControlConfig, conditions_for
+from transfer_neurons.analyses.output_lang import identifier_for
+from transfer_neurons.artifacts import names, plots
+from transfer_neurons.artifacts.io import read_json, write_json
+from transfer_neurons.artifacts.neurons import NeuronSet
+from transfer_neurons.artifacts.result import Result, read_manifest
+from transfer_neurons.choices import Positions
+from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.capture import collect
 from transfer_neurons.hooks.interventions import Intervention, apply_intervention
-from transfer_neurons.metrics.langid import NONE, LanguageID, shares
+from transfer_neurons.metrics.langid import NONE, STUDY_LANGS, LanguageID, shares
 from transfer_neurons.model.loading import LoadedModel
+
+TASK = "logit_lens"
+
+
+class LogitLensConfig(ControlConfig):
+    """Settings of a logit-lens run (the defaults of the `logit-lens` command); max_sentences
+    chooses the sentences."""
+
+    top_k: int = Field(1000, ge=1, description="Deactivate the top-k neurons of the set.")
+    positions: Positions = Field(Positions.last, description="Where to deactivate (representation: last).")
+    tokens: int = Field(10, ge=1, description="Top tokens per layer whose language is counted.")
+    batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
+    max_sentences: int = Field(100, ge=1, description="Use at most this many sentences.")
+    langid_langs: tuple[str, ...] | None = Field(
+        STUDY_LANGS,
+        description="Languages the identifier chooses among (plus the sentence language and English); "
+        "None: every language py3langid knows.",
+    )
+
+
+@dataclass
+class LogitLensResult(Result):
+    """Per condition and language label (the sentence language, en, none, other), the share of the
+    top tokens of each layer, with the interventions it compared."""
+
+    command: ClassVar[str] = "logit-lens"
+
+    model: str
+    lang: str
+    tokens: int
+    seed: int
+    conditions: dict[str, dict[str, list[float]]]  # condition -> language label -> share per layer
+    deactivated: Intervention | None = None
+    random: Intervention | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # recorded settings besides lang and tokens
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def write_files(self, out: Path) -> list[str]:
+        files = [names.summary(TASK), names.figure(TASK)]
+        write_json(out / names.summary(TASK), {"schema_version": names.SCHEMA_VERSION, "model": self.model,
+                   "lang": self.lang, "tokens": self.tokens, **self.settings, "seed": self.seed,
+                   "conditions": self.conditions})  # fmt: skip
+        lines = {f"{name}: {key}": values[key] for name, values in self.conditions.items() for key in (self.lang, "en")}
+        plots.layer_curves(lines, f"Logit lens: language of the top-{self.tokens} tokens ({self.lang} inputs)",
+                           "share of tokens", out / names.figure(TASK))  # fmt: skip
+        if self.deactivated is not None and self.random is not None:
+            self.deactivated.save(out / names.INTERVENTION)
+            self.random.save(out / names.BASELINE)
+            files += [names.INTERVENTION, names.BASELINE]
+        return files
+
+    def manifest_fields(self) -> dict[str, Any]:
+        return {"model": self.model, "settings": {"lang": self.lang, "tokens": self.tokens, **self.settings},
+                "seed": self.seed, "timings_s": self.timings}  # fmt: skip
+
+    @classmethod
+    def load(cls, out: str | Path) -> LogitLensResult:
+        """A logit-lens folder written by `save` (from the command line, a study or Python)."""
+        out = Path(out)
+        manifest = read_manifest(out, cls.command)
+        settings = dict(manifest["settings"])
+        deactivated, random = (Intervention.load(out / name) if name in manifest["files"] else None
+                               for name in (names.INTERVENTION, names.BASELINE))  # fmt: skip
+        return cls(model=manifest["model"], lang=settings.pop("lang"), tokens=settings.pop("tokens"),
+                   seed=manifest["seed"], conditions=read_json(out / names.summary(TASK))["conditions"],
+                   deactivated=deactivated, random=random, settings=settings,
+                   timings=manifest["timings_s"])  # fmt: skip
+
+    def summary_lines(self) -> list[str]:
+        lines = []
+        for name, values in self.conditions.items():
+            share = values[self.lang]
+            peak = max(range(len(share)), key=share.__getitem__)
+            lines.append(f"{name:>11}: {self.lang} share peaks at layer {peak} ({share[peak]:.1%}); last layer "
+                         f"{self.lang} {share[-1]:.1%}, en {values['en'][-1]:.1%}")  # fmt: skip
+        return lines
+
+
+def run(lm: LoadedModel, sentences: Sequence[str], neurons: NeuronSet | None, config: LogitLensConfig, lang: str,
+        progress: bool = False) -> LogitLensResult:  # fmt: skip
+    """Per layer, the language shares of the logit-lens top tokens of `sentences` (in `lang`) normally
+    and, given a neuron set, with its top-k deactivated and with a random baseline (the command line
+    and the study call this)."""
+    vocab = lm.model.get_output_embeddings().weight.shape[0]
+    if config.tokens > vocab:
+        raise InputError(f"--tokens {config.tokens} exceeds the vocabulary size {vocab}")
+    start = time.perf_counter()
+    identifier = identifier_for(config.langid_langs, lang)
+    conditions = conditions_for(lm, neurons, config, config.positions)
+    curves = {}
+    for name, intervention in conditions.items():
+        top = logit_lens_tokens(lm, sentences, config.tokens, intervention, config.batch_size, progress)
+        curves[name] = token_language_shares(lm.tokenizer, top, identifier, lang)
+    settings = {"top_k": config.top_k if neurons else None, "positions": config.positions.value,
+                "n_sentences": len(sentences), "baseline": config.baseline.value,
+                "langid": {"library": "py3langid", "langs": list(identifier.langs or ["all"])}}  # fmt: skip
+    return LogitLensResult(model=lm.name, lang=lang, tokens=config.tokens, seed=config.seed, conditions=curves,
+                           deactivated=conditions.get("deactivated"), random=conditions.get("random"),
+                           settings=settings, timings={"total": time.perf_counter() - start})  # fmt: skip
 
 
 def logit_lens_tokens(
@@ -34,7 +147,9 @@ def logit_lens_tokens(
     return top
 
 
-def token_language_shares(tokenizer, top: torch.Tensor, identifier: LanguageID, lang: str) -> dict[str, list[float]]:
+def token_language_shares(
+    tokenizer: PreTrainedTokenizerBase, top: torch.Tensor, identifier: LanguageID, lang: str
+) -> dict[str, list[float]]:
     """Per layer, the share of the top-k tokens (all sentences) labelled `lang`, 'en', 'none', 'other'."""
     labels: dict[int, str] = {}
     categories = list(dict.fromkeys([lang, "en", NONE]))
@@ -42,7 +157,7 @@ def token_language_shares(tokenizer, top: torch.Tensor, identifier: LanguageID, 
     for layer in range(top.shape[0]):
         ids = top[layer].flatten().tolist()
         for token in set(ids) - set(labels):
-            labels[token] = identifier.token_language(tokenizer.decode([token]))
+            labels[token] = identifier.token_language(cast(str, tokenizer.decode([token])))  # one id: one text
         for name, value in shares((labels[t] for t in ids), categories).items():
             curves[name].append(value)
     return curves

@@ -2,12 +2,123 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
 
+from pydantic import Field
+
+from transfer_neurons.analyses.base import ControlConfig, conditions_for
+from transfer_neurons.artifacts import names, plots
+from transfer_neurons.artifacts.io import read_json, write_json, write_jsonl
+from transfer_neurons.artifacts.neurons import NeuronSet
+from transfer_neurons.artifacts.result import Result, read_manifest
+from transfer_neurons.choices import Positions
+from transfer_neurons.data.pairs import jsonl_rows
 from transfer_neurons.hooks.generation import generate
-from transfer_neurons.hooks.interventions import Conditions
-from transfer_neurons.metrics.langid import NONE, LanguageID, shares
+from transfer_neurons.hooks.interventions import Conditions, Intervention
+from transfer_neurons.metrics.langid import NONE, STUDY_LANGS, LanguageID, shares
 from transfer_neurons.model.loading import LoadedModel
+
+TASK = "output_lang"
+
+
+def identifier_for(langs: Sequence[str] | None, lang: str) -> LanguageID:
+    """The identifier choosing among `langs`, `lang` and English (None: every language py3langid knows)."""
+    return LanguageID(None if langs is None else [*langs, lang, "en"])
+
+
+class OutputLangConfig(ControlConfig):
+    """Settings of an output-language run (the defaults of the `output-lang` command); max_prompts
+    chooses the prompts."""
+
+    top_k: int = Field(1000, ge=1, description="Deactivate the top-k neurons of the set.")
+    positions: Positions = Field(Positions.all, description="Where to deactivate; 'all' includes the generated tokens.")
+    max_new_tokens: int = Field(24, ge=1, description="Tokens to generate per prompt.")
+    batch_size: int = Field(8, ge=1, description="Prompts per batch.")
+    max_prompts: int = Field(100, ge=1, description="Use at most this many prompts.")
+    langid_langs: tuple[str, ...] | None = Field(
+        STUDY_LANGS,
+        description="Languages the identifier chooses among (plus the prompt language and English); "
+        "None: every language py3langid knows.",
+    )
+
+
+@dataclass
+class OutputLangResult(Result):
+    """Continuations with their identified language (rows) and, per condition, the share of outputs
+    in the prompt language, English, none (no letters) and other languages."""
+
+    command: ClassVar[str] = "output-lang"
+
+    model: str
+    lang: str
+    seed: int
+    conditions: dict[str, dict[str, float]]  # condition -> language label -> share of outputs
+    rows: list[dict]
+    deactivated: Intervention | None = None
+    random: Intervention | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # recorded settings besides lang
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_prompts(self) -> int:
+        """Prompts per condition (each condition continues the same ones)."""
+        return len(self.rows) // len(self.conditions)
+
+    def write_files(self, out: Path) -> list[str]:
+        files = [names.rows(TASK), names.summary(TASK), names.figure(TASK)]
+        write_jsonl(out / names.rows(TASK), self.rows)
+        write_json(out / names.summary(TASK), {"schema_version": names.SCHEMA_VERSION, "model": self.model,
+                   "lang": self.lang, **self.settings, "seed": self.seed, "conditions": self.conditions})  # fmt: skip
+        plots.grouped_bars(self.conditions, f"Language of continuations of {self.n_prompts} {self.lang} prompts",
+                           "share of outputs", out / names.figure(TASK), (0, 1))  # fmt: skip
+        if self.deactivated is not None and self.random is not None:
+            self.deactivated.save(out / names.INTERVENTION)
+            self.random.save(out / names.BASELINE)
+            files += [names.INTERVENTION, names.BASELINE]
+        return files
+
+    def manifest_fields(self) -> dict[str, Any]:
+        return {"model": self.model, "settings": {"lang": self.lang, **self.settings}, "seed": self.seed,
+                "timings_s": self.timings}  # fmt: skip
+
+    @classmethod
+    def load(cls, out: str | Path) -> OutputLangResult:
+        """An output-language folder written by `save` (from the command line, a study or Python)."""
+        out = Path(out)
+        manifest = read_manifest(out, cls.command)
+        settings = dict(manifest["settings"])
+        deactivated, random = (Intervention.load(out / name) if name in manifest["files"] else None
+                               for name in (names.INTERVENTION, names.BASELINE))  # fmt: skip
+        return cls(model=manifest["model"], lang=settings.pop("lang"), seed=manifest["seed"],
+                   conditions=read_json(out / names.summary(TASK))["conditions"],
+                   rows=[row for _, row in jsonl_rows(out / names.rows(TASK))], deactivated=deactivated,
+                   random=random, settings=settings, timings=manifest["timings_s"])  # fmt: skip
+
+    def summary_lines(self) -> list[str]:
+        return [f"{name:>11}: " + ", ".join(f"{label} {share:.1%}" for label, share in values.items())
+                for name, values in self.conditions.items()]  # fmt: skip
+
+
+def run(lm: LoadedModel, prompts: Sequence[str], neurons: NeuronSet | None, config: OutputLangConfig,
+        lang: str) -> OutputLangResult:  # fmt: skip
+    """Continuations of `prompts` (in `lang`) normally and, given a neuron set, with its top-k
+    deactivated and with a random baseline (the command line and the study call this)."""
+    start = time.perf_counter()
+    identifier = identifier_for(config.langid_langs, lang)
+    conditions = conditions_for(lm, neurons, config, config.positions)
+    rows, summary = output_language_study(lm, prompts, conditions, identifier, lang, config.max_new_tokens,
+                                          config.batch_size)  # fmt: skip
+    settings = {"top_k": config.top_k if neurons else None, "positions": config.positions.value,
+                "max_new_tokens": config.max_new_tokens, "n_prompts": len(prompts), "baseline": config.baseline.value,
+                "langid": {"library": "py3langid", "langs": list(identifier.langs or ["all"])},
+                "batch_size": config.batch_size}  # fmt: skip
+    return OutputLangResult(model=lm.name, lang=lang, seed=config.seed, conditions=summary, rows=rows,
+                            deactivated=conditions.get("deactivated"), random=conditions.get("random"),
+                            settings=settings, timings={"total": time.perf_counter() - start})  # fmt: skip
 
 
 def output_language_study(

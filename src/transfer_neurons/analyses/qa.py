@@ -2,13 +2,129 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
 
-from transfer_neurons.data.qa import QAItem, qa_prompt
+from pydantic import Field
+
+from transfer_neurons.analyses.base import ControlConfig, conditions_for, summarize_rows
+from transfer_neurons.artifacts import names, plots
+from transfer_neurons.artifacts.io import read_json, write_json, write_jsonl
+from transfer_neurons.artifacts.neurons import NeuronSet
+from transfer_neurons.artifacts.result import Result, read_manifest
+from transfer_neurons.choices import Positions
+from transfer_neurons.data.pairs import jsonl_rows
+from transfer_neurons.data.qa import MAX_SHOTS, QAItem, qa_prompt, template_lang
+from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.generation import generate
-from transfer_neurons.hooks.interventions import Conditions
+from transfer_neurons.hooks.interventions import Conditions, Intervention
 from transfer_neurons.metrics.qa import best_f1, exact_match, first_line
 from transfer_neurons.model.loading import LoadedModel
+
+TASK = "qa"
+
+
+class QAConfig(ControlConfig):
+    """Settings of a QA run (the defaults of the `qa` command); split and max_questions choose the items."""
+
+    top_k: int = Field(1000, ge=1, description="Deactivate the top-k neurons of the set.")
+    positions: Positions = Field(Positions.prompt, description="Where to deactivate (the paper: prompt).")
+    shots: int = Field(2, ge=0, le=MAX_SHOTS, description="Worked examples in the prompt.")
+    max_new_tokens: int = Field(16, ge=1, description="Answer budget in tokens.")
+    batch_size: int = Field(8, ge=1, description="Prompts per batch.")
+    split: str = Field("train", description="Split of a hub dataset.")
+    max_questions: int | None = Field(None, ge=1, description="Use at most this many questions.")
+
+
+@dataclass(frozen=True)
+class QAScores:
+    """Mean token F1 and exact match of one condition over its n questions."""
+
+    n: int
+    f1: float
+    em: float
+
+
+@dataclass
+class QAResult(Result):
+    """Per-question rows and per-condition scores of a QA run, with the interventions it compared."""
+
+    command: ClassVar[str] = "qa"
+
+    model: str
+    lang: str
+    seed: int
+    conditions: dict[str, QAScores]
+    rows: list[dict]
+    deactivated: Intervention | None = None
+    random: Intervention | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # recorded settings besides lang
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_questions(self) -> int:
+        """Questions per condition (each condition answers the same ones)."""
+        return next(iter(self.conditions.values())).n
+
+    def write_files(self, out: Path) -> list[str]:
+        files = [names.rows(TASK), names.summary(TASK), names.figure(TASK)]
+        write_jsonl(out / names.rows(TASK), self.rows)
+        write_json(out / names.summary(TASK), {"schema_version": names.SCHEMA_VERSION, "model": self.model,
+                   "lang": self.lang, **self.settings, "seed": self.seed,
+                   "conditions": {name: asdict(s) for name, s in self.conditions.items()}})  # fmt: skip
+        plots.grouped_bars({name: {"F1": s.f1, "exact match": s.em} for name, s in self.conditions.items()},
+                           f"QA ({self.lang}, {self.n_questions} questions)", "score", out / names.figure(TASK),
+                           (0, 1))  # fmt: skip
+        if self.deactivated is not None and self.random is not None:
+            self.deactivated.save(out / names.INTERVENTION)
+            self.random.save(out / names.BASELINE)
+            files += [names.INTERVENTION, names.BASELINE]
+        return files
+
+    def manifest_fields(self) -> dict[str, Any]:
+        return {"model": self.model, "settings": {"lang": self.lang, **self.settings}, "seed": self.seed,
+                "timings_s": self.timings}  # fmt: skip
+
+    @classmethod
+    def load(cls, out: str | Path) -> QAResult:
+        """A QA folder written by `save` (from the command line, a study or Python)."""
+        out = Path(out)
+        manifest = read_manifest(out, cls.command)
+        settings = dict(manifest["settings"])
+        summary = read_json(out / names.summary(TASK))
+        deactivated, random = (Intervention.load(out / name) if name in manifest["files"] else None
+                               for name in (names.INTERVENTION, names.BASELINE))  # fmt: skip
+        return cls(model=manifest["model"], lang=settings.pop("lang"), seed=manifest["seed"],
+                   conditions={name: QAScores(**s) for name, s in summary["conditions"].items()},
+                   rows=[row for _, row in jsonl_rows(out / names.rows(TASK))], deactivated=deactivated,
+                   random=random, settings=settings, timings=manifest["timings_s"])  # fmt: skip
+
+    def summary_lines(self) -> list[str]:
+        return [f"{name:>11}: F1 {s.f1:.3f}, exact match {s.em:.3f} ({s.n} questions)"
+                for name, s in self.conditions.items()]  # fmt: skip
+
+
+def run(lm: LoadedModel, items: Sequence[QAItem], neurons: NeuronSet | None, config: QAConfig) -> QAResult:
+    """QA of `items` (questions in one language) normally and, given a neuron set, with its top-k
+    deactivated and with a random baseline (the command line and the study call this)."""
+    langs = sorted({item.lang for item in items})
+    if len(langs) != 1:
+        raise InputError(f"QA needs questions in one language, got {', '.join(langs) or 'none'}")
+    lang = langs[0]
+    start = time.perf_counter()
+    conditions = conditions_for(lm, neurons, config, config.positions)
+    rows = qa_study(lm, items, conditions, config.shots, config.max_new_tokens, config.batch_size)
+    scores = {name: QAScores(int(s["n"]), s["f1"], s["em"]) for name, s in summarize_rows(rows, ("f1", "em")).items()}
+    settings = {"top_k": config.top_k if neurons else None, "positions": config.positions.value,
+                "shots": config.shots, "max_new_tokens": config.max_new_tokens, "template": template_lang(lang),
+                "split": config.split, "max_questions": config.max_questions, "baseline": config.baseline.value,
+                "batch_size": config.batch_size}  # fmt: skip
+    return QAResult(model=lm.name, lang=lang, seed=config.seed, conditions=scores, rows=rows,
+                    deactivated=conditions.get("deactivated"), random=conditions.get("random"), settings=settings,
+                    timings={"total": time.perf_counter() - start})  # fmt: skip
 
 
 def qa_study(

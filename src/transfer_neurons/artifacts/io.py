@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -58,7 +59,7 @@ def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: 
         save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata)
 
 
-def read_json(path: str | Path) -> object:
+def read_json(path: str | Path) -> Any:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
 

@@ -20,6 +20,7 @@ BASELINE = "baseline.json"
 
 # latent
 LATENT = "latent.json"
+LATENT_PCA = "latent.safetensors"  # 2-D PCA points per layer and language
 PCA_FIGURE = "pca.png"
 CENTROID_FIGURE = "centroid_similarity.png"
 MKNN_FIGURE = "mknn.png"

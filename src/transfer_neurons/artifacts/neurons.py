@@ -42,19 +42,20 @@ class NeuronSet:
         return [(layer, neuron) for layer, neuron, _ in self.top[: top_k or len(self.top)]]
 
     def check_top_k(self, top_k: int, option: str = "--top-k") -> None:
+        """InputError unless 1 <= top_k <= the number of listed neurons."""
         if not 1 <= top_k <= len(self.top):
             raise InputError(f"{option} {top_k} must be between 1 and the {len(self.top)} neurons listed in "
                              f"{self.source or 'the neuron set'}")  # fmt: skip
 
     def check_model(self, num_layers: int, width: int) -> None:
         """InputError if a neuron or candidate layer lies outside a model of this shape."""
+        where = self.source or "the neuron set"
         for layer, neuron, _ in self.top:
             if not (0 <= layer < num_layers and 0 <= neuron < width):
-                raise InputError(f"neuron ({layer}, {neuron}) of {self.source or 'the neuron set'} lies outside the "
-                                 f"model's {num_layers} layers x {width} neurons; was it detected on another model?")  # fmt: skip
+                raise InputError(f"neuron ({layer}, {neuron}) of {where} lies outside the model's {num_layers} layers "
+                                 f"x {width} neurons; was it detected on another model?")  # fmt: skip
         if any(not 0 <= layer < num_layers for layer in self.layers):
-            raise InputError(f"the candidate layers of {self.source or 'the neuron set'} lie outside the model's "
-                             f"{num_layers} layers")  # fmt: skip
+            raise InputError(f"the candidate layers of {where} lie outside the model's {num_layers} layers")
 
     def to_json(self) -> dict:
         return {"schema_version": SCHEMA_VERSION, "method": self.method, "type": self.type, "lang": self.lang,

@@ -12,9 +12,9 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
-from transfer_neurons.artifacts.io import file_digest, read_json, write_json
-from transfer_neurons.artifacts.manifest import versions
-from transfer_neurons.artifacts.names import MANIFEST, SCHEMA_VERSION
+from transfer_neurons.artifacts.io import file_digest, read_json
+from transfer_neurons.artifacts.manifest import write_manifest
+from transfer_neurons.artifacts.names import MANIFEST
 from transfer_neurons.errors import InputError
 
 
@@ -41,10 +41,8 @@ class Result(ABC):
         out.mkdir(parents=True, exist_ok=True)
         (out / MANIFEST).unlink(missing_ok=True)  # an interrupted rewrite must not look complete
         names = self.write_files(out)
-        manifest = {"schema_version": SCHEMA_VERSION, "command": self.command, **self.manifest_fields(),
-                    "inputs": inputs or {}, "files": {name: file_digest(out / name) for name in names},
-                    "versions": versions()}  # fmt: skip
-        write_json(out / MANIFEST, manifest)
+        write_manifest(out, self.command, **self.manifest_fields(), inputs=inputs or {},
+                       files={name: file_digest(out / name) for name in names})  # fmt: skip
         return out
 
 

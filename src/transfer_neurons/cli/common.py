@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -99,7 +99,7 @@ def neurons_lang(neurons: NeuronSet | None, lang: str | None) -> str:
 def source_inputs(source: str | None, neurons: Path | None) -> dict:
     from transfer_neurons.artifacts.manifest import data_inputs
 
-    inputs = data_inputs(neurons=neurons)
+    inputs: dict[str, dict[str, Any]] = dict(data_inputs(neurons=neurons))
     if source is None:
         inputs["data"] = {"builtin": True}
     elif Path(source).is_file():
@@ -133,17 +133,6 @@ def read_any(path: Path, max_sentences: int | None, lang: str | None = None):
     from transfer_neurons.data.pairs import read_pairs
 
     return read_pairs(path, lang or langs_for([path], None)[0], max_sentences)
-
-
-def read_for_knn(path: Path, lang: str, max_sentences: int | None, k: int):
-    from transfer_neurons.data.pairs import read_pairs
-
-    pairs = read_pairs(path, lang, max_sentences)
-    if len(pairs) <= k:
-        raise InputError(f"'{path}' has {len(pairs)} pairs; mutual kNN with --k {k} needs more than {k}")
-    return pairs
-
-
 
 
 def echo_summary(result: Result, out: Path) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Baseline, Positions
 from transfer_neurons.cli.common import (
     BaselineOpt,
@@ -21,46 +21,25 @@ from transfer_neurons.cli.common import (
     SeedOpt,
     TopKDownstreamOpt,
     app,
+    echo_summary,
     language_identifier,
     neurons_lang,
     source_inputs,
     user_errors,
 )
-from transfer_neurons.errors import InputError
+
+PromptsBatchOpt = Annotated[int, typer.Option(min=1, help="Prompts per batch.")]
 
 
-def _open_downstream(model: str, out: Path, neurons: Path | None, top_k: int, positions: Positions,
-                     baseline: Baseline, seed: int, device: str, dtype: str, quiet: bool):  # fmt: skip
-    """Check --out, load the model and build the conditions: normal, and with --neurons its top-k
-    deactivated plus a random baseline of the same shape. Returns (out, model, conditions)."""
-    from transfer_neurons.artifacts.io import prepare_out_dir
-    from transfer_neurons.hooks.interventions import deactivation_conditions
-    from transfer_neurons.model.loading import load_model
+def _neuron_set(neurons: Path | None, top_k: int) -> NeuronSet | None:
+    """The neuron set of --neurons (checked against --top-k before the model loads), or None."""
+    from transfer_neurons.artifacts.neurons import read_neurons
 
-    out = prepare_out_dir(out)
-    lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
     if neurons is None:
-        return out, lm, {"normal": None}
-    conditions = deactivation_conditions(neurons, top_k, lm.num_layers, lm.mlp_width, positions.value,
-                                         baseline.value, seed)  # fmt: skip
-    return out, lm, conditions
-
-
-def _close_downstream(out: Path, name: str, command: str, conditions: dict, *, model: str, seed: int, settings: dict,
-                      results: dict, inputs: dict, start: float, rows: list[dict] | None = None) -> None:  # fmt: skip
-    """Write NAME.jsonl (one row per item), intervention.json and baseline.json, NAME.json (settings
-    and results) and, last, the manifest."""
-    from transfer_neurons.artifacts.io import write_json, write_jsonl
-    from transfer_neurons.artifacts.manifest import write_manifest
-
-    if rows is not None:
-        write_jsonl(out / f"{name}.jsonl", rows)
-    if conditions.get("deactivated") is not None:
-        conditions["deactivated"].save(out / "intervention.json")
-        conditions["random"].save(out / "baseline.json")
-    write_json(out / f"{name}.json", {"model": model, **settings, "seed": seed, **results})
-    write_manifest(out, command, model=model, seed=seed, inputs=inputs, settings=settings,
-                   timings_s={"total": time.perf_counter() - start})  # fmt: skip
+        return None
+    neuron_set = read_neurons(neurons)
+    neuron_set.check_top_k(top_k)
+    return neuron_set
 
 
 @app.command()
@@ -85,34 +64,28 @@ def qa(
     positions: Annotated[Positions, typer.Option(help="Where to deactivate (the paper: prompt).")] = Positions.prompt,
     baseline: BaselineOpt = Baseline.per_layer,
     seed: SeedOpt = 0,
-    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per batch.")] = 8,
+    batch_size: PromptsBatchOpt = 8,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
     quiet: QuietOpt = False,
 ) -> None:
     """Generative QA (MKQA style, token F1 over aliases): normal, top-k deactivated, random baseline."""
-    from transfer_neurons.analyses.base import summarize_rows
-    from transfer_neurons.analyses.qa import qa_study
-    from transfer_neurons.artifacts.plots import grouped_bars
-    from transfer_neurons.data.qa import load_qa, template_lang
+    from transfer_neurons.analyses import qa as analysis
+    from transfer_neurons.artifacts.io import prepare_out_dir
+    from transfer_neurons.data.qa import load_qa
+    from transfer_neurons.model.loading import load_model
 
-    lang = neurons_lang(neurons, lang)
-    items = load_qa(data, lang, max_questions, split)
-    out, lm, conditions = _open_downstream(model, out, neurons, top_k, positions, baseline, seed, device, dtype, quiet)
-    start = time.perf_counter()
-    rows = qa_study(lm, items, conditions, shots, max_new_tokens, batch_size)
-    summary = summarize_rows(rows, ("f1", "em"))
-    settings = {"lang": lang, "top_k": top_k if neurons else None, "positions": positions.value, "shots": shots,
-                "max_new_tokens": max_new_tokens, "template": template_lang(lang), "split": split,
-                "max_questions": max_questions, "baseline": baseline.value, "batch_size": batch_size}  # fmt: skip
-    grouped_bars({name: {"F1": s["f1"], "exact match": s["em"]} for name, s in summary.items()},
-                 f"QA ({lang}, {len(items)} questions)", "score", out / "qa.png", (0, 1))  # fmt: skip
-    _close_downstream(out, "qa", "qa", conditions, model=model, seed=seed, settings=settings,
-                      results={"conditions": summary}, inputs=source_inputs(data, neurons), start=start,
-                      rows=rows)  # fmt: skip
-    for name, s in summary.items():
-        typer.echo(f"{name:>11}: F1 {s['f1']:.3f}, exact match {s['em']:.3f} ({s['n']} questions)")
-    typer.echo(f"wrote {out}/qa.jsonl, qa.json, qa.png")
+    config = analysis.QAConfig(top_k=top_k, positions=positions, shots=shots, max_new_tokens=max_new_tokens,
+                               batch_size=batch_size, split=split, max_questions=max_questions, baseline=baseline,
+                               seed=seed)  # fmt: skip
+    neuron_set = _neuron_set(neurons, top_k)
+    lang = neurons_lang(neuron_set, lang)
+    items = load_qa(data, lang, config.max_questions, config.split)
+    out = prepare_out_dir(out)
+    lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
+    result = analysis.run(lm, items, neuron_set, config)
+    result.save(out, source_inputs(data, neurons))
+    echo_summary(result, out)
 
 
 @app.command()
@@ -135,38 +108,27 @@ def mc(
     positions: Annotated[Positions, typer.Option(help="Where to deactivate (the paper: prompt).")] = Positions.prompt,
     baseline: BaselineOpt = Baseline.per_layer,
     seed: SeedOpt = 0,
-    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per batch.")] = 8,
+    batch_size: PromptsBatchOpt = 8,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
     quiet: QuietOpt = False,
 ) -> None:
     """Multiple choice (the option letter with the highest log-likelihood): accuracy per condition."""
-    from transfer_neurons.analyses.base import summarize_rows
-    from transfer_neurons.analyses.mc import mc_study
-    from transfer_neurons.artifacts.plots import grouped_bars
-    from transfer_neurons.data.mc import letter_token_ids, load_mc, template_lang
+    from transfer_neurons.analyses import mc as analysis
+    from transfer_neurons.artifacts.io import prepare_out_dir
+    from transfer_neurons.data.mc import load_mc
+    from transfer_neurons.model.loading import load_model
 
-    lang = neurons_lang(neurons, lang)
-    items = load_mc(data, lang, max_questions, split)
-    out, lm, conditions = _open_downstream(model, out, neurons, top_k, positions, baseline, seed, device, dtype, quiet)
-    start = time.perf_counter()
-    rows = mc_study(lm, items, conditions, batch_size)
-    summary = summarize_rows(rows, ("correct",))
-    n_options = [len(item.options) for item in items]
-    chance = sum(1 / n for n in n_options) / len(items)
-    settings = {"lang": lang, "top_k": top_k if neurons else None, "positions": positions.value,
-                "template": template_lang(lang), "letter_form": letter_token_ids(lm.tokenizer, max(n_options))[1],
-                "split": split, "max_questions": max_questions, "baseline": baseline.value,
-                "batch_size": batch_size}  # fmt: skip
-    accuracy = {name: {"accuracy": s["correct"], "n": s["n"]} for name, s in summary.items()}
-    grouped_bars({name: {"accuracy": s["accuracy"], "chance": chance} for name, s in accuracy.items()},
-                 f"Multiple choice ({lang}, {len(items)} questions)", "accuracy", out / "mc.png", (0, 1))  # fmt: skip
-    _close_downstream(out, "mc", "mc", conditions, model=model, seed=seed, settings=settings,
-                      results={"chance": chance, "conditions": accuracy}, inputs=source_inputs(data, neurons),
-                      start=start, rows=rows)  # fmt: skip
-    for name, s in accuracy.items():
-        typer.echo(f"{name:>11}: accuracy {s['accuracy']:.3f} ({s['n']} questions, chance {chance:.3f})")
-    typer.echo(f"wrote {out}/mc.jsonl, mc.json, mc.png")
+    config = analysis.MCConfig(top_k=top_k, positions=positions, batch_size=batch_size, split=split,
+                               max_questions=max_questions, baseline=baseline, seed=seed)  # fmt: skip
+    neuron_set = _neuron_set(neurons, top_k)
+    lang = neurons_lang(neuron_set, lang)
+    items = load_mc(data, lang, config.max_questions, config.split)
+    out = prepare_out_dir(out)
+    lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
+    result = analysis.run(lm, items, neuron_set, config)
+    result.save(out, source_inputs(data, neurons))
+    echo_summary(result, out)
 
 
 @app.command("output-lang")
@@ -192,35 +154,30 @@ def output_lang(
     langid_langs: LangIdOpt = "en,ja,ko,nl,it",
     baseline: BaselineOpt = Baseline.per_layer,
     seed: SeedOpt = 0,
-    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per batch.")] = 8,
+    batch_size: PromptsBatchOpt = 8,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
     quiet: QuietOpt = False,
 ) -> None:
     """Language of greedy continuations of L2 prompts: normal, top-k deactivated (e.g. Type-2), random."""
-    from transfer_neurons.analyses.output_lang import output_language_study
+    from transfer_neurons.analyses import output_lang as analysis
+    from transfer_neurons.artifacts.io import prepare_out_dir
     from transfer_neurons.artifacts.manifest import data_inputs
-    from transfer_neurons.artifacts.plots import grouped_bars
     from transfer_neurons.data.pairs import read_sentences
+    from transfer_neurons.model.loading import load_model
 
-    lang = neurons_lang(neurons, lang)
-    identifier = language_identifier(langid_langs, lang)
-    prompts = read_sentences(data, lang, max_prompts)
-    out, lm, conditions = _open_downstream(model, out, neurons, top_k, positions, baseline, seed, device, dtype, quiet)
-    start = time.perf_counter()
-    rows, summary = output_language_study(lm, prompts, conditions, language_identifier, lang, max_new_tokens, batch_size)
-    settings = {"lang": lang, "top_k": top_k if neurons else None, "positions": positions.value,
-                "max_new_tokens": max_new_tokens, "n_prompts": len(prompts), "baseline": baseline.value,
-                "langid": {"library": "py3langid", "langs": list(identifier.langs or ["all"])},
-                "batch_size": batch_size}  # fmt: skip
-    grouped_bars(summary, f"Language of continuations of {len(prompts)} {lang} prompts", "share of outputs",
-                 out / "output_lang.png", (0, 1))  # fmt: skip
-    _close_downstream(out, "output_lang", "output-lang", conditions, model=model, seed=seed, settings=settings,
-                      results={"conditions": summary}, inputs=data_inputs(data=data, neurons=neurons), start=start,
-                      rows=rows)  # fmt: skip
-    for name, s in summary.items():
-        typer.echo(f"{name:>11}: " + ", ".join(f"{k} {v:.1%}" for k, v in s.items()))
-    typer.echo(f"wrote {out}/output_lang.jsonl, output_lang.json, output_lang.png")
+    neuron_set = _neuron_set(neurons, top_k)
+    lang = neurons_lang(neuron_set, lang)
+    langs = language_identifier(langid_langs, lang).langs
+    config = analysis.OutputLangConfig(top_k=top_k, positions=positions, max_new_tokens=max_new_tokens,
+                                       batch_size=batch_size, max_prompts=max_prompts, langid_langs=langs,
+                                       baseline=baseline, seed=seed)  # fmt: skip
+    prompts = read_sentences(data, lang, config.max_prompts)
+    out = prepare_out_dir(out)
+    lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
+    result = analysis.run(lm, prompts, neuron_set, config, lang)
+    result.save(out, data_inputs(data=data, neurons=neurons))
+    echo_summary(result, out)
 
 
 @app.command("logit-lens")
@@ -244,36 +201,21 @@ def logit_lens(
     quiet: QuietOpt = False,
 ) -> None:
     """Logit lens: language share of the top tokens of final norm + unembedding on each layer's h^l."""
-    from transfer_neurons.analyses.logit_lens import logit_lens_tokens, token_language_shares
+    from transfer_neurons.analyses import logit_lens as analysis
+    from transfer_neurons.artifacts.io import prepare_out_dir
     from transfer_neurons.artifacts.manifest import data_inputs
-    from transfer_neurons.artifacts.plots import layer_curves
     from transfer_neurons.data.pairs import read_sentences
+    from transfer_neurons.model.loading import load_model
 
-    lang = neurons_lang(neurons, lang)
-    identifier = language_identifier(langid_langs, lang)
-    sentences = read_sentences(data, lang, max_sentences)
-    out, lm, conditions = _open_downstream(model, out, neurons, top_k, positions, baseline, seed, device, dtype, quiet)
-    vocab = lm.model.get_output_embeddings().weight.shape[0]
-    if tokens > vocab:
-        raise InputError(f"--tokens {tokens} exceeds the vocabulary size {vocab}")
-    start = time.perf_counter()
-    curves = {}
-    for name, intervention in conditions.items():
-        top = logit_lens_tokens(lm, sentences, tokens, intervention, batch_size, progress=not quiet)
-        curves[name] = token_language_shares(lm.tokenizer, top, language_identifier, lang)
-    settings = {"lang": lang, "tokens": tokens, "top_k": top_k if neurons else None, "positions": positions.value,
-                "n_sentences": len(sentences), "baseline": baseline.value,
-                "langid": {"library": "py3langid", "langs": list(identifier.langs or ["all"])}}  # fmt: skip
-    lines = {f"{name}: {key}": values[key] for name, values in curves.items() for key in (lang, "en")}
-    layer_curves(lines, f"Logit lens: language of the top-{tokens} tokens ({lang} inputs)", "share of tokens",
-                 out / "logit_lens.png")  # fmt: skip
-    _close_downstream(out, "logit_lens", "logit-lens", conditions, model=model, seed=seed, settings=settings,
-                      results={"conditions": curves}, inputs=data_inputs(data=data, neurons=neurons),
-                      start=start)  # fmt: skip
-    for name, values in curves.items():
-        peak = max(range(len(values[lang])), key=values[lang].__getitem__)
-        typer.echo(f"{name:>11}: {lang} share peaks at layer {peak} ({values[lang][peak]:.1%}); last layer "
-                   f"{lang} {values[lang][-1]:.1%}, en {values['en'][-1]:.1%}")  # fmt: skip
-    typer.echo(f"wrote {out}/logit_lens.json, logit_lens.png")
-
-
+    neuron_set = _neuron_set(neurons, top_k)
+    lang = neurons_lang(neuron_set, lang)
+    langs = language_identifier(langid_langs, lang).langs
+    config = analysis.LogitLensConfig(top_k=top_k, positions=positions, tokens=tokens, batch_size=batch_size,
+                                      max_sentences=max_sentences, langid_langs=langs, baseline=baseline,
+                                      seed=seed)  # fmt: skip
+    sentences = read_sentences(data, lang, config.max_sentences)
+    out = prepare_out_dir(out)
+    lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
+    result = analysis.run(lm, sentences, neuron_set, config, lang, progress=not quiet)  # --tokens vs the vocabulary
+    result.save(out, data_inputs(data=data, neurons=neurons))
+    echo_summary(result, out)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from transfer_neurons.analyses.latent import check_pairs
+from transfer_neurons.artifacts.io import prepare_out_dir
+from transfer_neurons.artifacts.manifest import data_inputs
+from transfer_neurons.artifacts.neurons import read_neurons
 from transfer_neurons.choices import Baseline
 from transfer_neurons.cli.common import (
     BatchOpt,
@@ -21,12 +24,14 @@ from transfer_neurons.cli.common import (
     QuietOpt,
     TopKOpt,
     app,
+    echo_summary,
     langs_for,
     read_any,
-    read_for_knn,
     user_errors,
 )
+from transfer_neurons.data.pairs import read_pairs
 from transfer_neurons.errors import InputError
+from transfer_neurons.model.loading import load_model
 
 
 @app.command()
@@ -52,14 +57,16 @@ def latent(
     quiet: QuietOpt = False,
 ) -> None:
     """Layer-by-layer latent dynamics: mutual kNN, parallel vs non-parallel similarity, PCA, centroids."""
-    from transfer_neurons.analyses.experiments import latent_study
-    from transfer_neurons.artifacts.io import prepare_out_dir
-    from transfer_neurons.artifacts.manifest import data_inputs, write_manifest
-    from transfer_neurons.model.loading import load_model
+    from transfer_neurons.analyses import latent as analysis
 
+    config = analysis.LatentConfig(k=k, clamp=clamp, seed=seed, batch_size=batch_size)
     codes = langs_for(data, langs)
-    datasets = [read_for_knn(path, code, max_sentences, k) for path, code in zip(data, codes, strict=True)]
-    files = {f"data_{d.lang}": path for d, path in zip(datasets, data, strict=True)}
+    datasets = [read_pairs(path, code, max_sentences) for path, code in zip(data, codes, strict=True)]
+    if len(set(codes)) != len(codes):
+        raise InputError(f"each language may have one --data file; got {', '.join(codes)}")
+    for pairs in datasets:
+        analysis.check_pairs(pairs, k)
+    files: dict[str, Path] = {f"data_{code}": path for code, path in zip(codes, data, strict=True)}
     np_sets = {}
     for path in nonparallel or []:
         pairs = read_any(path, max_sentences)
@@ -69,15 +76,9 @@ def latent(
         files[f"nonparallel_{pairs.lang}"] = path
     out = prepare_out_dir(out)
     lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
-    start = time.perf_counter()
-    result = latent_study(lm, datasets, np_sets, out, k, clamp, batch_size, seed, progress=not quiet)
-    write_manifest(out, "latent", model=model, inputs=data_inputs(**files), seed=seed,
-                   settings={"k": k, "clamp": clamp, "batch_size": batch_size, "max_sentences": max_sentences},
-                   timings_s={"total": time.perf_counter() - start})  # fmt: skip
-    for lang, curves in result["pairs"].items():
-        best = max(range(len(curves["mknn"])), key=curves["mknn"].__getitem__)
-        typer.echo(f"en-{lang}: mutual kNN peaks at layer {best} ({curves['mknn'][best]:.3f})")
-    typer.echo(f"wrote {out}/latent.json and figures ({', '.join(result['figures'])})")
+    result = analysis.run(lm, datasets, np_sets, config, progress=not quiet)
+    result.save(out, {"model": model, **data_inputs(**files)})
+    echo_summary(result, out)
 
 
 @app.command()
@@ -104,29 +105,17 @@ def ablate(
     quiet: QuietOpt = False,
 ) -> None:
     """Latent analyses three times: normal, top-k neurons deactivated, random baseline (L2 inputs only)."""
-    from transfer_neurons.analyses.experiments import run_ablation
-    from transfer_neurons.artifacts.io import prepare_out_dir, read_json
-    from transfer_neurons.artifacts.manifest import data_inputs, write_manifest
-    from transfer_neurons.hooks.interventions import Intervention
-    from transfer_neurons.model.loading import load_model
+    from transfer_neurons.analyses import ablate as analysis
 
-    Intervention.from_neurons_json(neurons, top_k)  # check the file and --top-k before loading the model
-    lang = read_json(neurons).get("lang") or langs_for([data], None)[0]
-    pairs = read_for_knn(data, lang, max_sentences, k)
+    config = analysis.AblateConfig(top_k=top_k, baseline=baseline, seed=seed, k=k, clamp=clamp, batch_size=batch_size)
+    neuron_set = read_neurons(neurons)
+    neuron_set.check_top_k(top_k)
+    lang = neuron_set.lang or langs_for([data], None)[0]
+    pairs = read_pairs(data, lang, max_sentences)
+    check_pairs(pairs, k)
     np_pairs = None if nonparallel is None else read_any(nonparallel, max_sentences, lang)
     out = prepare_out_dir(out)
     lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
-    start = time.perf_counter()
-    result = run_ablation(lm, neurons, top_k, pairs, np_pairs, out, baseline.value, seed, k, clamp, batch_size,
-                          progress=not quiet)  # fmt: skip
-    write_manifest(out, "ablate", model=model, seed=seed,
-                   inputs=data_inputs(neurons=neurons, data=data, nonparallel=nonparallel),
-                   settings={"top_k": top_k, "baseline": baseline.value, "k": k, "clamp": clamp,
-                             "batch_size": batch_size, "positions": "last", "max_sentences": max_sentences},
-                   timings_s={"total": time.perf_counter() - start})  # fmt: skip
-    for name, figures in result["summary"].items():
-        typer.echo(f"{name:>11}: mean mutual kNN {figures['mean_mknn']:.3f}, parallel - non-parallel "
-                   f"similarity at layer {result['middle_layer']}: {figures['middle_gap']:+.3f}")  # fmt: skip
-    typer.echo(f"wrote {out}/ablation.json, intervention.json, baseline.json and figures")
-
-
+    result = analysis.run(lm, neuron_set, pairs, np_pairs, config, progress=not quiet)
+    result.save(out, {"model": model, **data_inputs(neurons=neurons, data=data, nonparallel=nonparallel)})
+    echo_summary(result, out)

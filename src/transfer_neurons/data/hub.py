@@ -15,6 +15,9 @@ Every loader takes `path`: a hub id, a local folder, or a mirror with the same l
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from transfer_neurons.data.pairs import ParallelData
 from transfer_neurons.errors import InputError
 
@@ -116,6 +119,7 @@ def _columns(rows, lang: str, en_column: str, l2_column: str):
 
 
 def _pairs(rows, lang: str, columns, max_sentences: int | None, path: str) -> ParallelData:
+    tuples: Iterable[tuple[Any, Any]]
     if columns == "translation":
         tuples = ((t.get("en"), t.get(lang)) for t in rows["translation"])
     else:

@@ -29,7 +29,7 @@ def generate(
         batch = lm.tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True)
         batch = {key: value.to(lm.device) for key, value in batch.items()}
         with apply_intervention(lm, intervention), torch.inference_mode():
-            output = lm.model.generate(
+            output = lm.model.generate(  # type: ignore[operator]  # GenerationMixin, not in the stub
                 **batch,
                 max_new_tokens=max_new_tokens,
                 do_sample=False,

@@ -135,7 +135,9 @@ def apply_intervention(lm: LoadedModel, intervention: Intervention | None) -> It
     handles = [lm.model.get_decoder().register_forward_pre_hook(on_decoder, with_kwargs=True)]
     for layer in intervention.counts_per_layer():
         down = lm.adapter.down_module(lm.model, layer)
-        factors = intervention.factors(layer, lm.mlp_width).to(down.weight.device, down.weight.dtype)
+        weight = down.weight
+        assert isinstance(weight, torch.Tensor)
+        factors = intervention.factors(layer, lm.mlp_width).to(weight.device, weight.dtype)
 
         def scale(_module, args, factors=factors):
             if state["decoding"] and intervention.positions != "all":
@@ -174,10 +176,10 @@ def random_baseline(
     taken = set(controlled.pairs())
     factor = controlled.neurons[0][2] if controlled.neurons else 0.0
     if mode == "per-layer":
-        chosen = []
+        chosen: list[tuple[int, int]] = []
         for layer, count in controlled.counts_per_layer().items():
-            free = [i for i in range(width) if (layer, i) not in taken]
-            chosen += [(layer, int(i)) for i in rng.choice(free, size=count, replace=False)]
+            indices = [i for i in range(width) if (layer, i) not in taken]
+            chosen += [(layer, int(i)) for i in rng.choice(indices, size=count, replace=False)]
     else:
         if not layers:
             raise InputError("a uniform baseline needs the candidate layers")

@@ -105,7 +105,7 @@ def pair_metrics(
         curves["nonparallel_sim"].append(paired_cosine(en_np[layer], l2_np[layer]))
         curves["parallel_sim_centered"].append(paired_cosine(en[layer], l2[layer], reference))
         curves["nonparallel_sim_centered"].append(paired_cosine(en_np[layer], l2_np[layer], reference))
-    if act_en is not None:
+    if act_en is not None and act_l2 is not None and act_en_np is not None and act_l2_np is not None:
         curves["act_parallel_sim"] = [paired_cosine(x, y) for x, y in zip(act_en, act_l2, strict=True)]
         curves["act_nonparallel_sim"] = [paired_cosine(x, y) for x, y in zip(act_en_np, act_l2_np, strict=True)]
     return curves

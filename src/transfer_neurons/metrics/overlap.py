@@ -29,6 +29,14 @@ def chance_jaccard(n_a: int, n_b: int, population: int) -> float:
     return inter / (n_a + n_b - inter)
 
 
+def chance_jaccard_over_layers(
+    n_a: int, n_b: int, layers_a: Iterable[int], layers_b: Iterable[int], width: int
+) -> float:
+    """Chance Jaccard of two random sets of sizes n_a, n_b, each drawn over its candidate layers of
+    `width` neurons: the population is every neuron of the union of both sets' candidate layers."""
+    return chance_jaccard(n_a, n_b, width * len(set(layers_a) | set(layers_b)))
+
+
 def layer_counts(neurons: Iterable[Neuron], num_layers: int) -> list[int]:
     """How many of `neurons` sit in each layer 0..num_layers-1."""
     counts = [0] * num_layers

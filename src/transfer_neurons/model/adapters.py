@@ -8,6 +8,7 @@ scoring, interventions) is written once against this description.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -83,6 +84,7 @@ def module_weight(module: nn.Module) -> torch.Tensor:
     """A module's weight, also when accelerate offloaded it (device map with cpu/disk entries): then
     the module holds a meta tensor and the real one sits in its hook's weights map."""
     weight = module.weight
+    assert isinstance(weight, torch.Tensor)
     if weight.device.type == "meta":
         maps = [h.weights_map for h in accelerate_hooks(module) if getattr(h, "weights_map", None) is not None]
         if not maps:
@@ -103,7 +105,7 @@ def _get(obj: object, path: str):
     return obj
 
 
-_GEMMA_POST_NORM = {"post_mlp_norm": "post_feedforward_layernorm", "norm_gain_offset": 1.0}
+_GEMMA_POST_NORM: dict[str, Any] = {"post_mlp_norm": "post_feedforward_layernorm", "norm_gain_offset": 1.0}
 ADAPTERS: tuple[Adapter, ...] = (
     Adapter("Llama", ("llama",)),
     Adapter("Mistral", ("mistral",)),

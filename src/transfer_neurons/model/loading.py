@@ -6,21 +6,20 @@ GGUF files are dequantised and converted once into a normal transformers folder 
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
 from transfer_neurons.artifacts.cache import cache_dir
-from transfer_neurons.artifacts.io import file_digest
 from transfer_neurons.errors import InputError
-from transfer_neurons.model.adapters import Adapter, accelerate_hooks, adapter_for
+from transfer_neurons.model.adapters import Adapter, accelerate_hooks, adapter_for, module_weight
+from transfer_neurons.model.builtin import BUILTIN_MODELS, pull
+from transfer_neurons.model.gguf import convert_gguf, first_line
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -30,7 +29,7 @@ _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 class LoadedModel:
     """A causal LM ready for capture: model in eval mode, left-padding tokenizer, its adapter."""
 
-    model: torch.nn.Module
+    model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     adapter: Adapter
     name: str
@@ -46,11 +45,11 @@ class LoadedModel:
         for hook in accelerate_hooks(embeddings):
             if getattr(hook, "execution_device", None) is not None:
                 return torch.device(hook.execution_device)
-        return embeddings.weight.device
+        return module_weight(embeddings).device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.model.get_input_embeddings().weight.dtype
+        return module_weight(self.model.get_input_embeddings()).dtype
 
     @property
     def num_layers(self) -> int:
@@ -110,9 +109,9 @@ def load_model(
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=DTYPES[dtype], **placement)
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except OSError as exc:
-        raise InputError(f"could not load model '{name}': {_first_line(exc)}") from exc
+        raise InputError(f"could not load model '{name}': {first_line(exc)}") from exc
     if dev is not None:
-        model.to(dev)
+        model.to(dev)  # type: ignore[arg-type]  # transformers' stub of .to() names only the model
     model.eval()
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -126,8 +125,6 @@ def load_model(
 
 def _resolve_folder(name: str, progress: bool = True) -> str:
     """A local folder or hub id that `from_pretrained` can read."""
-    from transfer_neurons.model.builtin import BUILTIN_MODELS, pull
-
     if name in BUILTIN_MODELS:  # installed and converted on first use, then read from the cache
         return str(pull(name, progress=progress))
     path = Path(name).expanduser()
@@ -148,40 +145,4 @@ def _load_config(folder: str, name: str):
     try:
         return AutoConfig.from_pretrained(folder)
     except (OSError, ValueError) as exc:
-        raise InputError(f"could not load model '{name}': {_first_line(exc)}") from exc
-
-
-def convert_gguf(path: Path, progress: bool = False) -> Path:
-    """Dequantise a GGUF file once into a cached transformers folder; return that folder."""
-    from transformers import GgufConfig
-
-    target = cache_dir() / "models" / f"{path.stem}-{file_digest(path)[:16]}"
-    if (target / "config.json").is_file():
-        return target
-    if progress:
-        print(f"converting {path.name} once into {target} ...")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    folder, file = str(path.parent), path.name
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            folder, gguf_file=file, quantization_config=GgufConfig(dequantize=True)
-        )
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"could not convert GGUF file '{path}': {_first_line(exc)}") from exc
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        raise InputError(f"could not load model '{name}': {first_line(exc)}") from exc

@@ -7,22 +7,26 @@ before any model is loaded.
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Literal
-
 import tomllib
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pathlib import Path
+from typing import Literal, TypeVar
 
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_core import to_jsonable_python
+
+from transfer_neurons.analyses.ablate import AblateConfig
+from transfer_neurons.analyses.base import Config
+from transfer_neurons.analyses.detect import DetectConfig
+from transfer_neurons.analyses.latent import LatentConfig
+from transfer_neurons.choices import NeuronType
 from transfer_neurons.errors import InputError
 
 LANG_CODE = re.compile(r"^[a-z]{2,3}([_-][A-Za-z0-9]+)*$")
 
 
-class Section(BaseModel):
+class Section(Config):
     """Strict: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class LanguageFiles(Section):
@@ -42,22 +46,39 @@ class DataConfig(Section):
     )
 
 
-class DetectConfig(Section):
-    types: list[Literal["type1", "type2"]] = Field(["type1", "type2"], description="Neuron types to detect.")
-    top_n: int = Field(1000, ge=1, description="Top-ranked neurons kept per type and language.")
-    paper_compat: bool = Field(False, description="Last-layer centroid from the final-norm output (authors' code).")
+C = TypeVar("C", bound=Config)
 
 
-class LatentConfig(Section):
+def _only(section: Config, config: type[C]) -> C:
+    """The analysis config inside a study section (without the study's own switches)."""
+    return config.model_validate(section.model_dump(include=set(config.model_fields)))
+
+
+class DetectSection(DetectConfig):
+    """The `detect` analysis's config, for every listed type and language."""
+
+    types: list[NeuronType] = Field([NeuronType.type1, NeuronType.type2], description="Neuron types to detect.")
+
+    def analysis(self) -> DetectConfig:
+        return _only(self, DetectConfig)
+
+
+class LatentSection(LatentConfig):
+    """The `latent` analysis's config over every language's test split."""
+
     enabled: bool = Field(True, description="Run the latent-space analyses (mutual kNN, similarity, PCA).")
-    k: int = Field(10, ge=1, description="Neighbours for mutual kNN.")
-    clamp: float | None = Field(None, ge=0.5, le=1.0, description="Outlier clamp quantile before mutual kNN.")
+
+    def analysis(self) -> LatentConfig:
+        return _only(self, LatentConfig)
 
 
-class AblateConfig(Section):
+class AblateSection(AblateConfig):
+    """The `ablate` analysis's config (Type-1 neurons; k and clamp default to latent's)."""
+
     enabled: bool = Field(True, description="Deactivate the top Type-1 neurons and a random baseline.")
-    top_k: int = Field(100, ge=1, description="Type-1 neurons deactivated per language.")
-    baseline: Literal["per-layer", "uniform"] = Field("per-layer", description="Random baseline placement.")
+
+    def analysis(self) -> AblateConfig:
+        return _only(self, AblateConfig)
 
 
 class CharacteriseConfig(Section):
@@ -84,9 +105,9 @@ class StudyConfig(Section):
     batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
     seed: int = Field(0, description="Seed of data splits, random baselines and PCA.")
     data: DataConfig = Field(default_factory=DataConfig)
-    detect: DetectConfig = Field(default_factory=DetectConfig)
-    latent: LatentConfig = Field(default_factory=LatentConfig)
-    ablate: AblateConfig = Field(default_factory=AblateConfig)
+    detect: DetectSection = Field(default_factory=DetectSection)
+    latent: LatentSection = Field(default_factory=LatentSection)
+    ablate: AblateSection = Field(default_factory=AblateSection)
     characterise: CharacteriseConfig = Field(default_factory=CharacteriseConfig)
     downstream: DownstreamConfig = Field(default_factory=DownstreamConfig)
 
@@ -101,6 +122,34 @@ class StudyConfig(Section):
         if len(set(value)) != len(value):
             raise ValueError("a language is listed twice")
         return value
+
+    @model_validator(mode="after")
+    def _shared_defaults(self) -> StudyConfig:
+        """Top-level batch_size and seed are the defaults of each analysis section; ablate takes
+        latent's k and clamp unless it sets its own."""
+        for section in (self.detect, self.latent, self.ablate):
+            for name in ("batch_size", "seed"):
+                if name in type(section).model_fields and name not in section.model_fields_set:
+                    setattr(section, name, getattr(self, name))
+        for name in ("k", "clamp"):
+            if name not in self.ablate.model_fields_set:
+                setattr(self.ablate, name, getattr(self.latent, name))
+        return self
+
+    @model_validator(mode="after")
+    def _within_detected(self) -> StudyConfig:
+        """Later steps take the top of each detected set, so they cannot ask for more than detect
+        keeps: a value set above detect.top_n is an error, a default above it becomes top_n."""
+        limit = self.detect.top_n
+        for key, name in (("ablate", "top_k"), ("characterise", "top_n"), ("downstream", "top_k")):
+            section = getattr(self, key)
+            value = getattr(section, name)
+            if value <= limit:
+                continue
+            if name in section.model_fields_set:
+                raise ValueError(f"{key}.{name} {value} exceeds detect.top_n {limit}; lower it or raise detect.top_n")
+            setattr(section, name, limit)
+        return self
 
     @model_validator(mode="after")
     def _files_cover_languages(self) -> StudyConfig:
@@ -153,6 +202,10 @@ def _resolve_paths(raw: dict, base: Path) -> None:
                     entry[name] = str((base / entry[name]).expanduser())
 
 
+INHERITED = {"batch_size": "the top-level batch_size", "seed": "the top-level seed"}
+FROM_LATENT = {"k": "latent.k", "clamp": "latent.clamp"}
+
+
 def describe() -> str:
     """Every key with its default and meaning, for `transfer-neurons run --help-config`."""
     lines: list[str] = []
@@ -163,9 +216,14 @@ def describe() -> str:
             if isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation is not LanguageFiles:
                 walk(annotation, f"{prefix}{name}.")
                 continue
-            default = (
-                "required" if field.is_required() else f"default: {field.get_default(call_default_factory=True)!r}"
-            )
+            if prefix and name in INHERITED:
+                default = f"default: {INHERITED[name]}"
+            elif prefix == "ablate." and name in FROM_LATENT:
+                default = f"default: {FROM_LATENT[name]}"
+            elif field.is_required():
+                default = "required"
+            else:
+                default = f"default: {to_jsonable_python(field.get_default(call_default_factory=True))!r}"
             lines.append(f"{prefix}{name}  ({default})  {field.description or ''}")
 
     walk(StudyConfig, "")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import shutil
 import time
 from collections.abc import Callable
@@ -20,12 +19,16 @@ from pathlib import Path
 
 from transfer_neurons.artifacts.io import file_digest, read_json, write_json
 from transfer_neurons.artifacts.manifest import versions, write_manifest
-from transfer_neurons.data.pairs import ParallelData, read_pairs
+from transfer_neurons.artifacts.names import MANIFEST, REPORT, STEP
+from transfer_neurons.choices import NeuronType
+from transfer_neurons.data import udhr
 from transfer_neurons.errors import InputError
-from transfer_neurons.model.loading import LoadedModel, load_model
+from transfer_neurons.study import steps as s
 from transfer_neurons.study.config import StudyConfig
+from transfer_neurons.study.report import write_report
+from transfer_neurons.study.steps import StepFn, Study
 
-STEP_FILE = "step.json"
+STEP_FILE = STEP
 
 
 @dataclass
@@ -33,45 +36,33 @@ class Step:
     """One unit of work: settings and inputs define it, `compute` writes its artifacts."""
 
     name: str
-    compute: Callable[[Study, Path], dict]  # writes into the folder, returns a small summary
+    compute: StepFn  # writes into the folder, returns a small summary
     settings: dict = field(default_factory=dict)
     needs: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
 
 
-class Study:
-    """A study config bound to a run directory; the model is loaded on first use only."""
+PACKAGE = Path(__file__).resolve().parent.parent
+NOT_RESULTS = ("cli", "study/report.py")  # help texts and the report template do not change a step's results
 
-    def __init__(self, config: StudyConfig, out: Path, progress: bool = True) -> None:
-        self.config, self.out, self.progress = config, out, progress
-        self._lm: LoadedModel | None = None
 
-    @property
-    def lm(self) -> LoadedModel:
-        if self._lm is None:
-            self._lm = load_model(self.config.model, self.config.device, self.config.dtype, self.progress)
-        return self._lm
-
-    def pairs(self, lang: str, split: str) -> ParallelData:
-        """Pairs of a data step's split (train, test or nonparallel)."""
-        return read_pairs(self.out / "data" / lang / f"{split}.jsonl", lang)
-
-    def has_split(self, lang: str, split: str) -> bool:
-        return (self.out / "data" / lang / f"{split}.jsonl").is_file()
+def result_sources() -> list[Path]:
+    """The source files that compute results (everything but the command line and the report)."""
+    return [path for path in sorted(PACKAGE.rglob("*.py"))
+            if not path.relative_to(PACKAGE).as_posix().startswith(NOT_RESULTS)]  # fmt: skip
 
 
 def code_version() -> str:
-    """sha256 over the package's source files: any code change invalidates cached steps."""
+    """sha256 over the source files that compute results: a change there invalidates cached steps;
+    a change of the command line or the report template does not (the report is always re-rendered)."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.rglob("*.py")):
-        digest.update(path.read_bytes())
+    for path in result_sources():
+        digest.update(path.relative_to(PACKAGE).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
 
 def plan(config: StudyConfig) -> list[Step]:
     """The steps of a study in dependency order."""
-    from transfer_neurons.study import steps as s
-
     steps: list[Step] = []
     data_settings = config.data.model_dump(mode="json", exclude={"files"})
     for lang in config.languages:
@@ -80,14 +71,14 @@ def plan(config: StudyConfig) -> list[Step]:
         steps.append(Step(f"data/{lang}", s.data_step(lang), {**data_settings, "seed": config.seed}, files=paths))
     for lang in config.languages:
         for kind in config.detect.types:
-            settings = {**config.detect.model_dump(mode="json", exclude={"types"}), "batch_size": config.batch_size}
+            settings = config.detect.model_dump(mode="json", exclude={"types"})
             steps.append(Step(f"detect/{lang}/{kind}", s.detect_step(lang, kind), settings, [f"data/{lang}"]))
     if config.latent.enabled:
-        settings = {**config.latent.model_dump(mode="json"), "seed": config.seed}
+        settings = config.latent.model_dump(mode="json")
         steps.append(Step("latent", s.latent_step, settings, [f"data/{lang}" for lang in config.languages]))
-    if config.ablate.enabled and "type1" in config.detect.types:
+    if config.ablate.enabled and NeuronType.type1 in config.detect.types:
         for lang in config.languages:
-            settings = {**config.ablate.model_dump(mode="json"), "k": config.latent.k, "seed": config.seed}
+            settings = config.ablate.model_dump(mode="json")
             needs = [f"data/{lang}", f"detect/{lang}/type1"]
             steps.append(Step(f"ablate/{lang}", s.ablate_step(lang), settings, needs))
     detected = [f"detect/{lang}/{kind}" for lang in config.languages for kind in config.detect.types]
@@ -100,8 +91,9 @@ def plan(config: StudyConfig) -> list[Step]:
         steps.append(Step("overlap", s.overlap_step, config.characterise.model_dump(mode="json"), detected))
     down = config.downstream
     settings = {**down.model_dump(mode="json"), "seed": config.seed, "baseline": config.ablate.baseline}
-    for task, enabled, kind in (("qa", down.qa, "type1"), ("mc", down.mc, "type1"),
-                                ("output_lang", down.output_lang, "type2")):  # fmt: skip
+    tasks = (("qa", down.qa, NeuronType.type1), ("mc", down.mc, NeuronType.type1),
+             ("output_lang", down.output_lang, NeuronType.type2))  # fmt: skip
+    for task, enabled, kind in tasks:
         if not enabled or kind not in config.detect.types:
             continue
         for lang in s.task_languages(task, config.languages):
@@ -139,9 +131,9 @@ def is_done(folder: Path, key: str) -> bool:
 def run_study(config: StudyConfig, out: Path, force: bool = False, progress: bool = True,
               log: Callable[[str], None] = print) -> Path:  # fmt: skip
     """Run (or resume) every step of `config` in `out`, then write manifest.json and report.html."""
-    from transfer_neurons.artifacts.report import write_report
-
     check_sources(config)
+    for stale in (MANIFEST, REPORT):  # until this run ends, the folder must not look complete
+        (out / stale).unlink(missing_ok=True)
     study = Study(config, out, progress)
     code = code_version()
     keys: dict[str, str] = {}
@@ -179,31 +171,16 @@ def run_study(config: StudyConfig, out: Path, force: bool = False, progress: boo
         timings_s={"total": time.perf_counter() - started},
     )
     write_report(out, config, records, versions())
-    return out / "report.html"
+    return out / REPORT
 
 
 def check_sources(config: StudyConfig) -> None:
     """Raise InputError for a language the configured corpus lacks, before any step runs."""
     if config.data.source != "udhr":
         return
-    from transfer_neurons.data import udhr
-
     for number, code in enumerate(config.languages):
         try:
             udhr.resolve(code)
         except InputError as exc:
             raise InputError(f"languages.{number}: '{code}' is not in the UDHR corpus; "
                              "list the codes with: transfer-neurons data udhr --list") from exc  # fmt: skip
-
-
-def split_pairs(pairs: ParallelData, holdout: float, seed: int) -> tuple[ParallelData, ParallelData]:
-    """A seeded split into (train, test) with `holdout` of the pairs in test."""
-    order = list(range(len(pairs)))
-    random.Random(seed).shuffle(order)
-    cut = len(order) - max(1, round(holdout * len(order)))
-    if cut < 1:
-        raise InputError(f"too few '{pairs.lang}' pairs ({len(pairs)}) to split into train and test")
-    parts = sorted(order[:cut]), sorted(order[cut:])
-    return tuple(  # type: ignore[return-value]
-        ParallelData(pairs.lang, [pairs.en[k] for k in idx], [pairs.l2[k] for k in idx]) for idx in parts
-    )

@@ -1,27 +1,83 @@
-"""The steps a study runs (see study.plan): each reads its inputs and writes into its folder."""
+"""The steps a study runs (see runner.plan). Each reads its inputs, calls the same analysis `run`
+as the command line, and saves the Result into its folder (the same files, keys and manifest as the
+command), returning a small summary for the report and the study manifest."""
 
 from __future__ import annotations
 
-from collections import Counter
+import random
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
-from transfer_neurons.analyses.detect import default_layers, detect
-from transfer_neurons.analyses.experiments import latent_study, run_ablation
-from transfer_neurons.artifacts import plots
-from transfer_neurons.artifacts.io import read_json, write_jsonl
+from transfer_neurons.analyses import ablate, detect, latent, mc, output_lang, overlap, qa, specificity
+from transfer_neurons.artifacts import names
+from transfer_neurons.artifacts.io import file_digest, write_jsonl
+from transfer_neurons.artifacts.manifest import data_inputs, write_manifest
+from transfer_neurons.artifacts.neurons import NeuronSet, read_neurons
+from transfer_neurons.choices import NeuronType
+from transfer_neurons.data.mc import load_mc
 from transfer_neurons.data.pairs import ParallelData, read_pairs
-from transfer_neurons.study.runner import Study, split_pairs
+from transfer_neurons.data.qa import load_qa
+from transfer_neurons.data.udhr import load_pairs
+from transfer_neurons.errors import InputError
+from transfer_neurons.model.loading import LoadedModel, load_model
+from transfer_neurons.study.config import StudyConfig
+
+
+class Study:
+    """A study config bound to a run directory; the model is loaded on first use only."""
+
+    def __init__(self, config: StudyConfig, out: Path, progress: bool = True) -> None:
+        self.config, self.out, self.progress = config, out, progress
+        self._lm: LoadedModel | None = None
+
+    @property
+    def lm(self) -> LoadedModel:
+        if self._lm is None:
+            self._lm = load_model(self.config.model, self.config.device, self.config.dtype, self.progress)
+        return self._lm
+
+    def split_file(self, lang: str, split: str) -> Path:
+        return self.out / "data" / lang / f"{split}.jsonl"
+
+    def pairs(self, lang: str, split: str) -> ParallelData:
+        """Pairs of a data step's split (train, test or nonparallel)."""
+        return read_pairs(self.split_file(lang, split), lang)
+
+    def nonparallel(self, lang: str) -> ParallelData | None:
+        return self.pairs(lang, "nonparallel") if self.split_file(lang, "nonparallel").is_file() else None
+
+    def neurons_file(self, lang: str, kind: NeuronType | str) -> Path:
+        return self.out / "detect" / lang / str(kind) / names.NEURONS
+
+    def neurons(self, lang: str, kind: NeuronType | str) -> NeuronSet:
+        return read_neurons(self.neurons_file(lang, kind))
+
+    def inputs(self, **paths: Path | None) -> dict:
+        """The manifest's inputs of a step: the model and the files it read, with their sha256."""
+        return {"model": self.config.model, **data_inputs(**paths)}
+
 
 StepFn = Callable[[Study, Path], dict]
 
 
+def split_pairs(pairs: ParallelData, holdout: float, seed: int) -> tuple[ParallelData, ParallelData]:
+    """A seeded split into (train, test) with `holdout` of the pairs in test."""
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    cut = len(order) - max(1, round(holdout * len(order)))
+    if cut < 1:
+        raise InputError(f"too few '{pairs.lang}' pairs ({len(pairs)}) to split into train and test")
+    train, test = sorted(order[:cut]), sorted(order[cut:])
+    return _subset(pairs, train), _subset(pairs, test)
+
+
+def _subset(pairs: ParallelData, index: list[int]) -> ParallelData:
+    return ParallelData(pairs.lang, [pairs.en[k] for k in index], [pairs.l2[k] for k in index])
+
+
 def _rows(pairs: ParallelData) -> list[dict]:
     return [{"en": en, pairs.lang: l2} for en, l2 in zip(pairs.en, pairs.l2, strict=True)]
-
-
-def _cap(pairs: ParallelData, limit: int | None) -> ParallelData:
-    return pairs if limit is None else ParallelData(pairs.lang, pairs.en[:limit], pairs.l2[:limit])
 
 
 def data_step(lang: str) -> StepFn:
@@ -30,45 +86,44 @@ def data_step(lang: str) -> StepFn:
     def compute(study: Study, folder: Path) -> dict:
         cfg = study.config.data
         files = cfg.files.get(lang)
+        nonparallel = None
         if cfg.source == "udhr":
-            from transfer_neurons.data.udhr import load_pairs
-
             loaded = load_pairs(lang)  # a code like "jpn" resolves to "ja": keep the config's name
-            all_pairs = _cap(ParallelData(lang, loaded.en, loaded.l2), cfg.max_sentences)
-            train, test = split_pairs(all_pairs, cfg.holdout, study.config.seed)
-            nonparallel = None
+            limit = cfg.max_sentences
+            train, test = split_pairs(ParallelData(lang, loaded.en[:limit], loaded.l2[:limit]), cfg.holdout,
+                                      study.config.seed)  # fmt: skip
         else:
+            assert files is not None  # the config checks that every language has files
             train = read_pairs(files.train, lang, cfg.max_sentences)
             if files.test is None:
                 train, test = split_pairs(train, cfg.holdout, study.config.seed)
             else:
                 test = read_pairs(files.test, lang, cfg.max_sentences)
-            nonparallel = None if files.nonparallel is None else read_pairs(files.nonparallel, lang, cfg.max_sentences)
-        write_jsonl(folder / "train.jsonl", _rows(train))
-        write_jsonl(folder / "test.jsonl", _rows(test))
-        if nonparallel is not None:
-            write_jsonl(folder / "nonparallel.jsonl", _rows(nonparallel))
-        return {"source": cfg.source, "train": len(train), "test": len(test),
-                "nonparallel": None if nonparallel is None else len(nonparallel)}  # fmt: skip
+            if files.nonparallel is not None:
+                nonparallel = read_pairs(files.nonparallel, lang, cfg.max_sentences)
+        splits = {names.TRAIN: train, names.TEST: test} | ({names.NONPARALLEL: nonparallel} if nonparallel else {})
+        for name, pairs in splits.items():
+            write_jsonl(folder / name, _rows(pairs))
+        sizes = {"source": cfg.source, "train": len(train), "test": len(test),
+                 "nonparallel": None if nonparallel is None else len(nonparallel)}  # fmt: skip
+        write_manifest(folder, "data", settings=cfg.model_dump(mode="json", exclude={"files"}), seed=study.config.seed,
+                       sizes=sizes, files={name: file_digest(folder / name) for name in splits})  # fmt: skip
+        return sizes
 
     return compute
 
 
-def detect_step(lang: str, kind: str) -> StepFn:
-    """Type-1 or Type-2 detection on the train split; the layer distribution figure."""
+def detect_step(lang: str, kind: NeuronType) -> StepFn:
+    """Type-1 or Type-2 detection on the train split."""
 
     def compute(study: Study, folder: Path) -> dict:
-        lm, cfg = study.lm, study.config
         pairs = study.pairs(lang, "train")
-        top_n = min(cfg.detect.top_n, len(default_layers(lm.num_layers, kind)) * lm.mlp_width)
-        result = detect(lm, pairs, kind, top_n=top_n, batch_size=cfg.batch_size,
-                        paper_compat=cfg.detect.paper_compat, progress=study.progress)  # fmt: skip
-        result.save(folder, {"model": cfg.model, "data": str(study.out / "data" / lang / "train.jsonl")})
-        counts = Counter(layer for layer, _, _ in result.top)
-        per_layer = [counts.get(layer, 0) for layer in range(lm.num_layers)]
-        plots.layer_histograms({f"{kind} {lang}": per_layer}, folder / "layers.png",
-                               f"Layers of the top-{top_n} {kind} neurons, {lang}")  # fmt: skip
-        return {"top": [list(t) for t in result.top[:10]], "per_layer": per_layer, "top_n": top_n,
+        result = detect.run(study.lm, pairs, kind, study.config.detect.analysis(), study.progress)
+        result.save(folder, study.inputs(data=study.split_file(lang, "train")))
+        per_layer = [0] * result.scores.shape[0]
+        for layer, _, _ in result.top:
+            per_layer[layer] += 1
+        return {"top": [list(t) for t in result.top[:10]], "per_layer": per_layer, "top_n": len(result.top),
                 "sentences": len(pairs)}  # fmt: skip
 
     return compute
@@ -76,30 +131,28 @@ def detect_step(lang: str, kind: str) -> StepFn:
 
 def latent_step(study: Study, folder: Path) -> dict:
     """Latent-space analyses over every language's test split."""
-    cfg = study.config
-    datasets = [study.pairs(lang, "test") for lang in cfg.languages]
-    nonparallel = {lang: study.pairs(lang, "nonparallel") for lang in cfg.languages
-                   if study.has_split(lang, "nonparallel")}  # fmt: skip
-    k = min(cfg.latent.k, min(len(d) for d in datasets) - 1)
-    result = latent_study(study.lm, datasets, nonparallel, folder, k, cfg.latent.clamp, cfg.batch_size, cfg.seed,
-                          study.progress)  # fmt: skip
-    peaks = {lang: max(range(len(c["mknn"])), key=c["mknn"].__getitem__) for lang, c in result["pairs"].items()}
-    return {"k": k, "mknn_peak_layer": peaks}
+    langs = study.config.languages
+    nonparallel = {lang: np for lang in langs if (np := study.nonparallel(lang)) is not None}
+    datasets = [study.pairs(lang, "test") for lang in langs]
+    result = latent.run(study.lm, datasets, nonparallel, study.config.latent.analysis(), study.progress)
+    files = {f"data_{lang}": study.split_file(lang, "test") for lang in langs}
+    files |= {f"nonparallel_{lang}": study.split_file(lang, "nonparallel") for lang in nonparallel}
+    result.save(folder, study.inputs(**files))
+    return {"k": result.config.k, "mknn_peak_layer": {lang: c.peak() for lang, c in result.pairs.items()}}
 
 
 def ablate_step(lang: str) -> StepFn:
     """Deactivate the language's top Type-1 neurons vs a random baseline on its test split."""
 
     def compute(study: Study, folder: Path) -> dict:
-        cfg = study.config
-        neurons = study.out / "detect" / lang / "type1" / "neurons.json"
-        top_k = min(cfg.ablate.top_k, len(read_json(neurons)["top"]))
-        pairs = study.pairs(lang, "test")
-        nonparallel = study.pairs(lang, "nonparallel") if study.has_split(lang, "nonparallel") else None
-        k = min(cfg.latent.k, len(pairs) - 1)
-        result = run_ablation(study.lm, neurons, top_k, pairs, nonparallel, folder, cfg.ablate.baseline, cfg.seed,
-                              k, cfg.latent.clamp, cfg.batch_size, study.progress)  # fmt: skip
-        return {"top_k": top_k, **result["summary"]}
+        neurons = study.neurons(lang, NeuronType.type1)
+        result = ablate.run(study.lm, neurons, study.pairs(lang, "test"), study.nonparallel(lang),
+                            study.config.ablate.analysis(), study.progress)  # fmt: skip
+        result.save(folder, study.inputs(neurons=study.neurons_file(lang, NeuronType.type1),
+                                         data=study.split_file(lang, "test"),
+                                         nonparallel=study.split_file(lang, "nonparallel")
+                                         if result.nonparallel == "file" else None))  # fmt: skip
+        return {"top_k": result.config.top_k, **{name: asdict(s) for name, s in result.summary.items()}}
 
     return compute
 
@@ -107,63 +160,30 @@ def ablate_step(lang: str) -> StepFn:
 def _detected(study: Study) -> dict[str, Path]:
     """`<lang>-<type>` -> neurons.json of every detection step of the study."""
     cfg = study.config
-    return {f"{lang}-{kind}": study.out / "detect" / lang / kind / "neurons.json"
-            for lang in cfg.languages for kind in cfg.detect.types}  # fmt: skip
+    return {f"{lang}-{kind}": study.neurons_file(lang, kind) for lang in cfg.languages for kind in cfg.detect.types}
 
 
 def specificity_step(study: Study, folder: Path) -> dict:
     """eta^2 of each detected set's top-n vs a random baseline, over the test-split sentences."""
-    from transfer_neurons.analyses.specificity import activation_stats, specificity_report
-    from transfer_neurons.artifacts.io import write_json, write_tensors
-    from transfer_neurons.hooks.interventions import Intervention, random_baseline
-    from transfer_neurons.metrics import specificity as spec
-
-    cfg, lm = study.config, study.lm
+    cfg = study.config
     sentences = {"en": study.pairs(cfg.languages[0], "test").en}
     sentences |= {lang: study.pairs(lang, "test").l2 for lang in cfg.languages}
-    langs = list(sentences)
-    families = spec.families_for(langs)
-    sets = {}
-    for name, path in _detected(study).items():
-        info = read_json(path)
-        top = Intervention.of([(layer, neuron) for layer, neuron, _ in info["top"][: cfg.characterise.top_n]])
-        random = random_baseline(top, lm.mlp_width, cfg.ablate.baseline, info["layers"], cfg.seed)
-        sets[name] = {"lang": info["lang"], "type": info["type"], "top_n": len(top.neurons),
-                      "top": top.pairs(), "random": random.pairs()}  # fmt: skip
-    stats = activation_stats(lm, sentences, cfg.batch_size, study.progress)
-    summary, tensors = specificity_report(stats, langs, families, sets)
-    write_tensors(folder / "specificity.safetensors", tensors, {"langs": ",".join(langs)})
-    write_json(folder / "specificity.json", {"langs": langs, "families": dict(zip(langs, families, strict=True)),
-                                             "alpha": 0.05, "sets": summary})  # fmt: skip
-    bars = {name: {f"{which} eta2>0.1": result["target"][which]["share_eta2_gt_0.1"] for which in ("top", "random")}
-            for name, result in summary.items()}  # fmt: skip
-    plots.grouped_bars(bars, "Share of neurons specific to their language (eta2 > 0.1, p < 0.05)", "share",
-                       folder / "specificity.png", (0, 1))  # fmt: skip
-    return {name: {which: result["target"][which] for which in ("top", "random")} for name, result in summary.items()}
+    config = specificity.SpecificityConfig(top_n=cfg.characterise.top_n, baseline=cfg.ablate.baseline, seed=cfg.seed,
+                                           batch_size=cfg.batch_size)  # fmt: skip
+    sets = {name: read_neurons(path) for name, path in _detected(study).items()}
+    result = specificity.run(study.lm, sentences, sets, config, study.progress)
+    result.save(folder, study.inputs(**{f"neurons_{name}": path for name, path in _detected(study).items()}))
+    return {name: {"top": s.labellings["target"].top.to_json(), "random": s.labellings["target"].random.to_json()}
+            for name, s in result.sets.items()}  # fmt: skip
 
 
 def overlap_step(study: Study, folder: Path) -> dict:
     """Jaccard overlap between every pair of detected sets, and their layer distributions."""
-    from transfer_neurons.artifacts.io import write_json
-    from transfer_neurons.metrics import overlap as ov
-
-    top_n = study.config.characterise.top_n
-    sets = {name: [tuple(t[:2]) for t in read_json(path)["top"][:top_n]] for name, path in _detected(study).items()}
-    names = list(sets)
-    matrix = ov.jaccard_matrix([sets[name] for name in names])
-    num_layers = _layer_count(study)
-    counts = {name: ov.layer_counts(sets[name], num_layers) for name in names}
-    plots.annotated_heatmap(matrix, names, f"Jaccard overlap of the top-{top_n} neurons", folder / "overlap.png")
-    plots.layer_histograms(counts, folder / "layers.png", f"Layers of the top-{top_n} neurons")
-    write_json(folder / "overlap.json", {"sets": names, "jaccard": matrix.tolist(), "layer_counts": counts})
-    return {"sets": names, "jaccard": [[round(float(x), 3) for x in row] for row in matrix]}
-
-
-def _layer_count(study: Study) -> int:
-    from transfer_neurons.artifacts.io import read_tensors
-
-    lang, kind = study.config.languages[0], study.config.detect.types[0]
-    return read_tensors(study.out / "detect" / lang / kind / "scores.safetensors")["scores"].shape[0]
+    sets = [read_neurons(path) for path in _detected(study).values()]
+    shape = detect.Detection.load(next(iter(_detected(study).values())).parent).scores.shape
+    result = overlap.run(sets, shape[0], shape[1], overlap.OverlapConfig(top_n=study.config.characterise.top_n))
+    result.save(folder, study.inputs(**{f"set{k}": path for k, path in enumerate(_detected(study).values())}))
+    return {"sets": result.labels, "jaccard": [[round(float(x), 3) for x in row] for row in result.jaccard]}
 
 
 TASK_LANGS = {"qa": ("en", "ja", "ko", "nl", "it"), "mc": ("en", "ja", "ko", "nl", "it")}
@@ -174,45 +194,33 @@ def task_languages(task: str, languages: list[str]) -> list[str]:
     return [lang for lang in languages if task not in TASK_LANGS or lang in TASK_LANGS[task]]
 
 
-def downstream_step(task: str, lang: str, kind: str) -> StepFn:
-    """QA, multiple choice or output language of `lang`: normal, top-k `kind` neurons deactivated
-    at the prompt, and a random baseline."""
+def downstream_step(task: str, lang: str, kind: NeuronType) -> StepFn:
+    """QA, multiple choice or output language of `lang`: normal, top-k `kind` neurons deactivated,
+    and a random baseline (the same analyses as the qa, mc and output-lang commands)."""
 
     def compute(study: Study, folder: Path) -> dict:
-        from transfer_neurons.analyses.base import summarize_rows
-        from transfer_neurons.analyses.mc import mc_study
-        from transfer_neurons.analyses.output_lang import output_language_study
-        from transfer_neurons.analyses.qa import qa_study
-        from transfer_neurons.artifacts.io import write_json
-        from transfer_neurons.hooks.interventions import deactivation_conditions
-
-        cfg, lm = study.config, study.lm
-        down = cfg.downstream
-        neurons = study.out / "detect" / lang / kind / "neurons.json"
-        top_k = min(down.top_k, len(read_json(neurons)["top"]))
-        positions = "all" if task == "output_lang" else "prompt"
-        conditions = deactivation_conditions(neurons, top_k, lm.num_layers, lm.mlp_width, positions,
-                                             cfg.ablate.baseline, cfg.seed)  # fmt: skip
+        cfg, down, lm = study.config, study.config.downstream, study.lm
+        neurons = study.neurons(lang, kind)
+        shared = {"top_k": down.top_k, "baseline": cfg.ablate.baseline, "seed": cfg.seed, "batch_size": cfg.batch_size}
+        inputs = study.inputs(neurons=study.neurons_file(lang, kind))
+        conditions: dict[str, dict[str, float]]
         if task == "qa":
-            from transfer_neurons.data.qa import load_qa
-
-            rows = qa_study(lm, load_qa(None, lang, down.max_questions), conditions, batch_size=cfg.batch_size)
-            summary = summarize_rows(rows, ["f1", "em"])
+            questions = load_qa(None, lang, down.max_questions)
+            qa_result = qa.run(lm, questions, neurons, qa.QAConfig(**shared, max_questions=down.max_questions))
+            qa_result.save(folder, inputs)
+            conditions = {name: asdict(s) for name, s in qa_result.conditions.items()}
         elif task == "mc":
-            from transfer_neurons.data.mc import load_mc
-
-            rows = mc_study(lm, load_mc(None, lang, down.max_questions), conditions, cfg.batch_size)
-            summary = summarize_rows(rows, ["correct"])
+            choices = load_mc(None, lang, down.max_questions)
+            mc_result = mc.run(lm, choices, neurons, mc.MCConfig(**shared, max_questions=down.max_questions))
+            mc_result.save(folder, inputs)
+            conditions = {name: asdict(s) for name, s in mc_result.conditions.items()}
         else:
-            from transfer_neurons.metrics.langid import LanguageID
-
             prompts = study.pairs(lang, "test").l2[: down.max_questions]
-            identifier = LanguageID(sorted({"en", lang, *cfg.languages}))
-            rows, summary = output_language_study(lm, prompts, conditions, identifier, lang,
-                                                  batch_size=cfg.batch_size)  # fmt: skip
-        write_jsonl(folder / "rows.jsonl", rows)
-        write_json(folder / "summary.json", {"task": task, "lang": lang, "neurons": kind, "top_k": top_k,
-                                             "positions": positions, "conditions": summary})  # fmt: skip
-        return {"top_k": top_k, "neurons": kind, "conditions": summary}
+            config = output_lang.OutputLangConfig(**shared, max_prompts=down.max_questions,
+                                                  langid_langs=tuple(sorted({"en", lang, *cfg.languages})))  # fmt: skip
+            ol_result = output_lang.run(lm, prompts, neurons, config, lang)
+            ol_result.save(folder, inputs | study.inputs(data=study.split_file(lang, "test")))
+            conditions = ol_result.conditions
+        return {"top_k": down.top_k, "neurons": str(kind), "conditions": conditions}
 
     return compute

@@ -10,7 +10,7 @@ from jinja2 import Environment, select_autoescape
 from transfer_neurons.artifacts.io import atomic_path
 from transfer_neurons.study.config import StudyConfig
 
-METRICS = {"qa": ("f1", "em"), "mc": ("correct",), "output_lang": None}  # output_lang: its language shares
+METRICS = {"qa": ("f1", "em"), "mc": ("accuracy",), "output_lang": None}  # output_lang: its language shares
 
 TEMPLATE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">

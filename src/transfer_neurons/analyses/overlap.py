@@ -1,0 +1,145 @@
+"""Overlap of neuron sets (DESIGN.md 3.5): pairwise Jaccard of their top-n against the chance level
+of random sets over the same candidate layers, and where in the model each top-n sits. No model
+is needed: the sets and the model's shape suffice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from transfer_neurons.analyses.base import Config
+from transfer_neurons.artifacts import names, plots
+from transfer_neurons.artifacts.io import read_json, read_tensors, write_json
+from transfer_neurons.artifacts.neurons import NeuronSet
+from transfer_neurons.artifacts.result import Result, read_manifest
+from transfer_neurons.errors import InputError
+from transfer_neurons.metrics import overlap as ov
+
+
+class OverlapConfig(Config):
+    """Settings of one overlap analysis."""
+
+    top_n: int | None = Field(
+        None, ge=1, description="Compare the top-n of each set; default: the smallest set's size."
+    )
+
+
+@dataclass
+class OverlapResult(Result):
+    """Pairwise Jaccard of the sets' top-n (in `labels` order), its chance level (None when the
+    model's width is unknown) and each set's count of top-n neurons per layer."""
+
+    command: ClassVar[str] = "overlap"
+
+    model: str | None
+    top_n: int
+    labels: list[str]
+    jaccard: list[list[float]]
+    chance_jaccard: list[list[float]] | None
+    layer_counts: dict[str, list[int]]  # label -> count per layer
+
+    def write_files(self, out: Path) -> list[str]:
+        write_json(
+            out / names.OVERLAP,
+            {
+                "schema_version": names.SCHEMA_VERSION,
+                "model": self.model,
+                "top_n": self.top_n,
+                "labels": self.labels,
+                "jaccard": self.jaccard,
+                "chance_jaccard": self.chance_jaccard,
+                "layer_counts": self.layer_counts,
+            },
+        )
+        title = f"Jaccard overlap of the top-{self.top_n} neurons"
+        plots.annotated_heatmap(np.array(self.jaccard), self.labels, title, out / names.OVERLAP_FIGURE)
+        plots.layer_histograms(self.layer_counts, out / names.LAYERS_FIGURE, f"Layers of the top-{self.top_n} neurons")
+        return [names.OVERLAP, names.OVERLAP_FIGURE, names.LAYERS_FIGURE]
+
+    def manifest_fields(self) -> dict[str, Any]:
+        return {"model": self.model, "settings": {"top_n": self.top_n}, "seed": None, "timings_s": {}}
+
+    @classmethod
+    def load(cls, out: str | Path) -> OverlapResult:
+        """An overlap folder written by `save` (from the command line, a study or Python)."""
+        out = Path(out)
+        read_manifest(out, cls.command)
+        data = read_json(out / names.OVERLAP)
+        return cls(
+            model=data["model"],
+            top_n=data["top_n"],
+            labels=data["labels"],
+            jaccard=data["jaccard"],
+            chance_jaccard=data["chance_jaccard"],
+            layer_counts=data["layer_counts"],
+        )
+
+    def summary_lines(self) -> list[str]:
+        return [
+            f"{a} vs {b}: Jaccard {self.jaccard[i][j]:.3f}"
+            for i, a in enumerate(self.labels)
+            for j, b in enumerate(self.labels)
+            if j > i
+        ]
+
+
+def scores_shape(sets: Sequence[NeuronSet]) -> tuple[int, int] | None:
+    """(layers, neurons per layer) of the model, from the scores.safetensors beside the first set
+    read from a detect folder; None when no set has one."""
+    for s in sets:
+        scores = Path(s.source).parent / names.SCORES if s.source else None
+        if scores is not None and scores.is_file():
+            num_layers, width = read_tensors(scores)["scores"].shape
+            return int(num_layers), int(width)
+    return None
+
+
+def labels_of(sets: Sequence[NeuronSet]) -> list[str]:
+    """`ja type1` per set, or the folders of their files when two sets would share a label."""
+    labels = [f"{s.lang} {s.type}" for s in sets]
+    if len(set(labels)) < len(labels):
+        labels = [
+            str(Path(s.source).parent) if s.source else f"{label} ({k})"
+            for k, (s, label) in enumerate(zip(sets, labels, strict=True))
+        ]
+    return labels
+
+
+def run(sets: Sequence[NeuronSet], num_layers: int | None, width: int | None, config: OverlapConfig) -> OverlapResult:
+    """Jaccard, chance level and layer counts of the sets' top-n (the command line and the study
+    call this). `num_layers` None: one past the highest layer compared; `width` None: no chance level.
+    InputError for fewer than two sets, sets of different models, or a set shorter than top_n."""
+    if len(sets) < 2:
+        raise InputError("overlap needs at least two neuron sets")
+    models = {s.model for s in sets}
+    if len(models) > 1:
+        raise InputError(f"the neuron sets come from different models ({', '.join(sorted(map(str, models)))})")
+    n = config.top_n or min(len(s.top) for s in sets)
+    for s in sets:
+        if n > len(s.top):
+            raise InputError(f"--top-n {n} exceeds the {len(s.top)} neurons listed in {s.source}")
+    tops = [s.neurons(n) for s in sets]
+    if num_layers is None:
+        num_layers = 1 + max(layer for top in tops for layer, _ in top)
+    if width is not None:
+        for s in sets:
+            s.check_model(num_layers, width)
+    labels = labels_of(sets)
+    chance = None
+    if width is not None:
+        candidates = [s.layers or range(num_layers) for s in sets]
+        chance = [[ov.chance_jaccard_over_layers(n, n, a, b, width) for b in candidates] for a in candidates]
+    return OverlapResult(
+        model=models.pop(),
+        top_n=n,
+        labels=labels,
+        jaccard=ov.jaccard_matrix(tops).tolist(),
+        chance_jaccard=chance,
+        layer_counts={label: ov.layer_counts(top, num_layers) for label, top in zip(labels, tops, strict=True)},
+    )
