@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -12,12 +12,11 @@ import torch
 from pydantic import Field
 from transformers import PreTrainedTokenizerBase
 
-from transfer_neurons.analyses.base import ControlConfig, conditions_for
+from transfer_neurons.analyses.base import ControlConfig, ControlledResult, conditions_for
 from transfer_neurons.analyses.output_lang import identifier_for
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.io import read_json, write_json
 from transfer_neurons.artifacts.neurons import NeuronSet
-from transfer_neurons.artifacts.result import Result, read_manifest
 from transfer_neurons.choices import Positions
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.capture import collect
@@ -44,53 +43,35 @@ class LogitLensConfig(ControlConfig):
     )
 
 
-@dataclass
-class LogitLensResult(Result):
+@dataclass(kw_only=True)
+class LogitLensResult(ControlledResult):
     """Per condition and language label (the sentence language, en, none, other), the share of the
     top tokens of each layer, with the interventions it compared."""
 
     command: ClassVar[str] = "logit-lens"
 
-    model: str
-    lang: str
     tokens: int
-    seed: int
     conditions: dict[str, dict[str, list[float]]]  # condition -> language label -> share per layer
-    deactivated: Intervention | None = None
-    random: Intervention | None = None
-    settings: dict[str, Any] = field(default_factory=dict)  # recorded settings besides lang and tokens
-    timings: dict[str, float] = field(default_factory=dict)
 
     def write_files(self, out: Path) -> list[str]:
         files = [names.summary(TASK), names.figure(TASK)]
-        write_json(out / names.summary(TASK), {"schema_version": names.SCHEMA_VERSION, "model": self.model,
-                   "lang": self.lang, "tokens": self.tokens, **self.settings, "seed": self.seed,
-                   "conditions": self.conditions})  # fmt: skip
+        write_json(out / names.summary(TASK), {**self.header(tokens=self.tokens), "conditions": self.conditions})
         lines = {f"{name}: {key}": values[key] for name, values in self.conditions.items() for key in (self.lang, "en")}
         plots.layer_curves(lines, f"Logit lens: language of the top-{self.tokens} tokens ({self.lang} inputs)",
                            "share of tokens", out / names.figure(TASK))  # fmt: skip
-        if self.deactivated is not None and self.random is not None:
-            self.deactivated.save(out / names.INTERVENTION)
-            self.random.save(out / names.BASELINE)
-            files += [names.INTERVENTION, names.BASELINE]
-        return files
+        return files + self.write_interventions(out)
 
     def manifest_fields(self) -> dict[str, Any]:
-        return {"model": self.model, "settings": {"lang": self.lang, "tokens": self.tokens, **self.settings},
-                "seed": self.seed, "timings_s": self.timings}  # fmt: skip
+        fields = super().manifest_fields()
+        return {**fields, "settings": {"lang": self.lang, "tokens": self.tokens, **self.settings}}
 
     @classmethod
     def load(cls, out: str | Path) -> LogitLensResult:
         """A logit-lens folder written by `save` (from the command line, a study or Python)."""
         out = Path(out)
-        manifest = read_manifest(out, cls.command)
-        settings = dict(manifest["settings"])
-        deactivated, random = (Intervention.load(out / name) if name in manifest["files"] else None
-                               for name in (names.INTERVENTION, names.BASELINE))  # fmt: skip
-        return cls(model=manifest["model"], lang=settings.pop("lang"), tokens=settings.pop("tokens"),
-                   seed=manifest["seed"], conditions=read_json(out / names.summary(TASK))["conditions"],
-                   deactivated=deactivated, random=random, settings=settings,
-                   timings=manifest["timings_s"])  # fmt: skip
+        common = cls.read_common(out)
+        tokens = common["settings"].pop("tokens")
+        return cls(**common, tokens=tokens, conditions=read_json(out / names.summary(TASK))["conditions"])
 
     def summary_lines(self) -> list[str]:
         lines = []

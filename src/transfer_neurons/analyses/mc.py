@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import Field
 
-from transfer_neurons.analyses.base import ControlConfig, conditions_for, summarize_rows
+from transfer_neurons.analyses.base import ControlConfig, ControlledResult, conditions_for, summarize_rows
 from transfer_neurons.artifacts import names, plots
-from transfer_neurons.artifacts.io import read_json, write_json, write_jsonl
+from transfer_neurons.artifacts.io import read_json, read_jsonl, write_json, write_jsonl
 from transfer_neurons.artifacts.neurons import NeuronSet
-from transfer_neurons.artifacts.result import Result, read_manifest
 from transfer_neurons.choices import Positions
 from transfer_neurons.data.mc import LETTERS, MCItem, letter_token_ids, mc_prompt, template_lang
-from transfer_neurons.data.pairs import jsonl_rows
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.generation import next_token_logprobs
-from transfer_neurons.hooks.interventions import Conditions, Intervention
+from transfer_neurons.hooks.interventions import Conditions
 from transfer_neurons.metrics.mc import choose
 from transfer_neurons.model.loading import LoadedModel
 
@@ -46,23 +44,16 @@ class MCScores:
     n: int
 
 
-@dataclass
-class MCResult(Result):
+@dataclass(kw_only=True)
+class MCResult(ControlledResult):
     """Per-question rows and per-condition accuracy of a multiple-choice run, the chance level
     (mean of 1 / options) and the interventions it compared."""
 
     command: ClassVar[str] = "mc"
 
-    model: str
-    lang: str
-    seed: int
     chance: float
     conditions: dict[str, MCScores]
     rows: list[dict]
-    deactivated: Intervention | None = None
-    random: Intervention | None = None
-    settings: dict[str, Any] = field(default_factory=dict)  # recorded settings besides lang
-    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def n_questions(self) -> int:
@@ -72,35 +63,21 @@ class MCResult(Result):
     def write_files(self, out: Path) -> list[str]:
         files = [names.rows(TASK), names.summary(TASK), names.figure(TASK)]
         write_jsonl(out / names.rows(TASK), self.rows)
-        write_json(out / names.summary(TASK), {"schema_version": names.SCHEMA_VERSION, "model": self.model,
-                   "lang": self.lang, **self.settings, "seed": self.seed, "chance": self.chance,
+        write_json(out / names.summary(TASK), {**self.header(), "chance": self.chance,
                    "conditions": {name: asdict(s) for name, s in self.conditions.items()}})  # fmt: skip
         bars = {name: {"accuracy": s.accuracy, "chance": self.chance} for name, s in self.conditions.items()}
         plots.grouped_bars(bars, f"Multiple choice ({self.lang}, {self.n_questions} questions)", "accuracy",
                            out / names.figure(TASK), (0, 1))  # fmt: skip
-        if self.deactivated is not None and self.random is not None:
-            self.deactivated.save(out / names.INTERVENTION)
-            self.random.save(out / names.BASELINE)
-            files += [names.INTERVENTION, names.BASELINE]
-        return files
-
-    def manifest_fields(self) -> dict[str, Any]:
-        return {"model": self.model, "settings": {"lang": self.lang, **self.settings}, "seed": self.seed,
-                "timings_s": self.timings}  # fmt: skip
+        return files + self.write_interventions(out)
 
     @classmethod
     def load(cls, out: str | Path) -> MCResult:
         """A multiple-choice folder written by `save` (from the command line, a study or Python)."""
         out = Path(out)
-        manifest = read_manifest(out, cls.command)
-        settings = dict(manifest["settings"])
+        common = cls.read_common(out)
         summary = read_json(out / names.summary(TASK))
-        deactivated, random = (Intervention.load(out / name) if name in manifest["files"] else None
-                               for name in (names.INTERVENTION, names.BASELINE))  # fmt: skip
-        return cls(model=manifest["model"], lang=settings.pop("lang"), seed=manifest["seed"], chance=summary["chance"],
-                   conditions={name: MCScores(**s) for name, s in summary["conditions"].items()},
-                   rows=[row for _, row in jsonl_rows(out / names.rows(TASK))], deactivated=deactivated,
-                   random=random, settings=settings, timings=manifest["timings_s"])  # fmt: skip
+        return cls(**common, chance=summary["chance"], rows=read_jsonl(out / names.rows(TASK)),
+                   conditions={name: MCScores(**s) for name, s in summary["conditions"].items()})
 
     def summary_lines(self) -> list[str]:
         return [f"{name:>11}: accuracy {s.accuracy:.3f} ({s.n} questions, chance {self.chance:.3f})"

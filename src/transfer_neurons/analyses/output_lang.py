@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import Field
 
-from transfer_neurons.analyses.base import ControlConfig, conditions_for
+from transfer_neurons.analyses.base import ControlConfig, ControlledResult, conditions_for
 from transfer_neurons.artifacts import names, plots
-from transfer_neurons.artifacts.io import read_json, write_json, write_jsonl
+from transfer_neurons.artifacts.io import read_json, read_jsonl, write_json, write_jsonl
 from transfer_neurons.artifacts.neurons import NeuronSet
-from transfer_neurons.artifacts.result import Result, read_manifest
 from transfer_neurons.choices import Positions
-from transfer_neurons.data.pairs import jsonl_rows
 from transfer_neurons.hooks.generation import generate
-from transfer_neurons.hooks.interventions import Conditions, Intervention
+from transfer_neurons.hooks.interventions import Conditions
 from transfer_neurons.metrics.langid import NONE, STUDY_LANGS, LanguageID, shares
 from transfer_neurons.model.loading import LoadedModel
 
@@ -46,22 +44,15 @@ class OutputLangConfig(ControlConfig):
     )
 
 
-@dataclass
-class OutputLangResult(Result):
+@dataclass(kw_only=True)
+class OutputLangResult(ControlledResult):
     """Continuations with their identified language (rows) and, per condition, the share of outputs
     in the prompt language, English, none (no letters) and other languages."""
 
     command: ClassVar[str] = "output-lang"
 
-    model: str
-    lang: str
-    seed: int
     conditions: dict[str, dict[str, float]]  # condition -> language label -> share of outputs
     rows: list[dict]
-    deactivated: Intervention | None = None
-    random: Intervention | None = None
-    settings: dict[str, Any] = field(default_factory=dict)  # recorded settings besides lang
-    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def n_prompts(self) -> int:
@@ -71,32 +62,18 @@ class OutputLangResult(Result):
     def write_files(self, out: Path) -> list[str]:
         files = [names.rows(TASK), names.summary(TASK), names.figure(TASK)]
         write_jsonl(out / names.rows(TASK), self.rows)
-        write_json(out / names.summary(TASK), {"schema_version": names.SCHEMA_VERSION, "model": self.model,
-                   "lang": self.lang, **self.settings, "seed": self.seed, "conditions": self.conditions})  # fmt: skip
+        write_json(out / names.summary(TASK), {**self.header(), "conditions": self.conditions})  # fmt: skip
         plots.grouped_bars(self.conditions, f"Language of continuations of {self.n_prompts} {self.lang} prompts",
                            "share of outputs", out / names.figure(TASK), (0, 1))  # fmt: skip
-        if self.deactivated is not None and self.random is not None:
-            self.deactivated.save(out / names.INTERVENTION)
-            self.random.save(out / names.BASELINE)
-            files += [names.INTERVENTION, names.BASELINE]
-        return files
-
-    def manifest_fields(self) -> dict[str, Any]:
-        return {"model": self.model, "settings": {"lang": self.lang, **self.settings}, "seed": self.seed,
-                "timings_s": self.timings}  # fmt: skip
+        return files + self.write_interventions(out)
 
     @classmethod
     def load(cls, out: str | Path) -> OutputLangResult:
         """An output-language folder written by `save` (from the command line, a study or Python)."""
         out = Path(out)
-        manifest = read_manifest(out, cls.command)
-        settings = dict(manifest["settings"])
-        deactivated, random = (Intervention.load(out / name) if name in manifest["files"] else None
-                               for name in (names.INTERVENTION, names.BASELINE))  # fmt: skip
-        return cls(model=manifest["model"], lang=settings.pop("lang"), seed=manifest["seed"],
-                   conditions=read_json(out / names.summary(TASK))["conditions"],
-                   rows=[row for _, row in jsonl_rows(out / names.rows(TASK))], deactivated=deactivated,
-                   random=random, settings=settings, timings=manifest["timings_s"])  # fmt: skip
+        common = cls.read_common(out)
+        return cls(**common, conditions=read_json(out / names.summary(TASK))["conditions"],
+                   rows=read_jsonl(out / names.rows(TASK)))
 
     def summary_lines(self) -> list[str]:
         return [f"{name:>11}: " + ", ".join(f"{label} {share:.1%}" for label, share in values.items())

@@ -7,6 +7,11 @@ from typing import Annotated
 
 import typer
 
+from transfer_neurons.analyses import overlap as overlap_analysis
+from transfer_neurons.analyses import specificity as specificity_analysis
+from transfer_neurons.artifacts.io import prepare_out_dir
+from transfer_neurons.artifacts.manifest import data_inputs
+from transfer_neurons.artifacts.neurons import read_neurons
 from transfer_neurons.choices import Baseline
 from transfer_neurons.cli.common import (
     BaselineOpt,
@@ -16,15 +21,16 @@ from transfer_neurons.cli.common import (
     ModelOpt,
     QuietOpt,
     SeedOpt,
-    app,
     echo_summary,
     langs_for,
     user_errors,
 )
+from transfer_neurons.data.pairs import read_sentences
 from transfer_neurons.errors import InputError
+from transfer_neurons.metrics.specificity import parse_families
+from transfer_neurons.model.loading import load_model
 
 
-@app.command()
 @user_errors
 def specificity(
     model: ModelOpt,
@@ -56,26 +62,19 @@ def specificity(
     quiet: QuietOpt = False,
 ) -> None:
     """Language specificity (eta^2, ANOVA p) of the top-n neurons vs a random baseline of the same layers."""
-    from transfer_neurons.analyses import specificity as analysis
-    from transfer_neurons.artifacts.io import prepare_out_dir
-    from transfer_neurons.artifacts.manifest import data_inputs
-    from transfer_neurons.artifacts.neurons import read_neurons
-    from transfer_neurons.data.pairs import read_sentences
-    from transfer_neurons.metrics.specificity import parse_families
-    from transfer_neurons.model.loading import load_model
 
-    config = analysis.SpecificityConfig(
+    config = specificity_analysis.SpecificityConfig(
         top_n=top_n, baseline=baseline, seed=seed, batch_size=batch_size, families=parse_families(families) or None
     )
     codes = langs_for(data, langs)
     if len(set(codes)) != len(codes):
         raise InputError(f"each language may have one --data file; got {', '.join(codes)}")
-    sets = analysis.name_sets([read_neurons(path) for path in neurons])
-    analysis.check_inputs(codes, sets, config)
+    sets = specificity_analysis.name_sets([read_neurons(path) for path in neurons])
+    specificity_analysis.check_inputs(codes, sets, config)
     sentences = {code: read_sentences(path, code, max_sentences) for path, code in zip(data, codes, strict=True)}
     out = prepare_out_dir(out)
     lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
-    result = analysis.run(lm, sentences, sets, config, progress=not quiet)
+    result = specificity_analysis.run(lm, sentences, sets, config, progress=not quiet)
     inputs = data_inputs(
         **{f"data_{code}": path for path, code in zip(data, codes, strict=True)},
         **{f"neurons_{name}": s.source for name, s in sets.items()},
@@ -84,7 +83,6 @@ def specificity(
     echo_summary(result, out)
 
 
-@app.command()
 @user_errors
 def overlap(
     sets: Annotated[list[Path], typer.Argument(help="Detect folders or neurons.json files (two or more).")],
@@ -94,15 +92,10 @@ def overlap(
     ] = None,
 ) -> None:
     """Layer distribution of each set's top-n neurons and Jaccard overlap between the sets."""
-    from transfer_neurons.analyses import overlap as analysis
-    from transfer_neurons.artifacts.io import prepare_out_dir
-    from transfer_neurons.artifacts.manifest import data_inputs
-    from transfer_neurons.artifacts.neurons import read_neurons
-
-    config = analysis.OverlapConfig(top_n=top_n)
+    config = overlap_analysis.OverlapConfig(top_n=top_n)
     neuron_sets = [read_neurons(path) for path in sets]
-    num_layers, width = analysis.scores_shape(neuron_sets) or (None, None)
+    num_layers, width = overlap_analysis.scores_shape(neuron_sets) or (None, None)
     out = prepare_out_dir(out)
-    result = analysis.run(neuron_sets, num_layers, width, config)
+    result = overlap_analysis.run(neuron_sets, num_layers, width, config)
     result.save(out, data_inputs(**{f"set{k}": s.source for k, s in enumerate(neuron_sets)}))
     echo_summary(result, out)

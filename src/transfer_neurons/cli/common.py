@@ -9,10 +9,13 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.artifacts.result import Result, read_manifest
 from transfer_neurons.choices import Baseline
+from transfer_neurons.data.pairs import data_lang, read_pairs
 from transfer_neurons.errors import InputError
+from transfer_neurons.metrics.langid import STUDY_LANGS, LanguageID
 
 app = typer.Typer(
     help="Find and control transfer neurons in multilingual decoder LLMs.",
@@ -25,7 +28,6 @@ app = typer.Typer(
 def user_errors(command):
     """Turn InputError (and an invalid option value found by a config) into one line on stderr
     and exit status 2."""
-
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
@@ -79,6 +81,7 @@ SeedOpt = Annotated[int, typer.Option(help="Seed of the random baseline.")]
 OptNeuronsOpt = Annotated[
     Path | None, typer.Option(help="neurons.json written by detect; adds the deactivated and random conditions.")
 ]
+DEFAULT_LANGID = ",".join(STUDY_LANGS)
 LangIdOpt = Annotated[
     str,
     typer.Option(help="Comma-separated languages the identifier chooses among (plus --lang); 'all' for every one."),
@@ -97,7 +100,6 @@ def neurons_lang(neurons: NeuronSet | None, lang: str | None) -> str:
 
 
 def source_inputs(source: str | None, neurons: Path | None) -> dict:
-    from transfer_neurons.artifacts.manifest import data_inputs
 
     inputs: dict[str, dict[str, Any]] = dict(data_inputs(neurons=neurons))
     if source is None:
@@ -110,7 +112,6 @@ def source_inputs(source: str | None, neurons: Path | None) -> dict:
 
 
 def language_identifier(langid_langs: str, lang: str):
-    from transfer_neurons.metrics.langid import LanguageID
 
     if langid_langs.strip() == "all":
         return LanguageID(None)
@@ -119,7 +120,6 @@ def language_identifier(langid_langs: str, lang: str):
 
 
 def langs_for(paths: list[Path], langs: str | None) -> list[str]:
-    from transfer_neurons.data.pairs import data_lang
 
     if langs is None:
         return [data_lang(path) for path in paths]
@@ -130,7 +130,6 @@ def langs_for(paths: list[Path], langs: str | None) -> list[str]:
 
 
 def read_any(path: Path, max_sentences: int | None, lang: str | None = None):
-    from transfer_neurons.data.pairs import read_pairs
 
     return read_pairs(path, lang or langs_for([path], None)[0], max_sentences)
 

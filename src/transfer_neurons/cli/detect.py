@@ -7,6 +7,9 @@ from typing import Annotated
 
 import typer
 
+from transfer_neurons.analyses import detect as detect_analysis
+from transfer_neurons.artifacts.io import prepare_out_dir
+from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.choices import NeuronType
 from transfer_neurons.cli.common import (
     BatchOpt,
@@ -16,13 +19,14 @@ from transfer_neurons.cli.common import (
     MaxSentencesOpt,
     ModelOpt,
     QuietOpt,
-    app,
     echo_summary,
     user_errors,
 )
+from transfer_neurons.data.pairs import read_pairs
+from transfer_neurons.hooks.distributed import init_from_env, is_main, local_device, shutdown
+from transfer_neurons.model.loading import load_model
 
 
-@app.command()
 @user_errors
 def detect(
     model: ModelOpt,
@@ -56,23 +60,16 @@ def detect(
 
     Under torchrun each process scores its share of the sentences; rank 0 writes the results.
     """
-    from transfer_neurons.analyses import detect as analysis
-    from transfer_neurons.artifacts.io import prepare_out_dir
-    from transfer_neurons.artifacts.manifest import data_inputs
-    from transfer_neurons.data.pairs import read_pairs
-    from transfer_neurons.hooks.distributed import init_from_env, is_main, local_device, shutdown
-    from transfer_neurons.model.loading import load_model
-
     init_from_env(device)
     try:
-        config = analysis.DetectConfig(top_n=top_n, batch_size=batch_size, paper_compat=paper_compat)
+        config = detect_analysis.DetectConfig(top_n=top_n, batch_size=batch_size, paper_compat=paper_compat)
         pairs = read_pairs(data, lang, max_sentences)
         out = prepare_out_dir(out)
         show = not quiet and is_main()
         lm = load_model(model, device=local_device(device), dtype=dtype, progress=show, device_map=device_map)
         if layers:
-            config = config.model_copy(update={"layers": analysis.parse_layers(layers, lm.num_layers)})
-        result = analysis.run(lm, pairs, type, config, progress=show)
+            config = config.model_copy(update={"layers": detect_analysis.parse_layers(layers, lm.num_layers)})
+        result = detect_analysis.run(lm, pairs, type, config, progress=show)
         if is_main():
             result.save(out, {"model": model, **data_inputs(data=data)})
             echo_summary(result, out)

@@ -7,9 +7,16 @@ from typing import Annotated
 
 import typer
 
-from transfer_neurons.artifacts.neurons import NeuronSet
+from transfer_neurons.analyses import logit_lens as logit_lens_analysis
+from transfer_neurons.analyses import mc as mc_analysis
+from transfer_neurons.analyses import output_lang as output_lang_analysis
+from transfer_neurons.analyses import qa as qa_analysis
+from transfer_neurons.artifacts.io import prepare_out_dir
+from transfer_neurons.artifacts.manifest import data_inputs
+from transfer_neurons.artifacts.neurons import NeuronSet, read_neurons
 from transfer_neurons.choices import Baseline, Positions
 from transfer_neurons.cli.common import (
+    DEFAULT_LANGID,
     BaselineOpt,
     BatchOpt,
     DeviceOpt,
@@ -20,20 +27,22 @@ from transfer_neurons.cli.common import (
     QuietOpt,
     SeedOpt,
     TopKDownstreamOpt,
-    app,
     echo_summary,
     language_identifier,
     neurons_lang,
     source_inputs,
     user_errors,
 )
+from transfer_neurons.data.mc import load_mc
+from transfer_neurons.data.pairs import read_sentences
+from transfer_neurons.data.qa import load_qa
+from transfer_neurons.model.loading import load_model
 
 PromptsBatchOpt = Annotated[int, typer.Option(min=1, help="Prompts per batch.")]
 
 
 def _neuron_set(neurons: Path | None, top_k: int) -> NeuronSet | None:
     """The neuron set of --neurons (checked against --top-k before the model loads), or None."""
-    from transfer_neurons.artifacts.neurons import read_neurons
 
     if neurons is None:
         return None
@@ -42,7 +51,6 @@ def _neuron_set(neurons: Path | None, top_k: int) -> NeuronSet | None:
     return neuron_set
 
 
-@app.command()
 @user_errors
 def qa(
     model: ModelOpt,
@@ -70,12 +78,7 @@ def qa(
     quiet: QuietOpt = False,
 ) -> None:
     """Generative QA (MKQA style, token F1 over aliases): normal, top-k deactivated, random baseline."""
-    from transfer_neurons.analyses import qa as analysis
-    from transfer_neurons.artifacts.io import prepare_out_dir
-    from transfer_neurons.data.qa import load_qa
-    from transfer_neurons.model.loading import load_model
-
-    config = analysis.QAConfig(top_k=top_k, positions=positions, shots=shots, max_new_tokens=max_new_tokens,
+    config = qa_analysis.QAConfig(top_k=top_k, positions=positions, shots=shots, max_new_tokens=max_new_tokens,
                                batch_size=batch_size, split=split, max_questions=max_questions, baseline=baseline,
                                seed=seed)  # fmt: skip
     neuron_set = _neuron_set(neurons, top_k)
@@ -83,12 +86,11 @@ def qa(
     items = load_qa(data, lang, config.max_questions, config.split)
     out = prepare_out_dir(out)
     lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
-    result = analysis.run(lm, items, neuron_set, config)
+    result = qa_analysis.run(lm, items, neuron_set, config)
     result.save(out, source_inputs(data, neurons))
     echo_summary(result, out)
 
 
-@app.command()
 @user_errors
 def mc(
     model: ModelOpt,
@@ -114,24 +116,19 @@ def mc(
     quiet: QuietOpt = False,
 ) -> None:
     """Multiple choice (the option letter with the highest log-likelihood): accuracy per condition."""
-    from transfer_neurons.analyses import mc as analysis
-    from transfer_neurons.artifacts.io import prepare_out_dir
-    from transfer_neurons.data.mc import load_mc
-    from transfer_neurons.model.loading import load_model
 
-    config = analysis.MCConfig(top_k=top_k, positions=positions, batch_size=batch_size, split=split,
+    config = mc_analysis.MCConfig(top_k=top_k, positions=positions, batch_size=batch_size, split=split,
                                max_questions=max_questions, baseline=baseline, seed=seed)  # fmt: skip
     neuron_set = _neuron_set(neurons, top_k)
     lang = neurons_lang(neuron_set, lang)
     items = load_mc(data, lang, config.max_questions, config.split)
     out = prepare_out_dir(out)
     lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
-    result = analysis.run(lm, items, neuron_set, config)
+    result = mc_analysis.run(lm, items, neuron_set, config)
     result.save(out, source_inputs(data, neurons))
     echo_summary(result, out)
 
 
-@app.command("output-lang")
 @user_errors
 def output_lang(
     model: ModelOpt,
@@ -151,7 +148,7 @@ def output_lang(
     positions: Annotated[
         Positions, typer.Option(help="Where to deactivate; 'all' includes the generated tokens.")
     ] = Positions.all,
-    langid_langs: LangIdOpt = "en,ja,ko,nl,it",
+    langid_langs: LangIdOpt = DEFAULT_LANGID,
     baseline: BaselineOpt = Baseline.per_layer,
     seed: SeedOpt = 0,
     batch_size: PromptsBatchOpt = 8,
@@ -160,27 +157,20 @@ def output_lang(
     quiet: QuietOpt = False,
 ) -> None:
     """Language of greedy continuations of L2 prompts: normal, top-k deactivated (e.g. Type-2), random."""
-    from transfer_neurons.analyses import output_lang as analysis
-    from transfer_neurons.artifacts.io import prepare_out_dir
-    from transfer_neurons.artifacts.manifest import data_inputs
-    from transfer_neurons.data.pairs import read_sentences
-    from transfer_neurons.model.loading import load_model
-
     neuron_set = _neuron_set(neurons, top_k)
     lang = neurons_lang(neuron_set, lang)
     langs = language_identifier(langid_langs, lang).langs
-    config = analysis.OutputLangConfig(top_k=top_k, positions=positions, max_new_tokens=max_new_tokens,
+    config = output_lang_analysis.OutputLangConfig(top_k=top_k, positions=positions, max_new_tokens=max_new_tokens,
                                        batch_size=batch_size, max_prompts=max_prompts, langid_langs=langs,
                                        baseline=baseline, seed=seed)  # fmt: skip
     prompts = read_sentences(data, lang, config.max_prompts)
     out = prepare_out_dir(out)
     lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
-    result = analysis.run(lm, prompts, neuron_set, config, lang)
+    result = output_lang_analysis.run(lm, prompts, neuron_set, config, lang)
     result.save(out, data_inputs(data=data, neurons=neurons))
     echo_summary(result, out)
 
 
-@app.command("logit-lens")
 @user_errors
 def logit_lens(
     model: ModelOpt,
@@ -192,7 +182,7 @@ def logit_lens(
     tokens: Annotated[int, typer.Option(min=1, help="Top tokens per layer whose language is counted.")] = 10,
     max_sentences: Annotated[int, typer.Option(min=1, help="Use at most this many sentences.")] = 100,
     positions: Annotated[Positions, typer.Option(help="Where to deactivate (representation: last).")] = Positions.last,
-    langid_langs: LangIdOpt = "en,ja,ko,nl,it",
+    langid_langs: LangIdOpt = DEFAULT_LANGID,
     baseline: BaselineOpt = Baseline.per_layer,
     seed: SeedOpt = 0,
     batch_size: BatchOpt = 16,
@@ -201,21 +191,15 @@ def logit_lens(
     quiet: QuietOpt = False,
 ) -> None:
     """Logit lens: language share of the top tokens of final norm + unembedding on each layer's h^l."""
-    from transfer_neurons.analyses import logit_lens as analysis
-    from transfer_neurons.artifacts.io import prepare_out_dir
-    from transfer_neurons.artifacts.manifest import data_inputs
-    from transfer_neurons.data.pairs import read_sentences
-    from transfer_neurons.model.loading import load_model
-
     neuron_set = _neuron_set(neurons, top_k)
     lang = neurons_lang(neuron_set, lang)
     langs = language_identifier(langid_langs, lang).langs
-    config = analysis.LogitLensConfig(top_k=top_k, positions=positions, tokens=tokens, batch_size=batch_size,
+    config = logit_lens_analysis.LogitLensConfig(top_k=top_k, positions=positions, tokens=tokens, batch_size=batch_size,
                                       max_sentences=max_sentences, langid_langs=langs, baseline=baseline,
                                       seed=seed)  # fmt: skip
     sentences = read_sentences(data, lang, config.max_sentences)
     out = prepare_out_dir(out)
     lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
-    result = analysis.run(lm, sentences, neuron_set, config, lang, progress=not quiet)  # --tokens vs the vocabulary
+    result = logit_lens_analysis.run(lm, sentences, neuron_set, config, lang, progress=not quiet)  # checks --tokens
     result.save(out, data_inputs(data=data, neurons=neurons))
     echo_summary(result, out)

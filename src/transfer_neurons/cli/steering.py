@@ -8,12 +8,15 @@ from typing import Annotated
 
 import typer
 
+from transfer_neurons.artifacts.io import read_tensors
 from transfer_neurons.choices import Positions
-from transfer_neurons.cli.common import DeviceOpt, DtypeOpt, ModelOpt, NeuronsOpt, TopKOpt, app, user_errors
+from transfer_neurons.cli.common import DeviceOpt, DtypeOpt, ModelOpt, NeuronsOpt, TopKOpt, user_errors
 from transfer_neurons.errors import InputError
+from transfer_neurons.hooks.generation import generate as run_generate
+from transfer_neurons.hooks.interventions import Intervention
+from transfer_neurons.model.loading import load_model
 
 
-@app.command()
 @user_errors
 def generate(
     model: ModelOpt,
@@ -29,9 +32,6 @@ def generate(
     dtype: DtypeOpt = "float32",
 ) -> None:
     """Generate greedily with and without an intervention (e.g. amplify Type-2 neurons of a language)."""
-    from transfer_neurons.hooks.generation import generate as run_generate
-    from transfer_neurons.hooks.interventions import Intervention
-    from transfer_neurons.model.loading import load_model
 
     intervention = None
     if neurons is not None:
@@ -45,7 +45,6 @@ def generate(
             typer.echo(f"  top-{top_k} x {factor:g} ({positions.value}): {steered[k].strip()}")
 
 
-@app.command("export-steering")
 @user_errors
 def export_steering(
     neurons: NeuronsOpt,
@@ -54,9 +53,6 @@ def export_steering(
     factor: Annotated[float, typer.Option(help="Activation factor: 0 deactivates, > 1 amplifies.")] = 0.0,
 ) -> None:
     """Write an lm-evaluation-harness steering file (multiply action on layers.{l}.mlp.act_fn)."""
-    from transfer_neurons.artifacts.io import read_tensors
-    from transfer_neurons.hooks.interventions import Intervention
-
     scores_file = neurons.parent / "scores.safetensors"
     if not scores_file.is_file():
         raise InputError(f"'{scores_file}' is missing: export needs the detect folder to know the MLP width")
@@ -68,7 +64,6 @@ def export_steering(
     typer.echo(f"wrote {out}: {top_k} neurons x {factor:g} over {len(intervention.counts_per_layer())} layers")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)
 @user_errors
 def harness(ctx: typer.Context) -> None:
     """Run lm-evaluation-harness (same arguments as lm_eval) with the `transfer-neurons` model registered:

@@ -7,11 +7,14 @@ from typing import Annotated
 
 import typer
 
-from transfer_neurons.cli.common import QuietOpt, app, user_errors
+from transfer_neurons.artifacts.io import prepare_out_dir
+from transfer_neurons.cli.common import QuietOpt, user_errors
+from transfer_neurons.data.examples import example_data
 from transfer_neurons.errors import InputError
+from transfer_neurons.study.config import describe, load_config
+from transfer_neurons.study.runner import run_study
 
 
-@app.command()
 @user_errors
 def demo(
     out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/demo"),
@@ -19,10 +22,6 @@ def demo(
     quiet: QuietOpt = False,
 ) -> None:
     """The built-in study: Gemma-3-270M on the UDHR corpus, en + ja ko nl it de fr zh, with a report."""
-    from transfer_neurons.artifacts.io import prepare_out_dir
-    from transfer_neurons.data.examples import example_data
-    from transfer_neurons.study.config import load_config
-    from transfer_neurons.study.runner import run_study
 
     config = load_config(example_data("demo.yaml"))
     out = prepare_out_dir(out)
@@ -30,7 +29,6 @@ def demo(
     typer.echo(f"report: {report.resolve()}")
 
 
-@app.command("run")
 @user_errors
 def run_study_command(
     config: Annotated[Path | None, typer.Argument(help="Study config (YAML or TOML).")] = None,
@@ -40,10 +38,6 @@ def run_study_command(
     quiet: QuietOpt = False,
 ) -> None:
     """Run a whole study from one config; finished steps are reused, so an interrupted run resumes."""
-    from transfer_neurons.artifacts.io import prepare_out_dir
-    from transfer_neurons.study.config import describe, load_config
-    from transfer_neurons.study.runner import run_study
-
     if help_config:
         typer.echo(describe())
         return

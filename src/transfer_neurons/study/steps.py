@@ -15,6 +15,7 @@ from transfer_neurons.artifacts.io import file_digest, write_jsonl
 from transfer_neurons.artifacts.manifest import data_inputs, write_manifest
 from transfer_neurons.artifacts.neurons import NeuronSet, read_neurons
 from transfer_neurons.choices import NeuronType
+from transfer_neurons.data.examples import BUILTIN_TASK_LANGS
 from transfer_neurons.data.mc import load_mc
 from transfer_neurons.data.pairs import ParallelData, read_pairs
 from transfer_neurons.data.qa import load_qa
@@ -186,7 +187,7 @@ def overlap_step(study: Study, folder: Path) -> dict:
     return {"sets": result.labels, "jaccard": [[round(float(x), 3) for x in row] for row in result.jaccard]}
 
 
-TASK_LANGS = {"qa": ("en", "ja", "ko", "nl", "it"), "mc": ("en", "ja", "ko", "nl", "it")}
+TASK_LANGS = {"qa": BUILTIN_TASK_LANGS, "mc": BUILTIN_TASK_LANGS}
 
 
 def task_languages(task: str, languages: list[str]) -> list[str]:
