@@ -7,17 +7,12 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
-from test_cli import EXAMPLES, assert_error
-from transfer_neurons.cli import app
+from helpers import EXAMPLES, assert_error, run
 
-runner = CliRunner()
 DEV = ["--device", "cpu", "--quiet"]
 
 
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

@@ -8,18 +8,13 @@ import types
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from test_cli import EXAMPLES, assert_error
+from helpers import EXAMPLES, assert_error, run
 from transfer_neurons.analyses.logit_lens import logit_lens_tokens
-from transfer_neurons.cli import app
 
-runner = CliRunner()
 DEV = ["--device", "cpu", "--quiet"]
 
 
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

@@ -6,42 +6,10 @@ import json
 import re
 
 import pytest
-from typer.testing import CliRunner
 
-from test_cli import EXAMPLES
-from transfer_neurons.cli import app
+from helpers import run, write_study
 from transfer_neurons.errors import InputError
 from transfer_neurons.study.config import describe, load_config
-
-runner = CliRunner()
-
-
-def write_study(folder, model_folder, extra: str = "") -> object:
-    rows = [json.loads(line) for line in EXAMPLES.read_text(encoding="utf-8").splitlines()[:40]]
-    (folder / "ja.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    other = [{"en": r["en"], "ko": r["ja"][::-1]} for r in rows]
-    (folder / "ko.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in other), encoding="utf-8")
-    path = folder / "study.yaml"
-    path.write_text(f"""model: {model_folder}
-languages: [ja, ko]
-device: cpu
-batch_size: 8
-data:
-  source: files
-  files:
-    ja: {{train: ja.jsonl}}
-    ko: {{train: ko.jsonl, nonparallel: ko.jsonl}}
-detect: {{top_n: 30}}
-latent: {{k: 3}}
-ablate: {{top_k: 8}}
-downstream: {{max_questions: 3, top_k: 8}}
-characterise: {{top_n: 20}}
-{extra}""", encoding="utf-8")  # fmt: skip
-    return path
-
-
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 def step_lines(output: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ import pytest
 from transfer_neurons.errors import InputError
 from transfer_neurons.metrics.langid import LanguageID, shares
 
-TATOEBA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tatoeba"
+TATOEBA = Path(__file__).resolve().parents[3] / "shared" / "data" / "tatoeba"
 
 
 @pytest.mark.skipif(not TATOEBA.is_dir(), reason="needs ../shared/data/tatoeba")

@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 from typer.testing import CliRunner
 
-from conftest import EXAMPLES
+from helpers import EXAMPLES
 from transfer_neurons.analyses import logit_lens, mc, output_lang, qa
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.artifacts.result import Result

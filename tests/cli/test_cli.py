@@ -8,36 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import MambaConfig
-from typer.testing import CliRunner
 
-from conftest import EXAMPLES
-from transfer_neurons.cli import app
-
-runner = CliRunner()
-
-
-def run(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def detect_args(model, data, out, *extra):
-    return [
-        "detect",
-        "--model",
-        model,
-        "--lang",
-        "ja",
-        "--data",
-        data,
-        "--out",
-        out,
-        "--device",
-        "cpu",
-        "--quiet",
-        "--max-sentences",
-        "12",
-        *extra,
-    ]
+from helpers import EXAMPLES, assert_error, detect_args, run
 
 
 def test_detect_writes_its_files(model_folder, tmp_path):
@@ -107,13 +79,6 @@ def test_bad_data(model_folder, tmp_path, case):
     if text is not None:
         _write(data, text)
     assert_error(run(*detect_args(model_folder("llama"), data, tmp_path / "out")), message, tmp_path / "out")
-
-
-def assert_error(result, message, out):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
-    assert not out.exists() or not any(out.iterdir())
 
 
 def test_unknown_model_path(tmp_path):

@@ -13,8 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 import transfer_neurons
-from conftest import EXAMPLES
-from test_cli import detect_args, run
+from helpers import EXAMPLES, detect_args, run
 from transfer_neurons.hooks import distributed
 
 

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from test_study import write_study
+from helpers import write_study
 from transfer_neurons.cli import app
 
 runner = CliRunner()

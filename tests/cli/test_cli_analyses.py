@@ -6,17 +6,12 @@ import json
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from test_cli import EXAMPLES, assert_error
-from transfer_neurons.cli import app
+from helpers import EXAMPLES, assert_error, run
 
-runner = CliRunner()
 COMMON = ["--device", "cpu", "--quiet", "--max-sentences", "24", "--k", "3"]
 
 
-def run(*args):
-    return runner.invoke(app, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

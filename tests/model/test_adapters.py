@@ -10,7 +10,7 @@ from transfer_neurons.errors import InputError
 from transfer_neurons.model.adapters import ADAPTERS, adapter_for, markdown_table, supported_model_types
 from transfer_neurons.testing import EXTRA
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_every_model_type_has_a_tiny_model():
