@@ -51,7 +51,8 @@ def write_study(folder, model_folder, extra: str = "") -> object:
     other = [{"en": r["en"], "ko": r["ja"][::-1]} for r in rows]
     (folder / "ko.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in other), encoding="utf-8")
     path = folder / "study.yaml"
-    path.write_text(f"""model: {model_folder}
+    path.write_text(
+        f"""model: {model_folder}
 languages: [ja, ko]
 device: cpu
 batch_size: 8
@@ -65,5 +66,7 @@ latent: {{k: 3}}
 ablate: {{top_k: 8}}
 downstream: {{max_questions: 3, top_k: 8}}
 characterise: {{top_n: 20}}
-{extra}""", encoding="utf-8")  # fmt: skip
+{extra}""",
+        encoding="utf-8",
+    )
     return path

@@ -51,8 +51,11 @@ def test_qa_round_trip(tiny, neurons, tmp_path):
     round_trip(result, qa.QAResult, tmp_path, {"qa.jsonl", "qa.json", "qa.png", "intervention.json", "baseline.json"})
     summary = json.loads((tmp_path / "qa" / "qa.json").read_text())
     assert summary["schema_version"] == 1 and summary["seed"] == 4 and summary["top_k"] == 8
-    assert summary["conditions"]["random"] == {"n": 3, "f1": result.conditions["random"].f1,
-                                               "em": result.conditions["random"].em}  # fmt: skip
+    assert summary["conditions"]["random"] == {
+        "n": 3,
+        "f1": result.conditions["random"].f1,
+        "em": result.conditions["random"].em,
+    }
 
 
 def test_mc_round_trip_without_neurons(tiny, tmp_path):
@@ -102,9 +105,32 @@ def test_logit_lens_command_and_python_agree(tiny, model_folder, neurons, tmp_pa
     """The command is `run` with the config of its options: the same curves from both."""
     neurons.save(tmp_path / "neurons.json")
     out = tmp_path / "cli"
-    result = CliRunner().invoke(app, [str(a) for a in ("logit-lens", "--model", model_folder("llama"), "--neurons",
-                                tmp_path / "neurons.json", "--top-k", "5", "--data", EXAMPLES, "--max-sentences", "4",
-                                "--tokens", "3", "--out", out, "--device", "cpu", "--quiet")])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            str(a)
+            for a in (
+                "logit-lens",
+                "--model",
+                model_folder("llama"),
+                "--neurons",
+                tmp_path / "neurons.json",
+                "--top-k",
+                "5",
+                "--data",
+                EXAMPLES,
+                "--max-sentences",
+                "4",
+                "--tokens",
+                "3",
+                "--out",
+                out,
+                "--device",
+                "cpu",
+                "--quiet",
+            )
+        ],
+    )
     assert result.exit_code == 0, result.output
     from_cli = logit_lens.LogitLensResult.load(out)
     config = logit_lens.LogitLensConfig(top_k=5, tokens=3, max_sentences=4, langid_langs=LanguageID().langs)

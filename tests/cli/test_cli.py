@@ -121,8 +121,13 @@ def test_unreachable_hub_id(tmp_path):
 
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     args = detect_args("someorg/no-such-model", EXAMPLES, tmp_path / "out")
-    result = subprocess.run([sys.executable, "-m", "transfer_neurons.cli", *map(str, args)], env=env,
-                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "transfer_neurons.cli", *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "could not load model 'someorg/no-such-model'" in result.stderr

@@ -12,23 +12,40 @@ from helpers import EXAMPLES, assert_error, run
 COMMON = ["--device", "cpu", "--quiet", "--max-sentences", "24", "--k", "3"]
 
 
-
-
 @pytest.fixture(scope="module")
 def detected(model_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("detect")
-    args = ["detect", "--model", model_folder("llama"), "--lang", "ja", "--data", EXAMPLES, "--out", out,
-            "--top-n", "40", "--device", "cpu", "--quiet", "--max-sentences", "24"]  # fmt: skip
+    args = [
+        "detect",
+        "--model",
+        model_folder("llama"),
+        "--lang",
+        "ja",
+        "--data",
+        EXAMPLES,
+        "--out",
+        out,
+        "--top-n",
+        "40",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--max-sentences",
+        "24",
+    ]
     assert run(*args).exit_code == 0
     return out
 
 
 def test_latent_writes_json_and_figures(model_folder, tmp_path):
     other = tmp_path / "en-xx.jsonl"  # a second "language": the same pairs under another code
-    other.write_text("".join(
-        json.dumps({"en": row["en"], "xx": row["ja"][::-1]}, ensure_ascii=False) + "\n"
-        for row in map(json.loads, EXAMPLES.read_text(encoding="utf-8").splitlines()[:30])
-    ), encoding="utf-8")  # fmt: skip
+    other.write_text(
+        "".join(
+            json.dumps({"en": row["en"], "xx": row["ja"][::-1]}, ensure_ascii=False) + "\n"
+            for row in map(json.loads, EXAMPLES.read_text(encoding="utf-8").splitlines()[:30])
+        ),
+        encoding="utf-8",
+    )
     out = tmp_path / "latent"
     result = run("latent", "--model", model_folder("llama"), "--data", EXAMPLES, "--data", other, "--out", out, *COMMON)
     assert result.exit_code == 0, result.output
@@ -46,8 +63,22 @@ def test_latent_writes_json_and_figures(model_folder, tmp_path):
 
 def test_ablate_three_conditions(model_folder, detected, tmp_path):
     out = tmp_path / "ablate"
-    result = run("ablate", "--model", model_folder("llama"), "--neurons", detected / "neurons.json",
-                 "--top-k", "20", "--data", EXAMPLES, "--out", out, "--nonparallel", EXAMPLES, *COMMON)  # fmt: skip
+    result = run(
+        "ablate",
+        "--model",
+        model_folder("llama"),
+        "--neurons",
+        detected / "neurons.json",
+        "--top-k",
+        "20",
+        "--data",
+        EXAMPLES,
+        "--out",
+        out,
+        "--nonparallel",
+        EXAMPLES,
+        *COMMON,
+    )
     assert result.exit_code == 0, result.output
     data = json.loads((out / "ablation.json").read_text())
     assert list(data["conditions"]) == ["normal", "deactivated", "random"]
@@ -63,9 +94,23 @@ def test_ablate_three_conditions(model_folder, detected, tmp_path):
 
 
 def test_generate_with_amplification(model_folder, detected):
-    result = run("generate", "--model", model_folder("llama"), "--prompt", "I can't", "--neurons",
-                 detected / "neurons.json", "--top-k", "10", "--factor", "4", "--max-new-tokens", "5",
-                 "--device", "cpu")  # fmt: skip
+    result = run(
+        "generate",
+        "--model",
+        model_folder("llama"),
+        "--prompt",
+        "I can't",
+        "--neurons",
+        detected / "neurons.json",
+        "--top-k",
+        "10",
+        "--factor",
+        "4",
+        "--max-new-tokens",
+        "5",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
     assert "normal:" in result.output and "top-10 x 4 (all):" in result.output
 
@@ -79,22 +124,57 @@ def test_export_steering(detected, tmp_path):
 
 def test_ablate_top_k_too_large(model_folder, detected, tmp_path):
     out = tmp_path / "out"
-    result = run("ablate", "--model", model_folder("llama"), "--neurons", detected / "neurons.json",
-                 "--top-k", "41", "--data", EXAMPLES, "--out", out, *COMMON)  # fmt: skip
+    result = run(
+        "ablate",
+        "--model",
+        model_folder("llama"),
+        "--neurons",
+        detected / "neurons.json",
+        "--top-k",
+        "41",
+        "--data",
+        EXAMPLES,
+        "--out",
+        out,
+        *COMMON,
+    )
     assert_error(result, "--top-k 41", out)
 
 
 def test_ablate_missing_neurons_file(model_folder, tmp_path):
     out = tmp_path / "out"
-    result = run("ablate", "--model", model_folder("llama"), "--neurons", tmp_path / "nope.json",
-                 "--data", EXAMPLES, "--out", out, *COMMON)  # fmt: skip
+    result = run(
+        "ablate",
+        "--model",
+        model_folder("llama"),
+        "--neurons",
+        tmp_path / "nope.json",
+        "--data",
+        EXAMPLES,
+        "--out",
+        out,
+        *COMMON,
+    )
     assert_error(result, "does not exist", out)
 
 
 def test_latent_too_few_pairs_for_k(model_folder, tmp_path):
     out = tmp_path / "out"
-    result = run("latent", "--model", model_folder("llama"), "--data", EXAMPLES, "--out", out,
-                 "--device", "cpu", "--max-sentences", "5", "--k", "5")  # fmt: skip
+    result = run(
+        "latent",
+        "--model",
+        model_folder("llama"),
+        "--data",
+        EXAMPLES,
+        "--out",
+        out,
+        "--device",
+        "cpu",
+        "--max-sentences",
+        "5",
+        "--k",
+        "5",
+    )
     assert_error(result, "needs more than 5", out)
 
 

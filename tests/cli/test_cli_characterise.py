@@ -13,16 +13,30 @@ from helpers import EXAMPLES, assert_error, run
 DEV = ["--device", "cpu", "--quiet"]
 
 
-
-
 @pytest.fixture(scope="module")
 def detected(model_folder, tmp_path_factory):
     """Type-1 and Type-2 'ja' neuron sets of the tiny Llama (40 each)."""
     out = {}
     for kind in ("type1", "type2"):
         folder = tmp_path_factory.mktemp(kind)
-        result = run("detect", "--model", model_folder("llama"), "--lang", "ja", "--type", kind, "--data", EXAMPLES,
-                     "--out", folder, "--top-n", "40", "--max-sentences", "24", *DEV)  # fmt: skip
+        result = run(
+            "detect",
+            "--model",
+            model_folder("llama"),
+            "--lang",
+            "ja",
+            "--type",
+            kind,
+            "--data",
+            EXAMPLES,
+            "--out",
+            folder,
+            "--top-n",
+            "40",
+            "--max-sentences",
+            "24",
+            *DEV,
+        )
         assert result.exit_code == 0, result.output
         out[kind] = folder
     return out
@@ -38,10 +52,33 @@ def en_ja_xx(tmp_path_factory):
 
 
 def spec_args(model, detected, xx, out, *extra):
-    return ["specificity", "--model", model, "--neurons", detected["type1"] / "neurons.json",
-            "--neurons", detected["type2"] / "neurons.json", "--data", EXAMPLES, "--data", EXAMPLES, "--data", xx,
-            "--langs", "ja,en,xx", "--families", "xx=Other", "--top-n", "20", "--max-sentences", "20",
-            "--out", out, *DEV, *extra]  # fmt: skip
+    return [
+        "specificity",
+        "--model",
+        model,
+        "--neurons",
+        detected["type1"] / "neurons.json",
+        "--neurons",
+        detected["type2"] / "neurons.json",
+        "--data",
+        EXAMPLES,
+        "--data",
+        EXAMPLES,
+        "--data",
+        xx,
+        "--langs",
+        "ja,en,xx",
+        "--families",
+        "xx=Other",
+        "--top-n",
+        "20",
+        "--max-sentences",
+        "20",
+        "--out",
+        out,
+        *DEV,
+        *extra,
+    ]
 
 
 def test_specificity(model_folder, detected, en_ja_xx, tmp_path):
@@ -96,15 +133,33 @@ def test_specificity_other_errors(model_folder, detected, en_ja_xx, tmp_path):
     too_many = [*args]
     too_many[too_many.index("--top-n") + 1] = "41"
     assert_error(run(*too_many), "--top-n 41 exceeds the 40 neurons", out)
-    one_lang = ["specificity", "--model", model_folder("llama"), "--neurons", detected["type1"] / "neurons.json",
-                "--data", EXAMPLES, "--out", out, *DEV]  # fmt: skip
+    one_lang = [
+        "specificity",
+        "--model",
+        model_folder("llama"),
+        "--neurons",
+        detected["type1"] / "neurons.json",
+        "--data",
+        EXAMPLES,
+        "--out",
+        out,
+        *DEV,
+    ]
     assert_error(run(*one_lang), "at least two languages", out)
 
 
 def test_overlap(detected, tmp_path):
     out = tmp_path / "overlap"
-    result = run("overlap", detected["type1"], detected["type2"] / "neurons.json", detected["type1"], "--out", out,
-                 "--top-n", "30")  # fmt: skip
+    result = run(
+        "overlap",
+        detected["type1"],
+        detected["type2"] / "neurons.json",
+        detected["type1"],
+        "--out",
+        out,
+        "--top-n",
+        "30",
+    )
     assert result.exit_code == 0, result.output
     data = json.loads((out / "overlap.json").read_text())
     assert data["labels"] == [str(detected["type1"]), str(detected["type2"]), str(detected["type1"])]  # duplicates

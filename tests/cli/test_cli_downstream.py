@@ -15,16 +15,30 @@ from transfer_neurons.analyses.logit_lens import logit_lens_tokens
 DEV = ["--device", "cpu", "--quiet"]
 
 
-
-
 @pytest.fixture(scope="module")
 def detected(model_folder, tmp_path_factory):
     """Type-1 and Type-2 'ja' neuron sets of the tiny Llama (40 each)."""
     out = {}
     for kind in ("type1", "type2"):
         folder = tmp_path_factory.mktemp(kind)
-        result = run("detect", "--model", model_folder("llama"), "--lang", "ja", "--type", kind, "--data", EXAMPLES,
-                     "--out", folder, "--top-n", "40", "--max-sentences", "24", *DEV)  # fmt: skip
+        result = run(
+            "detect",
+            "--model",
+            model_folder("llama"),
+            "--lang",
+            "ja",
+            "--type",
+            kind,
+            "--data",
+            EXAMPLES,
+            "--out",
+            folder,
+            "--top-n",
+            "40",
+            "--max-sentences",
+            "24",
+            *DEV,
+        )
         assert result.exit_code == 0, result.output
         out[kind] = folder
     return out
@@ -42,8 +56,22 @@ def assert_downstream_files(out, name, command, rows=True):
 
 def test_qa_three_conditions(model_folder, detected, tmp_path):
     out = tmp_path / "qa"
-    result = run("qa", "--model", model_folder("llama"), "--neurons", detected["type1"] / "neurons.json",
-                 "--top-k", "20", "--max-questions", "5", "--max-new-tokens", "3", "--out", out, *DEV)  # fmt: skip
+    result = run(
+        "qa",
+        "--model",
+        model_folder("llama"),
+        "--neurons",
+        detected["type1"] / "neurons.json",
+        "--top-k",
+        "20",
+        "--max-questions",
+        "5",
+        "--max-new-tokens",
+        "3",
+        "--out",
+        out,
+        *DEV,
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (out / "qa.jsonl").read_text().splitlines()]
     assert len(rows) == 15 and [r["condition"] for r in rows[::5]] == ["normal", "deactivated", "random"]
@@ -59,19 +87,41 @@ def test_qa_errors(model_folder, detected, tmp_path):
     out = tmp_path / "out"
     model = model_folder("llama")
     assert_error(run("qa", "--model", model, "--out", out, *DEV), "give --lang", out)
-    assert_error(run("qa", "--model", model, "--lang", "ja", "--data", tmp_path / "no.jsonl", "--out", out, *DEV),
-                 "does not exist", out)  # fmt: skip
+    assert_error(
+        run("qa", "--model", model, "--lang", "ja", "--data", tmp_path / "no.jsonl", "--out", out, *DEV),
+        "does not exist",
+        out,
+    )
     assert_error(
         run("qa", "--model", model, "--lang", "fr", "--out", out, *DEV), "no answerable questions in 'fr'", out
     )
-    assert_error(run("qa", "--model", model, "--neurons", detected["type1"] / "neurons.json", "--top-k", "41",
-                     "--out", out, *DEV), "--top-k 41", out)  # fmt: skip
+    assert_error(
+        run(
+            "qa", "--model", model, "--neurons", detected["type1"] / "neurons.json", "--top-k", "41", "--out", out, *DEV
+        ),
+        "--top-k 41",
+        out,
+    )
 
 
 def test_mc_three_conditions(model_folder, detected, tmp_path):
     out = tmp_path / "mc"
-    result = run("mc", "--model", model_folder("gemma3_text"), "--neurons", detected["type1"] / "neurons.json",
-                 "--top-k", "20", "--lang", "nl", "--max-questions", "6", "--out", out, *DEV)  # fmt: skip
+    result = run(
+        "mc",
+        "--model",
+        model_folder("gemma3_text"),
+        "--neurons",
+        detected["type1"] / "neurons.json",
+        "--top-k",
+        "20",
+        "--lang",
+        "nl",
+        "--max-questions",
+        "6",
+        "--out",
+        out,
+        *DEV,
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (out / "mc.jsonl").read_text().splitlines()]
     assert len(rows) == 18 and all(len(r["logprobs"]) == 4 for r in rows)
@@ -88,8 +138,11 @@ def test_mc_errors(model_folder, tmp_path, monkeypatch):
     out = tmp_path / "out"
     bad = tmp_path / "mc.jsonl"
     bad.write_text('{"question": "Q", "options": ["a", "b"], "answer": "Z"}\n')
-    assert_error(run("mc", "--model", model_folder("llama"), "--lang", "en", "--data", bad, "--out", out, *DEV),
-                 "line 1 needs 'answer'", out)  # fmt: skip
+    assert_error(
+        run("mc", "--model", model_folder("llama"), "--lang", "en", "--data", bad, "--out", out, *DEV),
+        "line 1 needs 'answer'",
+        out,
+    )
 
     def offline(name, config, split):
         raise ConnectionError("no network")
@@ -101,9 +154,24 @@ def test_mc_errors(model_folder, tmp_path, monkeypatch):
 
 def test_output_lang(model_folder, detected, tmp_path):
     out = tmp_path / "ol"
-    result = run("output-lang", "--model", model_folder("llama"), "--neurons", detected["type2"] / "neurons.json",
-                 "--top-k", "20", "--data", EXAMPLES, "--max-prompts", "4", "--max-new-tokens", "4",
-                 "--out", out, *DEV)  # fmt: skip
+    result = run(
+        "output-lang",
+        "--model",
+        model_folder("llama"),
+        "--neurons",
+        detected["type2"] / "neurons.json",
+        "--top-k",
+        "20",
+        "--data",
+        EXAMPLES,
+        "--max-prompts",
+        "4",
+        "--max-new-tokens",
+        "4",
+        "--out",
+        out,
+        *DEV,
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "output_lang.json").read_text())
     assert list(summary["conditions"]) == ["normal", "deactivated", "random"] and summary["positions"] == "all"
@@ -118,17 +186,51 @@ def test_output_lang(model_folder, detected, tmp_path):
 def test_output_lang_errors(model_folder, tmp_path):
     out = tmp_path / "out"
     model = model_folder("llama")
-    assert_error(run("output-lang", "--model", model, "--data", EXAMPLES, "--lang", "ja", "--langid-langs", "en,qq",
-                     "--out", out, *DEV), "does not know qq", out)  # fmt: skip
-    assert_error(run("output-lang", "--model", model, "--data", EXAMPLES, "--lang", "ko", "--out", out, *DEV),
-                 "no 'ko' field", out)  # fmt: skip
+    assert_error(
+        run(
+            "output-lang",
+            "--model",
+            model,
+            "--data",
+            EXAMPLES,
+            "--lang",
+            "ja",
+            "--langid-langs",
+            "en,qq",
+            "--out",
+            out,
+            *DEV,
+        ),
+        "does not know qq",
+        out,
+    )
+    assert_error(
+        run("output-lang", "--model", model, "--data", EXAMPLES, "--lang", "ko", "--out", out, *DEV),
+        "no 'ko' field",
+        out,
+    )
 
 
 def test_logit_lens(model_folder, detected, tmp_path):
     out = tmp_path / "ll"
-    result = run("logit-lens", "--model", model_folder("llama"), "--neurons", detected["type2"] / "neurons.json",
-                 "--top-k", "20", "--data", EXAMPLES, "--max-sentences", "5", "--tokens", "4",
-                 "--out", out, *DEV)  # fmt: skip
+    result = run(
+        "logit-lens",
+        "--model",
+        model_folder("llama"),
+        "--neurons",
+        detected["type2"] / "neurons.json",
+        "--top-k",
+        "20",
+        "--data",
+        EXAMPLES,
+        "--max-sentences",
+        "5",
+        "--tokens",
+        "4",
+        "--out",
+        out,
+        *DEV,
+    )
     assert result.exit_code == 0, result.output
     data = json.loads((out / "logit_lens.json").read_text())
     for curves in data["conditions"].values():
@@ -136,8 +238,20 @@ def test_logit_lens(model_folder, detected, tmp_path):
         assert all(sum(c[layer] for c in curves.values()) == pytest.approx(1.0) for layer in range(4))
     assert_downstream_files(out, "logit_lens", "logit-lens", rows=False)
     bad = tmp_path / "x"
-    result = run("logit-lens", "--model", model_folder("llama"), "--lang", "ja", "--data", EXAMPLES,
-                 "--tokens", "100000", "--out", bad, *DEV)  # fmt: skip
+    result = run(
+        "logit-lens",
+        "--model",
+        model_folder("llama"),
+        "--lang",
+        "ja",
+        "--data",
+        EXAMPLES,
+        "--tokens",
+        "100000",
+        "--out",
+        bad,
+        *DEV,
+    )
     assert_error(result, "exceeds the vocabulary", bad)
 
 

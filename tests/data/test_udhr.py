@@ -41,29 +41,56 @@ def ol(*items):
     return "<ol>" + "".join(f"<li>{item}</li>" for item in items) + "</ol>"
 
 
-ENGLISH = page("eng", "eng", "en", "English", "\n".join([
-    "    <header>\n      <h2>Preamble</h2>\n      <p>Whereas recognition of dignity,</p>\n"
-    "      <p>Whereas disregard of rights,</p>\n    </header>",
-    article(1, "<p>All human beings are born\n        free &amp; equal.</p>"),
-    article(2, "<p>Everyone is entitled to all the rights.</p>", "<p>Furthermore, no distinction.</p>"),
-    article(3, ol("<p>Everyone has the right to own property.</p>", "<p>No one shall be deprived.</p>")),
-    article(4, "<p>Everyone has duties to the community.</p>"),
-]))  # fmt: skip
+ENGLISH = page(
+    "eng",
+    "eng",
+    "en",
+    "English",
+    "\n".join(
+        [
+            "    <header>\n      <h2>Preamble</h2>\n      <p>Whereas recognition of dignity,</p>\n"
+            "      <p>Whereas disregard of rights,</p>\n    </header>",
+            article(1, "<p>All human beings are born\n        free &amp; equal.</p>"),
+            article(2, "<p>Everyone is entitled to all the rights.</p>", "<p>Furthermore, no distinction.</p>"),
+            article(3, ol("<p>Everyone has the right to own property.</p>", "<p>No one shall be deprived.</p>")),
+            article(4, "<p>Everyone has duties to the community.</p>"),
+        ]
+    ),
+)
 
-JAPANESE = page("jpn", "jpn", "ja", "Japanese", "\n".join([
-    "    <header>\n      <h2>前文</h2>\n      <p>人類社会の</p>\n      <p>人権の無視</p>\n      <p>第三の段落</p>\n"
-    "    </header>",
-    article(1, "<p>すべての人間は、<em>生まれながらにして</em>自由である。</p>", title="第１条"),
-    article(2, "<p>すべて人は、権利を享有する。</p>", "<p>さらに、差別もしてはならない。</p>"),
-    article(3, ol("<p>財産を所有する権利。</p>", "<p>奪われることはない。</p>", "<p>余分な項。</p>")),  # misaligned
-    article(4, "<p>社会に対して義務を負う。</p>"),
-]))  # fmt: skip
+JAPANESE = page(
+    "jpn",
+    "jpn",
+    "ja",
+    "Japanese",
+    "\n".join(
+        [
+            "    <header>\n      <h2>前文</h2>\n      <p>人類社会の</p>\n"
+            "      <p>人権の無視</p>\n      <p>第三の段落</p>\n"
+            "    </header>",
+            article(1, "<p>すべての人間は、<em>生まれながらにして</em>自由である。</p>", title="第１条"),
+            article(2, "<p>すべて人は、権利を享有する。</p>", "<p>さらに、差別もしてはならない。</p>"),
+            article(
+                3, ol("<p>財産を所有する権利。</p>", "<p>奪われることはない。</p>", "<p>余分な項。</p>")
+            ),  # misaligned
+            article(4, "<p>社会に対して義務を負う。</p>"),
+        ]
+    ),
+)
 
-KOREAN = page("kor", "kor", "ko", "Korean", "\n".join([
-    article(1, "<p>모든 인간은 자유롭다.</p>"),
-    article(2, "<p>모든 사람은 권리를 가진다.</p>", "<p>더 나아가 차별이 없다.</p>"),
-    article(3, ol("", "재산을 박탈당하지 않는다.")),  # an empty clause and a clause without <p>
-]))  # fmt: skip
+KOREAN = page(
+    "kor",
+    "kor",
+    "ko",
+    "Korean",
+    "\n".join(
+        [
+            article(1, "<p>모든 인간은 자유롭다.</p>"),
+            article(2, "<p>모든 사람은 권리를 가진다.</p>", "<p>더 나아가 차별이 없다.</p>"),
+            article(3, ol("", "재산을 박탈당하지 않는다.")),  # an empty clause and a clause without <p>
+        ]
+    ),
+)
 
 SIMPLE = article(1, "<p>One.</p>")
 SAMPLE = {
@@ -216,8 +243,22 @@ def test_cli_writes_a_pair_file_every_command_reads(package, tmp_path, model_fol
     pairs = read_pairs(out, "ja")
     assert pairs.en[0] == "All human beings are born free & equal." and len(pairs) == 4
     run_dir = tmp_path / "run"
-    detect = ["detect", "--model", str(model_folder("llama")), "--lang", "ja", "--data", str(out), "--out",
-              str(run_dir), "--device", "cpu", "--quiet", "--top-n", "5"]  # fmt: skip
+    detect = [
+        "detect",
+        "--model",
+        str(model_folder("llama")),
+        "--lang",
+        "ja",
+        "--data",
+        str(out),
+        "--out",
+        str(run_dir),
+        "--device",
+        "cpu",
+        "--quiet",
+        "--top-n",
+        "5",
+    ]
     result = runner.invoke(app, detect)
     assert result.exit_code == 0, result.output
     assert (run_dir / "neurons.json").is_file()

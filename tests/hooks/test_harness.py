@@ -17,8 +17,9 @@ def test_harness_model_multiplies_like_the_intervention(tiny, model_folder, tmp_
     lm = tiny("llama")
     intervention = Intervention.of(NEURONS, 0.0, "all")
     intervention.export_steering(tmp_path / "steer.pt", lm.mlp_width)
-    harness = NeuronSteeredModel(pretrained=str(model_folder("llama")), steer_path=str(tmp_path / "steer.pt"),
-                                 device="cpu", dtype="float32")  # fmt: skip
+    harness = NeuronSteeredModel(
+        pretrained=str(model_folder("llama")), steer_path=str(tmp_path / "steer.pt"), device="cpu", dtype="float32"
+    )
     ids = lm.tokenizer(["Would you like to dance with me?"], return_tensors="pt").input_ids
     with torch.no_grad():
         before = lm.model(ids).logits

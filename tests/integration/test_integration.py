@@ -32,14 +32,21 @@ latent: {{k: 5}}
 ablate: {{top_k: 20}}
 characterise: {{top_n: 50}}
 downstream: {{top_k: 20, max_questions: 4}}
-""")  # fmt: skip
+""")
     out = tmp_path / "run"
     runner = CliRunner()
     first = runner.invoke(app, ["run", str(config), "--out", str(out), "--quiet"])
     assert first.exit_code == 0, first.output
     html = (out / "report.html").read_text(encoding="utf-8")
-    for section in ("Model and data", "Latent-space dynamics", "Transfer neurons", "Deactivation vs random baseline",
-                    "Language specificity and overlap", "Downstream effects", "Steps and timings"):  # fmt: skip
+    for section in (
+        "Model and data",
+        "Latent-space dynamics",
+        "Transfer neurons",
+        "Deactivation vs random baseline",
+        "Language specificity and overlap",
+        "Downstream effects",
+        "Steps and timings",
+    ):
         assert section in html
     neurons = json.loads((out / "detect" / "ja" / "type1" / "neurons.json").read_text())
     assert neurons["layers"] == list(range(11)) and len(neurons["top"]) == 50  # 18 layers: Type-1 = 0..10

@@ -44,5 +44,8 @@ def test_token_language_rules():
 
 def test_shares():
     assert shares(["ja", "en", "ja", "fr", "none"], ["ja", "en", "none"]) == {
-        "ja": 0.4, "en": 0.2, "none": 0.2, "other": 0.2
-    }  # fmt: skip
+        "ja": 0.4,
+        "en": 0.2,
+        "none": 0.2,
+        "other": 0.2,
+    }

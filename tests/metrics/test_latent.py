@@ -13,8 +13,11 @@ def knn_sets(feats: torch.Tensor, k: int) -> list[set[int]]:
     """Direct: for each row, the k other rows with the highest cosine similarity."""
     out = []
     for i in range(feats.shape[0]):
-        sims = [(float(torch.nn.functional.cosine_similarity(feats[i], feats[j], dim=0)), j)
-                for j in range(feats.shape[0]) if j != i]  # fmt: skip
+        sims = [
+            (float(torch.nn.functional.cosine_similarity(feats[i], feats[j], dim=0)), j)
+            for j in range(feats.shape[0])
+            if j != i
+        ]
         out.append({j for _, j in sorted(sims, reverse=True)[:k]})
     return out
 
@@ -39,8 +42,9 @@ def test_mutual_knn_identical_is_one_and_scale_invariant():
 def test_mutual_knn_independent_is_about_k_over_n():
     gen = torch.Generator().manual_seed(1)
     n, k = 400, 10
-    scores = [latent.mutual_knn(torch.randn(n, 32, generator=gen), torch.randn(n, 32, generator=gen), k)
-              for _ in range(3)]  # fmt: skip
+    scores = [
+        latent.mutual_knn(torch.randn(n, 32, generator=gen), torch.randn(n, 32, generator=gen), k) for _ in range(3)
+    ]
     assert np.mean(scores) == pytest.approx(k / (n - 1), rel=0.25)
 
 

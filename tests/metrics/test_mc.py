@@ -92,8 +92,15 @@ def test_builtin_and_local_files(tmp_path):
 
 
 def test_hub_loading_through_datasets(monkeypatch):
-    rows = [{"question_id": 1, "question": "Q", **{f"option_{k}": f"o{k}" for k in range(10)}, "answer": "J",
-             "answer_index": 9}]  # fmt: skip
+    rows = [
+        {
+            "question_id": 1,
+            "question": "Q",
+            **{f"option_{k}": f"o{k}" for k in range(10)},
+            "answer": "J",
+            "answer_index": 9,
+        }
+    ]
     calls = []
     fake = types.SimpleNamespace(load_dataset=lambda name, config, split: calls.append((name, config, split)) or rows)
     monkeypatch.setitem(sys.modules, "datasets", fake)

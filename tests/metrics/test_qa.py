@@ -90,12 +90,21 @@ def test_builtin_set_is_aligned_across_languages():
 
 def test_read_flat_and_mkqa_records(tmp_path):
     path = tmp_path / "mixed.jsonl.gz"
-    mkqa = {"example_id": 7, "queries": {"en": "who wrote hamlet", "ja": "ハムレットの作者"},
-            "answers": {"en": [{"type": 1, "text": "William Shakespeare", "aliases": ["Shakespeare"]}],
-                        "ja": [{"type": 1, "text": "シェイクスピア", "aliases": []}]}}  # fmt: skip
+    mkqa = {
+        "example_id": 7,
+        "queries": {"en": "who wrote hamlet", "ja": "ハムレットの作者"},
+        "answers": {
+            "en": [{"type": 1, "text": "William Shakespeare", "aliases": ["Shakespeare"]}],
+            "ja": [{"type": 1, "text": "シェイクスピア", "aliases": []}],
+        },
+    }
     unanswerable = {"queries": {"ja": "?"}, "answers": {"ja": [{"type": 5, "text": None, "aliases": []}]}}
-    lines = [{"question": "Q1", "answers": "A1", "lang": "ja"}, {"question": "Q2", "answers": ["A2"], "lang": "en"},
-             mkqa, unanswerable]  # fmt: skip
+    lines = [
+        {"question": "Q1", "answers": "A1", "lang": "ja"},
+        {"question": "Q2", "answers": ["A2"], "lang": "en"},
+        mkqa,
+        unanswerable,
+    ]
     with gzip.open(path, "wt", encoding="utf-8") as fh:
         fh.write("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines))
     items = qa.read_qa(path, "ja")

@@ -125,8 +125,10 @@ def test_families_and_labelings():
 
 def test_activation_stats_equal_direct_computation(tiny):
     lm = tiny("gemma3_text")
-    sentences = {"en": ["I can't.", "Would you like to dance with me?", "It is cold.", "One can always find time."],
-                 "ja": ["寒い。", "私と踊っていただけませんか。", "時間はいくらでも作れる。"]}  # fmt: skip
+    sentences = {
+        "en": ["I can't.", "Would you like to dance with me?", "It is cold.", "One can always find time."],
+        "ja": ["寒い。", "私と踊っていただけませんか。", "時間はいくらでも作れる。"],
+    }
     acc = activation_stats(lm, sentences, batch_size=2, progress=False)
     acts = [collect(lm, s, ("act",), batch_size=2, progress=False)["act"] for s in sentences.values()]  # [L, n, m]
     x = torch.cat(acts, dim=1).permute(1, 0, 2).reshape(7, -1).double().numpy()

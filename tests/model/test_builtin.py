@@ -142,8 +142,24 @@ def test_detect_with_a_builtin_name(fake, tmp_path):
     from conftest import EXAMPLES
 
     out = tmp_path / "run"
-    args = ["detect", "--model", "fake-model", "--lang", "ja", "--data", str(EXAMPLES), "--out", str(out),
-            "--device", "cpu", "--quiet", "--max-sentences", "6", "--top-n", "5"]  # fmt: skip
+    args = [
+        "detect",
+        "--model",
+        "fake-model",
+        "--lang",
+        "ja",
+        "--data",
+        str(EXAMPLES),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--quiet",
+        "--max-sentences",
+        "6",
+        "--top-n",
+        "5",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert (out / "neurons.json").is_file() and len(fake.conversions) == 1

@@ -68,29 +68,82 @@ def assert_same_folder(step: Path, command: Path) -> None:
 def test_detect(study, model_folder, tmp_path):
     for lang, kind in (("ja", "type1"), ("ko", "type2")):
         out = tmp_path / f"{lang}-{kind}"
-        run("detect", "--model", model_folder("llama"), "--lang", lang, "--type", kind, "--top-n", "30",
-            "--data", study / "data" / lang / "train.jsonl", "--out", out, *DEV)  # fmt: skip
+        run(
+            "detect",
+            "--model",
+            model_folder("llama"),
+            "--lang",
+            lang,
+            "--type",
+            kind,
+            "--top-n",
+            "30",
+            "--data",
+            study / "data" / lang / "train.jsonl",
+            "--out",
+            out,
+            *DEV,
+        )
         assert_same_folder(study / "detect" / lang / kind, out)
 
 
 def test_latent_and_ablate(study, model_folder, tmp_path):
     data = study / "data"
-    run("latent", "--model", model_folder("llama"), "--data", data / "ja" / "test.jsonl", "--data",
-        data / "ko" / "test.jsonl", "--nonparallel", data / "ko" / "nonparallel.jsonl", "--k", "3",
-        "--out", tmp_path / "latent", *DEV)  # fmt: skip
+    run(
+        "latent",
+        "--model",
+        model_folder("llama"),
+        "--data",
+        data / "ja" / "test.jsonl",
+        "--data",
+        data / "ko" / "test.jsonl",
+        "--nonparallel",
+        data / "ko" / "nonparallel.jsonl",
+        "--k",
+        "3",
+        "--out",
+        tmp_path / "latent",
+        *DEV,
+    )
     assert_same_folder(study / "latent", tmp_path / "latent")
-    run("ablate", "--model", model_folder("llama"), "--neurons", study / "detect" / "ko" / "type1" / "neurons.json",
-        "--top-k", "8", "--data", data / "ko" / "test.jsonl", "--nonparallel", data / "ko" / "nonparallel.jsonl",
-        "--k", "3", "--out", tmp_path / "ablate", *DEV)  # fmt: skip
+    run(
+        "ablate",
+        "--model",
+        model_folder("llama"),
+        "--neurons",
+        study / "detect" / "ko" / "type1" / "neurons.json",
+        "--top-k",
+        "8",
+        "--data",
+        data / "ko" / "test.jsonl",
+        "--nonparallel",
+        data / "ko" / "nonparallel.jsonl",
+        "--k",
+        "3",
+        "--out",
+        tmp_path / "ablate",
+        *DEV,
+    )
     assert_same_folder(study / "ablate" / "ko", tmp_path / "ablate")
 
 
 def test_specificity_and_overlap(study, model_folder, tmp_path):
     sets = [study / "detect" / lang / kind for lang in ("ja", "ko") for kind in ("type1", "type2")]
     data = [study / "data" / lang / "test.jsonl" for lang in ("ja", "ja", "ko")]
-    run("specificity", "--model", model_folder("llama"), *[x for s in sets for x in ("--neurons", s / "neurons.json")],
-        *[x for d in data for x in ("--data", d)], "--langs", "en,ja,ko", "--top-n", "20",
-        "--out", tmp_path / "specificity", *DEV)  # fmt: skip
+    run(
+        "specificity",
+        "--model",
+        model_folder("llama"),
+        *[x for s in sets for x in ("--neurons", s / "neurons.json")],
+        *[x for d in data for x in ("--data", d)],
+        "--langs",
+        "en,ja,ko",
+        "--top-n",
+        "20",
+        "--out",
+        tmp_path / "specificity",
+        *DEV,
+    )
     assert_same_folder(study / "specificity", tmp_path / "specificity")
     run("overlap", *sets, "--top-n", "20", "--out", tmp_path / "overlap")
     assert_same_folder(study / "overlap", tmp_path / "overlap")
@@ -99,9 +152,29 @@ def test_specificity_and_overlap(study, model_folder, tmp_path):
 @pytest.mark.parametrize("task", ["qa", "mc", "output-lang"])
 def test_downstream(study, model_folder, tmp_path, task):
     kind = "type2" if task == "output-lang" else "type1"
-    extra = {"qa": ["--max-questions", "3"], "mc": ["--max-questions", "3"],
-             "output-lang": ["--data", study / "data" / "ja" / "test.jsonl", "--max-prompts", "3",
-                             "--langid-langs", "en,ja,ko"]}[task]  # fmt: skip
-    run(task, "--model", model_folder("llama"), "--neurons", study / "detect" / "ja" / kind / "neurons.json",
-        "--top-k", "8", *extra, "--out", tmp_path / task, *DEV)  # fmt: skip
+    extra = {
+        "qa": ["--max-questions", "3"],
+        "mc": ["--max-questions", "3"],
+        "output-lang": [
+            "--data",
+            study / "data" / "ja" / "test.jsonl",
+            "--max-prompts",
+            "3",
+            "--langid-langs",
+            "en,ja,ko",
+        ],
+    }[task]
+    run(
+        task,
+        "--model",
+        model_folder("llama"),
+        "--neurons",
+        study / "detect" / "ja" / kind / "neurons.json",
+        "--top-k",
+        "8",
+        *extra,
+        "--out",
+        tmp_path / task,
+        *DEV,
+    )
     assert_same_folder(study / task.replace("-", "_") / "ja", tmp_path / task)

@@ -27,8 +27,15 @@ def test_study_runs_resumes_and_reports(model_folder, tmp_path):
         steps
     )
     html = (out / "report.html").read_text(encoding="utf-8")
-    for section in ("Model and data", "Latent-space dynamics", "Transfer neurons", "Deactivation vs random baseline",
-                    "Language specificity and overlap", "Downstream effects", "Steps and timings"):  # fmt: skip
+    for section in (
+        "Model and data",
+        "Latent-space dynamics",
+        "Transfer neurons",
+        "Deactivation vs random baseline",
+        "Language specificity and overlap",
+        "Downstream effects",
+        "Steps and timings",
+    ):
         assert section in html
     assert html.count("data:image/png;base64,") >= 5 + 4 + 4 + 3  # latent, detection, ablation, characterisation
     assert 'src=""' not in html  # every referenced figure exists

@@ -61,32 +61,62 @@ class AblationResult(Result):
 
     @property
     def summary(self) -> dict[str, ConditionSummary]:
-        return {name: ConditionSummary(sum(c.mknn) / len(c.mknn), c.gap[self.middle_layer])
-                for name, c in self.conditions.items()}  # fmt: skip
+        return {
+            name: ConditionSummary(sum(c.mknn) / len(c.mknn), c.gap[self.middle_layer])
+            for name, c in self.conditions.items()
+        }
 
     def write_files(self, out: Path) -> list[str]:
         self.deactivated.save(out / names.INTERVENTION)
         self.random.save(out / names.BASELINE)
         lang, curves = self.lang, self.conditions
-        plots.layer_curves({n: c.mknn for n, c in curves.items()}, f"Mutual k-NN alignment, en-{lang}",
-                           "mutual kNN", out / names.ABLATION_MKNN_FIGURE)  # fmt: skip
-        plots.layer_curves({n: c.gap for n, c in curves.items()},
-                           f"Parallel minus non-parallel similarity (centred), en-{lang}", "cosine gap",
-                           out / names.ABLATION_GAP_FIGURE)  # fmt: skip
-        plots.layer_curves({n: c.act_parallel_sim for n, c in curves.items()},
-                           f"MLP activation similarity of parallel pairs, en-{lang}", "cosine",
-                           out / names.ABLATION_ACT_FIGURE)  # fmt: skip
-        write_json(out / names.ABLATION, {
-            "schema_version": names.SCHEMA_VERSION, "model": self.model, "lang": lang,
-            "top_k": self.config.top_k, "layers": self.layers, "k": self.config.k, "clamp": self.config.clamp,
-            "baseline": {"mode": self.config.baseline.value, "seed": self.config.seed,
-                         "counts_per_layer": self.random.counts_per_layer()},
-            "nonparallel": self.nonparallel, "middle_layer": self.middle_layer,
-            "summary": {name: asdict(s) for name, s in self.summary.items()},
-            "conditions": {name: asdict(c) for name, c in curves.items()},
-        })  # fmt: skip
-        return [names.ABLATION, names.INTERVENTION, names.BASELINE, names.ABLATION_MKNN_FIGURE,
-                names.ABLATION_GAP_FIGURE, names.ABLATION_ACT_FIGURE]  # fmt: skip
+        plots.layer_curves(
+            {n: c.mknn for n, c in curves.items()},
+            f"Mutual k-NN alignment, en-{lang}",
+            "mutual kNN",
+            out / names.ABLATION_MKNN_FIGURE,
+        )
+        plots.layer_curves(
+            {n: c.gap for n, c in curves.items()},
+            f"Parallel minus non-parallel similarity (centred), en-{lang}",
+            "cosine gap",
+            out / names.ABLATION_GAP_FIGURE,
+        )
+        plots.layer_curves(
+            {n: c.act_parallel_sim for n, c in curves.items()},
+            f"MLP activation similarity of parallel pairs, en-{lang}",
+            "cosine",
+            out / names.ABLATION_ACT_FIGURE,
+        )
+        write_json(
+            out / names.ABLATION,
+            {
+                "schema_version": names.SCHEMA_VERSION,
+                "model": self.model,
+                "lang": lang,
+                "top_k": self.config.top_k,
+                "layers": self.layers,
+                "k": self.config.k,
+                "clamp": self.config.clamp,
+                "baseline": {
+                    "mode": self.config.baseline.value,
+                    "seed": self.config.seed,
+                    "counts_per_layer": self.random.counts_per_layer(),
+                },
+                "nonparallel": self.nonparallel,
+                "middle_layer": self.middle_layer,
+                "summary": {name: asdict(s) for name, s in self.summary.items()},
+                "conditions": {name: asdict(c) for name, c in curves.items()},
+            },
+        )
+        return [
+            names.ABLATION,
+            names.INTERVENTION,
+            names.BASELINE,
+            names.ABLATION_MKNN_FIGURE,
+            names.ABLATION_GAP_FIGURE,
+            names.ABLATION_ACT_FIGURE,
+        ]
 
     def manifest_fields(self) -> dict[str, Any]:
         settings = {**self.config.model_dump(mode="json"), "positions": Positions.last.value}
@@ -99,15 +129,24 @@ class AblationResult(Result):
         data = read_json(out / names.ABLATION)
         assert isinstance(data, dict)
         settings = {k: v for k, v in manifest["settings"].items() if k != "positions"}
-        return cls(model=data["model"], lang=data["lang"], layers=data["layers"], config=AblateConfig(**settings),
-                   nonparallel=data["nonparallel"],
-                   conditions={name: PairCurves(**c) for name, c in data["conditions"].items()},
-                   deactivated=Intervention.load(out / names.INTERVENTION),
-                   random=Intervention.load(out / names.BASELINE), timings=manifest.get("timings_s", {}))  # fmt: skip
+        return cls(
+            model=data["model"],
+            lang=data["lang"],
+            layers=data["layers"],
+            config=AblateConfig(**settings),
+            nonparallel=data["nonparallel"],
+            conditions={name: PairCurves(**c) for name, c in data["conditions"].items()},
+            deactivated=Intervention.load(out / names.INTERVENTION),
+            random=Intervention.load(out / names.BASELINE),
+            timings=manifest.get("timings_s", {}),
+        )
 
     def summary_lines(self) -> list[str]:
-        return [f"{name:>11}: mean mutual kNN {s.mean_mknn:.3f}, parallel - non-parallel similarity at layer "
-                f"{self.middle_layer}: {s.middle_gap:+.3f}" for name, s in self.summary.items()]  # fmt: skip
+        return [
+            f"{name:>11}: mean mutual kNN {s.mean_mknn:.3f}, parallel - non-parallel similarity at layer "
+            f"{self.middle_layer}: {s.middle_gap:+.3f}"
+            for name, s in self.summary.items()
+        ]
 
 
 def run(
@@ -127,13 +166,22 @@ def run(
     english = (normal.en, normal.en_np)
     curves = {}
     for name, intervention in conditions.items():
-        states = normal if intervention is None else capture_pair(
-            lm, pairs, nonparallel, intervention, english, config.batch_size, progress
-        )  # fmt: skip
+        states = (
+            normal
+            if intervention is None
+            else capture_pair(lm, pairs, nonparallel, intervention, english, config.batch_size, progress)
+        )
         curves[name] = states.curves(config.k, config.clamp)
     deactivated, random = conditions["deactivated"], conditions["random"]
     assert deactivated is not None and random is not None
-    return AblationResult(model=lm.name, lang=pairs.lang, layers=lm.num_layers, config=config,
-                          nonparallel="shifted" if nonparallel is None else "file", conditions=curves,
-                          deactivated=deactivated, random=random,
-                          timings={"total": time.perf_counter() - start})  # fmt: skip
+    return AblationResult(
+        model=lm.name,
+        lang=pairs.lang,
+        layers=lm.num_layers,
+        config=config,
+        nonparallel="shifted" if nonparallel is None else "file",
+        conditions=curves,
+        deactivated=deactivated,
+        random=random,
+        timings={"total": time.perf_counter() - start},
+    )

@@ -37,8 +37,9 @@ def conditions_for(
     """normal only without a neuron set; else normal, the top-k deactivated and a random baseline."""
     if neurons is None:
         return {"normal": None}
-    return deactivation_conditions(neurons, config.top_k, lm.num_layers, lm.mlp_width, positions, config.baseline,
-                                   config.seed)  # fmt: skip
+    return deactivation_conditions(
+        neurons, config.top_k, lm.num_layers, lm.mlp_width, positions, config.baseline, config.seed
+    )
 
 
 def summarize_rows(rows: Sequence[dict], metrics: Sequence[str]) -> dict[str, dict[str, float]]:
@@ -66,8 +67,14 @@ class ControlledResult(Result):
 
     def header(self, **extra: Any) -> dict[str, Any]:
         """The leading keys of the result's JSON summary."""
-        return {"schema_version": names.SCHEMA_VERSION, "model": self.model, "lang": self.lang, **extra,
-                **self.settings, "seed": self.seed}  # fmt: skip
+        return {
+            "schema_version": names.SCHEMA_VERSION,
+            "model": self.model,
+            "lang": self.lang,
+            **extra,
+            **self.settings,
+            "seed": self.seed,
+        }
 
     def write_interventions(self, out: Path) -> list[str]:
         """intervention.json and baseline.json, when the run compared neuron sets."""
@@ -78,16 +85,28 @@ class ControlledResult(Result):
         return [names.INTERVENTION, names.BASELINE]
 
     def manifest_fields(self) -> dict[str, Any]:
-        return {"model": self.model, "settings": {"lang": self.lang, **self.settings}, "seed": self.seed,
-                "timings_s": self.timings}  # fmt: skip
+        return {
+            "model": self.model,
+            "settings": {"lang": self.lang, **self.settings},
+            "seed": self.seed,
+            "timings_s": self.timings,
+        }
 
     @classmethod
     def read_common(cls, out: Path) -> dict[str, Any]:
         """The shared fields of a complete folder written by `save`, as keyword arguments."""
         manifest = read_manifest(out, cls.command)
         settings = dict(manifest["settings"])
-        deactivated, random = (Intervention.load(out / name) if name in manifest["files"] else None
-                               for name in (names.INTERVENTION, names.BASELINE))  # fmt: skip
-        return {"model": manifest["model"], "lang": settings.pop("lang"), "seed": manifest["seed"],
-                "deactivated": deactivated, "random": random, "settings": settings,
-                "timings": manifest["timings_s"]}  # fmt: skip
+        deactivated, random = (
+            Intervention.load(out / name) if name in manifest["files"] else None
+            for name in (names.INTERVENTION, names.BASELINE)
+        )
+        return {
+            "model": manifest["model"],
+            "lang": settings.pop("lang"),
+            "seed": manifest["seed"],
+            "deactivated": deactivated,
+            "random": random,
+            "settings": settings,
+            "timings": manifest["timings_s"],
+        }

@@ -62,8 +62,9 @@ class DetectConfig(Config):
     """Settings of one detection (the type is chosen per run: a study detects several)."""
 
     top_n: int = Field(1000, ge=1, description="Top-ranked neurons kept per type and language.")
-    layers: list[int] | None = Field(None, description="Candidate layers; default: Type-1 the first round(0.625 L), "
-                                     "Type-2 the rest.")  # fmt: skip
+    layers: list[int] | None = Field(
+        None, description="Candidate layers; default: Type-1 the first round(0.625 L), Type-2 the rest."
+    )
     paper_compat: bool = Field(False, description="Last-layer centroid from the final-norm output (authors' code).")
     batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
 
@@ -94,13 +95,23 @@ class Detection(Result):
         self.neuron_set.save(out / names.NEURONS)
         counts = Counter(layer for layer, _, _ in self.top)
         per_layer = [counts.get(layer, 0) for layer in range(self.scores.shape[0])]
-        plots.layer_histograms({f"{self.kind} {self.lang}": per_layer}, out / names.LAYERS_FIGURE,
-                               f"Layers of the top-{len(self.top)} {self.kind} neurons, {self.lang}")  # fmt: skip
+        plots.layer_histograms(
+            {f"{self.kind} {self.lang}": per_layer},
+            out / names.LAYERS_FIGURE,
+            f"Layers of the top-{len(self.top)} {self.kind} neurons, {self.lang}",
+        )
         return [names.SCORES, names.CENTROIDS, names.NEURONS, names.LAYERS_FIGURE]
 
     def manifest_fields(self) -> dict[str, Any]:
-        return {"model": self.model, "type": self.kind, "lang": self.lang, "layers": self.layers,
-                "settings": self.settings, "seed": None, "timings_s": self.timings}  # fmt: skip
+        return {
+            "model": self.model,
+            "type": self.kind,
+            "lang": self.lang,
+            "layers": self.layers,
+            "settings": self.settings,
+            "seed": None,
+            "timings_s": self.timings,
+        }
 
     @classmethod
     def load(cls, out: str | Path) -> Detection:
@@ -108,24 +119,35 @@ class Detection(Result):
         out = Path(out)
         manifest = read_manifest(out, cls.command)
         neurons = read_neurons(out / names.NEURONS)
-        return cls(kind=str(neurons.type), lang=str(neurons.lang), model=str(neurons.model),
-                   layers=list(neurons.layers), scores=read_tensors(out / names.SCORES)["scores"],
-                   centroids=read_tensors(out / names.CENTROIDS)["centroids"], top=list(neurons.top),
-                   settings=manifest.get("settings", {}), timings=manifest.get("timings_s", {}))  # fmt: skip
+        return cls(
+            kind=str(neurons.type),
+            lang=str(neurons.lang),
+            model=str(neurons.model),
+            layers=list(neurons.layers),
+            scores=read_tensors(out / names.SCORES)["scores"],
+            centroids=read_tensors(out / names.CENTROIDS)["centroids"],
+            top=list(neurons.top),
+            settings=manifest.get("settings", {}),
+            timings=manifest.get("timings_s", {}),
+        )
 
     def summary_lines(self) -> list[str]:
         counts = Counter(layer for layer, _, _ in self.top)
-        lines = [f"{self.kind} transfer neurons for '{self.lang}' in {self.model}: scored {len(self.layers)} layers "
-                 f"x {self.scores.shape[1]} neurons on {self.settings.get('n_sentences')} sentences in "
-                 f"{sum(self.timings.values()):.1f} s", "top neurons (layer, neuron, score):"]  # fmt: skip
+        lines = [
+            f"{self.kind} transfer neurons for '{self.lang}' in {self.model}: scored {len(self.layers)} layers "
+            f"x {self.scores.shape[1]} neurons on {self.settings.get('n_sentences')} sentences in "
+            f"{sum(self.timings.values()):.1f} s",
+            "top neurons (layer, neuron, score):",
+        ]
         lines += [f"  L{layer:<3} #{neuron:<6} {score:+.6f}" for layer, neuron, score in self.top[:10]]
         spread = ", ".join(f"L{layer}: {counts[layer]}" for layer in sorted(counts))
         lines.append(f"layers of the top {len(self.top)}: {spread}")
         return lines
 
 
-def run(lm: LoadedModel, data: ParallelData, kind: NeuronType | str, config: DetectConfig,
-        progress: bool = False) -> Detection:  # fmt: skip
+def run(
+    lm: LoadedModel, data: ParallelData, kind: NeuronType | str, config: DetectConfig, progress: bool = False
+) -> Detection:
     """`detect` with the settings of a config (the command line and the study call this)."""
     return detect(lm, data, kind, config.layers, config.top_n, config.batch_size, config.paper_compat, progress)
 

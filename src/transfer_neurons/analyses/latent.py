@@ -70,10 +70,20 @@ class PairStates:
     l2_np: States
 
     def curves(self, k: int = 10, clamp: float | None = None) -> PairCurves:
-        return PairCurves(**latent.pair_metrics(
-            self.en["h"], self.l2["h"], self.en_np["h"], self.l2_np["h"],
-            self.en["act"], self.l2["act"], self.en_np["act"], self.l2_np["act"], k=k, clamp=clamp,
-        ))  # fmt: skip
+        return PairCurves(
+            **latent.pair_metrics(
+                self.en["h"],
+                self.l2["h"],
+                self.en_np["h"],
+                self.l2_np["h"],
+                self.en["act"],
+                self.l2["act"],
+                self.en_np["act"],
+                self.l2_np["act"],
+                k=k,
+                clamp=clamp,
+            )
+        )
 
 
 def check_pairs(pairs: ParallelData, k: int) -> None:
@@ -130,41 +140,75 @@ class LatentResult(Result):
     pca: list[dict[str, np.ndarray]] = field(repr=False)  # per layer, lang -> [n, 2]
     timings: dict[str, float] = field(default_factory=dict)
 
-    FIGURES: ClassVar[list[str]] = [names.PCA_FIGURE, names.CENTROID_FIGURE, names.MKNN_FIGURE,
-                                    names.SIMILARITY_FIGURE, names.ACT_SIMILARITY_FIGURE]  # fmt: skip
+    FIGURES: ClassVar[list[str]] = [
+        names.PCA_FIGURE,
+        names.CENTROID_FIGURE,
+        names.MKNN_FIGURE,
+        names.SIMILARITY_FIGURE,
+        names.ACT_SIMILARITY_FIGURE,
+    ]
 
     def write_files(self, out: Path) -> list[str]:
         plots.pca_panels(self.pca, out / names.PCA_FIGURE)
-        plots.heatmaps(self.centroid_similarity, self.langs, out / names.CENTROID_FIGURE,
-                       "Cosine similarity of centred language centroids")  # fmt: skip
-        plots.layer_curves({f"en-{lang}": c.mknn for lang, c in self.pairs.items()},
-                           "Mutual k-NN alignment of parallel en / L2 states", "mutual kNN",
-                           out / names.MKNN_FIGURE)  # fmt: skip
+        plots.heatmaps(
+            self.centroid_similarity,
+            self.langs,
+            out / names.CENTROID_FIGURE,
+            "Cosine similarity of centred language centroids",
+        )
+        plots.layer_curves(
+            {f"en-{lang}": c.mknn for lang, c in self.pairs.items()},
+            "Mutual k-NN alignment of parallel en / L2 states",
+            "mutual kNN",
+            out / names.MKNN_FIGURE,
+        )
         sims: dict[str, list[float]] = {}
         acts: dict[str, list[float]] = {}
         for lang, c in self.pairs.items():
             sims |= {f"{lang} parallel": c.parallel_sim_centered, f"{lang} non-parallel": c.nonparallel_sim_centered}
             acts |= {f"{lang} parallel": c.act_parallel_sim, f"{lang} non-parallel": c.act_nonparallel_sim}
-        plots.layer_curves(sims, "Cosine similarity of en / L2 states (centred)", "cosine",
-                           out / names.SIMILARITY_FIGURE)  # fmt: skip
-        plots.layer_curves(acts, "Cosine similarity of MLP activation vectors", "cosine",
-                           out / names.ACT_SIMILARITY_FIGURE)  # fmt: skip
-        write_tensors(out / names.LATENT_PCA, {f"pca_{layer}_{lang}": torch.from_numpy(points).float()
-                                               for layer, panel in enumerate(self.pca)
-                                               for lang, points in panel.items()})  # fmt: skip
-        write_json(out / names.LATENT, {
-            "schema_version": names.SCHEMA_VERSION, "model": self.model, "layers": self.layers,
-            "k": self.config.k, "clamp": self.config.clamp, "seed": self.config.seed,
-            "nonparallel": self.nonparallel, "pairs": {lang: asdict(c) for lang, c in self.pairs.items()},
-            "centroid_similarity": {"langs": self.langs, "centered": True,
-                                    "matrices": [m.tolist() for m in self.centroid_similarity]},
-            "figures": self.FIGURES,
-        })  # fmt: skip
+        plots.layer_curves(
+            sims, "Cosine similarity of en / L2 states (centred)", "cosine", out / names.SIMILARITY_FIGURE
+        )
+        plots.layer_curves(
+            acts, "Cosine similarity of MLP activation vectors", "cosine", out / names.ACT_SIMILARITY_FIGURE
+        )
+        write_tensors(
+            out / names.LATENT_PCA,
+            {
+                f"pca_{layer}_{lang}": torch.from_numpy(points).float()
+                for layer, panel in enumerate(self.pca)
+                for lang, points in panel.items()
+            },
+        )
+        write_json(
+            out / names.LATENT,
+            {
+                "schema_version": names.SCHEMA_VERSION,
+                "model": self.model,
+                "layers": self.layers,
+                "k": self.config.k,
+                "clamp": self.config.clamp,
+                "seed": self.config.seed,
+                "nonparallel": self.nonparallel,
+                "pairs": {lang: asdict(c) for lang, c in self.pairs.items()},
+                "centroid_similarity": {
+                    "langs": self.langs,
+                    "centered": True,
+                    "matrices": [m.tolist() for m in self.centroid_similarity],
+                },
+                "figures": self.FIGURES,
+            },
+        )
         return [names.LATENT, names.LATENT_PCA, *self.FIGURES]
 
     def manifest_fields(self) -> dict[str, Any]:
-        return {"model": self.model, "settings": self.config.model_dump(mode="json"), "seed": self.config.seed,
-                "timings_s": self.timings}  # fmt: skip
+        return {
+            "model": self.model,
+            "settings": self.config.model_dump(mode="json"),
+            "seed": self.config.seed,
+            "timings_s": self.timings,
+        }
 
     @classmethod
     def load(cls, out: str | Path) -> LatentResult:
@@ -174,17 +218,26 @@ class LatentResult(Result):
         assert isinstance(data, dict)
         tensors = read_tensors(out / names.LATENT_PCA)
         langs = data["centroid_similarity"]["langs"]
-        pca = [{lang: tensors[f"pca_{layer}_{lang}"].double().numpy() for lang in langs}
-               for layer in range(data["layers"])]  # fmt: skip
-        return cls(model=data["model"], layers=data["layers"], config=LatentConfig(**manifest["settings"]),
-                   nonparallel=data["nonparallel"],
-                   pairs={lang: PairCurves(**c) for lang, c in data["pairs"].items()}, langs=langs,
-                   centroid_similarity=[np.array(m) for m in data["centroid_similarity"]["matrices"]], pca=pca,
-                   timings=manifest.get("timings_s", {}))  # fmt: skip
+        pca = [
+            {lang: tensors[f"pca_{layer}_{lang}"].double().numpy() for lang in langs} for layer in range(data["layers"])
+        ]
+        return cls(
+            model=data["model"],
+            layers=data["layers"],
+            config=LatentConfig(**manifest["settings"]),
+            nonparallel=data["nonparallel"],
+            pairs={lang: PairCurves(**c) for lang, c in data["pairs"].items()},
+            langs=langs,
+            centroid_similarity=[np.array(m) for m in data["centroid_similarity"]["matrices"]],
+            pca=pca,
+            timings=manifest.get("timings_s", {}),
+        )
 
     def summary_lines(self) -> list[str]:
-        return [f"en-{lang}: mutual kNN peaks at layer {c.peak()} ({c.mknn[c.peak()]:.3f})"
-                for lang, c in self.pairs.items()]  # fmt: skip
+        return [
+            f"en-{lang}: mutual kNN peaks at layer {c.peak()} ({c.mknn[c.peak()]:.3f})"
+            for lang, c in self.pairs.items()
+        ]
 
 
 def run(

@@ -57,8 +57,12 @@ class LogitLensResult(ControlledResult):
         files = [names.summary(TASK), names.figure(TASK)]
         write_json(out / names.summary(TASK), {**self.header(tokens=self.tokens), "conditions": self.conditions})
         lines = {f"{name}: {key}": values[key] for name, values in self.conditions.items() for key in (self.lang, "en")}
-        plots.layer_curves(lines, f"Logit lens: language of the top-{self.tokens} tokens ({self.lang} inputs)",
-                           "share of tokens", out / names.figure(TASK))  # fmt: skip
+        plots.layer_curves(
+            lines,
+            f"Logit lens: language of the top-{self.tokens} tokens ({self.lang} inputs)",
+            "share of tokens",
+            out / names.figure(TASK),
+        )
         return files + self.write_interventions(out)
 
     def manifest_fields(self) -> dict[str, Any]:
@@ -78,13 +82,21 @@ class LogitLensResult(ControlledResult):
         for name, values in self.conditions.items():
             share = values[self.lang]
             peak = max(range(len(share)), key=share.__getitem__)
-            lines.append(f"{name:>11}: {self.lang} share peaks at layer {peak} ({share[peak]:.1%}); last layer "
-                         f"{self.lang} {share[-1]:.1%}, en {values['en'][-1]:.1%}")  # fmt: skip
+            lines.append(
+                f"{name:>11}: {self.lang} share peaks at layer {peak} ({share[peak]:.1%}); last layer "
+                f"{self.lang} {share[-1]:.1%}, en {values['en'][-1]:.1%}"
+            )
         return lines
 
 
-def run(lm: LoadedModel, sentences: Sequence[str], neurons: NeuronSet | None, config: LogitLensConfig, lang: str,
-        progress: bool = False) -> LogitLensResult:  # fmt: skip
+def run(
+    lm: LoadedModel,
+    sentences: Sequence[str],
+    neurons: NeuronSet | None,
+    config: LogitLensConfig,
+    lang: str,
+    progress: bool = False,
+) -> LogitLensResult:
     """Per layer, the language shares of the logit-lens top tokens of `sentences` (in `lang`) normally
     and, given a neuron set, with its top-k deactivated and with a random baseline (the command line
     and the study call this)."""
@@ -98,12 +110,24 @@ def run(lm: LoadedModel, sentences: Sequence[str], neurons: NeuronSet | None, co
     for name, intervention in conditions.items():
         top = logit_lens_tokens(lm, sentences, config.tokens, intervention, config.batch_size, progress)
         curves[name] = token_language_shares(lm.tokenizer, top, identifier, lang)
-    settings = {"top_k": config.top_k if neurons else None, "positions": config.positions.value,
-                "n_sentences": len(sentences), "baseline": config.baseline.value,
-                "langid": {"library": "py3langid", "langs": list(identifier.langs or ["all"])}}  # fmt: skip
-    return LogitLensResult(model=lm.name, lang=lang, tokens=config.tokens, seed=config.seed, conditions=curves,
-                           deactivated=conditions.get("deactivated"), random=conditions.get("random"),
-                           settings=settings, timings={"total": time.perf_counter() - start})  # fmt: skip
+    settings = {
+        "top_k": config.top_k if neurons else None,
+        "positions": config.positions.value,
+        "n_sentences": len(sentences),
+        "baseline": config.baseline.value,
+        "langid": {"library": "py3langid", "langs": list(identifier.langs or ["all"])},
+    }
+    return LogitLensResult(
+        model=lm.name,
+        lang=lang,
+        tokens=config.tokens,
+        seed=config.seed,
+        conditions=curves,
+        deactivated=conditions.get("deactivated"),
+        random=conditions.get("random"),
+        settings=settings,
+        timings={"total": time.perf_counter() - start},
+    )
 
 
 def logit_lens_tokens(

@@ -63,11 +63,22 @@ class MCResult(ControlledResult):
     def write_files(self, out: Path) -> list[str]:
         files = [names.rows(TASK), names.summary(TASK), names.figure(TASK)]
         write_jsonl(out / names.rows(TASK), self.rows)
-        write_json(out / names.summary(TASK), {**self.header(), "chance": self.chance,
-                   "conditions": {name: asdict(s) for name, s in self.conditions.items()}})  # fmt: skip
+        write_json(
+            out / names.summary(TASK),
+            {
+                **self.header(),
+                "chance": self.chance,
+                "conditions": {name: asdict(s) for name, s in self.conditions.items()},
+            },
+        )
         bars = {name: {"accuracy": s.accuracy, "chance": self.chance} for name, s in self.conditions.items()}
-        plots.grouped_bars(bars, f"Multiple choice ({self.lang}, {self.n_questions} questions)", "accuracy",
-                           out / names.figure(TASK), (0, 1))  # fmt: skip
+        plots.grouped_bars(
+            bars,
+            f"Multiple choice ({self.lang}, {self.n_questions} questions)",
+            "accuracy",
+            out / names.figure(TASK),
+            (0, 1),
+        )
         return files + self.write_interventions(out)
 
     @classmethod
@@ -76,12 +87,18 @@ class MCResult(ControlledResult):
         out = Path(out)
         common = cls.read_common(out)
         summary = read_json(out / names.summary(TASK))
-        return cls(**common, chance=summary["chance"], rows=read_jsonl(out / names.rows(TASK)),
-                   conditions={name: MCScores(**s) for name, s in summary["conditions"].items()})
+        return cls(
+            **common,
+            chance=summary["chance"],
+            rows=read_jsonl(out / names.rows(TASK)),
+            conditions={name: MCScores(**s) for name, s in summary["conditions"].items()},
+        )
 
     def summary_lines(self) -> list[str]:
-        return [f"{name:>11}: accuracy {s.accuracy:.3f} ({s.n} questions, chance {self.chance:.3f})"
-                for name, s in self.conditions.items()]  # fmt: skip
+        return [
+            f"{name:>11}: accuracy {s.accuracy:.3f} ({s.n} questions, chance {self.chance:.3f})"
+            for name, s in self.conditions.items()
+        ]
 
 
 def run(lm: LoadedModel, items: Sequence[MCItem], neurons: NeuronSet | None, config: MCConfig) -> MCResult:
@@ -96,14 +113,28 @@ def run(lm: LoadedModel, items: Sequence[MCItem], neurons: NeuronSet | None, con
     rows = mc_study(lm, items, conditions, config.batch_size)
     n_options = [len(item.options) for item in items]
     scores = {name: MCScores(s["correct"], int(s["n"])) for name, s in summarize_rows(rows, ("correct",)).items()}
-    settings = {"top_k": config.top_k if neurons else None, "positions": config.positions.value,
-                "template": template_lang(lang), "letter_form": letter_token_ids(lm.tokenizer, max(n_options))[1],
-                "split": config.split, "max_questions": config.max_questions, "baseline": config.baseline.value,
-                "batch_size": config.batch_size}  # fmt: skip
-    return MCResult(model=lm.name, lang=lang, seed=config.seed, chance=sum(1 / n for n in n_options) / len(items),
-                    conditions=scores, rows=rows, deactivated=conditions.get("deactivated"),
-                    random=conditions.get("random"), settings=settings,
-                    timings={"total": time.perf_counter() - start})  # fmt: skip
+    settings = {
+        "top_k": config.top_k if neurons else None,
+        "positions": config.positions.value,
+        "template": template_lang(lang),
+        "letter_form": letter_token_ids(lm.tokenizer, max(n_options))[1],
+        "split": config.split,
+        "max_questions": config.max_questions,
+        "baseline": config.baseline.value,
+        "batch_size": config.batch_size,
+    }
+    return MCResult(
+        model=lm.name,
+        lang=lang,
+        seed=config.seed,
+        chance=sum(1 / n for n in n_options) / len(items),
+        conditions=scores,
+        rows=rows,
+        deactivated=conditions.get("deactivated"),
+        random=conditions.get("random"),
+        settings=settings,
+        timings={"total": time.perf_counter() - start},
+    )
 
 
 def mc_study(lm: LoadedModel, items: Sequence[MCItem], conditions: Conditions, batch_size: int = 8) -> list[dict]:
@@ -115,9 +146,15 @@ def mc_study(lm: LoadedModel, items: Sequence[MCItem], conditions: Conditions, b
     for name, intervention in conditions.items():
         logprobs = next_token_logprobs(lm, prompts, token_ids, intervention, batch_size)
         for item, row, chosen in zip(items, logprobs, choose(logprobs, n_options), strict=True):
-            rows.append({
-                "condition": name, "id": item.id, "lang": item.lang, "answer": LETTERS[item.answer],
-                "predicted": LETTERS[chosen], "correct": chosen == item.answer,
-                "logprobs": [round(float(x), 5) for x in row[: len(item.options)]],
-            })  # fmt: skip
+            rows.append(
+                {
+                    "condition": name,
+                    "id": item.id,
+                    "lang": item.lang,
+                    "answer": LETTERS[item.answer],
+                    "predicted": LETTERS[chosen],
+                    "correct": chosen == item.answer,
+                    "logprobs": [round(float(x), 5) for x in row[: len(item.options)]],
+                }
+            )
     return rows

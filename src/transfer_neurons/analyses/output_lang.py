@@ -62,9 +62,14 @@ class OutputLangResult(ControlledResult):
     def write_files(self, out: Path) -> list[str]:
         files = [names.rows(TASK), names.summary(TASK), names.figure(TASK)]
         write_jsonl(out / names.rows(TASK), self.rows)
-        write_json(out / names.summary(TASK), {**self.header(), "conditions": self.conditions})  # fmt: skip
-        plots.grouped_bars(self.conditions, f"Language of continuations of {self.n_prompts} {self.lang} prompts",
-                           "share of outputs", out / names.figure(TASK), (0, 1))  # fmt: skip
+        write_json(out / names.summary(TASK), {**self.header(), "conditions": self.conditions})
+        plots.grouped_bars(
+            self.conditions,
+            f"Language of continuations of {self.n_prompts} {self.lang} prompts",
+            "share of outputs",
+            out / names.figure(TASK),
+            (0, 1),
+        )
         return files + self.write_interventions(out)
 
     @classmethod
@@ -72,30 +77,50 @@ class OutputLangResult(ControlledResult):
         """An output-language folder written by `save` (from the command line, a study or Python)."""
         out = Path(out)
         common = cls.read_common(out)
-        return cls(**common, conditions=read_json(out / names.summary(TASK))["conditions"],
-                   rows=read_jsonl(out / names.rows(TASK)))
+        return cls(
+            **common,
+            conditions=read_json(out / names.summary(TASK))["conditions"],
+            rows=read_jsonl(out / names.rows(TASK)),
+        )
 
     def summary_lines(self) -> list[str]:
-        return [f"{name:>11}: " + ", ".join(f"{label} {share:.1%}" for label, share in values.items())
-                for name, values in self.conditions.items()]  # fmt: skip
+        return [
+            f"{name:>11}: " + ", ".join(f"{label} {share:.1%}" for label, share in values.items())
+            for name, values in self.conditions.items()
+        ]
 
 
-def run(lm: LoadedModel, prompts: Sequence[str], neurons: NeuronSet | None, config: OutputLangConfig,
-        lang: str) -> OutputLangResult:  # fmt: skip
+def run(
+    lm: LoadedModel, prompts: Sequence[str], neurons: NeuronSet | None, config: OutputLangConfig, lang: str
+) -> OutputLangResult:
     """Continuations of `prompts` (in `lang`) normally and, given a neuron set, with its top-k
     deactivated and with a random baseline (the command line and the study call this)."""
     start = time.perf_counter()
     identifier = identifier_for(config.langid_langs, lang)
     conditions = conditions_for(lm, neurons, config, config.positions)
-    rows, summary = output_language_study(lm, prompts, conditions, identifier, lang, config.max_new_tokens,
-                                          config.batch_size)  # fmt: skip
-    settings = {"top_k": config.top_k if neurons else None, "positions": config.positions.value,
-                "max_new_tokens": config.max_new_tokens, "n_prompts": len(prompts), "baseline": config.baseline.value,
-                "langid": {"library": "py3langid", "langs": list(identifier.langs or ["all"])},
-                "batch_size": config.batch_size}  # fmt: skip
-    return OutputLangResult(model=lm.name, lang=lang, seed=config.seed, conditions=summary, rows=rows,
-                            deactivated=conditions.get("deactivated"), random=conditions.get("random"),
-                            settings=settings, timings={"total": time.perf_counter() - start})  # fmt: skip
+    rows, summary = output_language_study(
+        lm, prompts, conditions, identifier, lang, config.max_new_tokens, config.batch_size
+    )
+    settings = {
+        "top_k": config.top_k if neurons else None,
+        "positions": config.positions.value,
+        "max_new_tokens": config.max_new_tokens,
+        "n_prompts": len(prompts),
+        "baseline": config.baseline.value,
+        "langid": {"library": "py3langid", "langs": list(identifier.langs or ["all"])},
+        "batch_size": config.batch_size,
+    }
+    return OutputLangResult(
+        model=lm.name,
+        lang=lang,
+        seed=config.seed,
+        conditions=summary,
+        rows=rows,
+        deactivated=conditions.get("deactivated"),
+        random=conditions.get("random"),
+        settings=settings,
+        timings={"total": time.perf_counter() - start},
+    )
 
 
 def output_language_study(
@@ -114,7 +139,9 @@ def output_language_study(
     for name, intervention in conditions.items():
         outputs = generate(lm, prompts, intervention, max_new_tokens, batch_size)
         labels = identifier.identify_many(output.strip() for output in outputs)
-        rows += [{"condition": name, "prompt": p, "output": o, "language": label}
-                 for p, o, label in zip(prompts, outputs, labels, strict=True)]  # fmt: skip
+        rows += [
+            {"condition": name, "prompt": p, "output": o, "language": label}
+            for p, o, label in zip(prompts, outputs, labels, strict=True)
+        ]
         summary[name] = shares(labels, categories)
     return rows, summary

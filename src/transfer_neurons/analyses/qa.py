@@ -63,11 +63,17 @@ class QAResult(ControlledResult):
     def write_files(self, out: Path) -> list[str]:
         files = [names.rows(TASK), names.summary(TASK), names.figure(TASK)]
         write_jsonl(out / names.rows(TASK), self.rows)
-        write_json(out / names.summary(TASK), {**self.header(),
-                   "conditions": {name: asdict(s) for name, s in self.conditions.items()}})  # fmt: skip
-        plots.grouped_bars({name: {"F1": s.f1, "exact match": s.em} for name, s in self.conditions.items()},
-                           f"QA ({self.lang}, {self.n_questions} questions)", "score", out / names.figure(TASK),
-                           (0, 1))  # fmt: skip
+        write_json(
+            out / names.summary(TASK),
+            {**self.header(), "conditions": {name: asdict(s) for name, s in self.conditions.items()}},
+        )
+        plots.grouped_bars(
+            {name: {"F1": s.f1, "exact match": s.em} for name, s in self.conditions.items()},
+            f"QA ({self.lang}, {self.n_questions} questions)",
+            "score",
+            out / names.figure(TASK),
+            (0, 1),
+        )
         return files + self.write_interventions(out)
 
     @classmethod
@@ -76,12 +82,17 @@ class QAResult(ControlledResult):
         out = Path(out)
         common = cls.read_common(out)
         summary = read_json(out / names.summary(TASK))
-        return cls(**common, conditions={name: QAScores(**s) for name, s in summary["conditions"].items()},
-                   rows=read_jsonl(out / names.rows(TASK)))
+        return cls(
+            **common,
+            conditions={name: QAScores(**s) for name, s in summary["conditions"].items()},
+            rows=read_jsonl(out / names.rows(TASK)),
+        )
 
     def summary_lines(self) -> list[str]:
-        return [f"{name:>11}: F1 {s.f1:.3f}, exact match {s.em:.3f} ({s.n} questions)"
-                for name, s in self.conditions.items()]  # fmt: skip
+        return [
+            f"{name:>11}: F1 {s.f1:.3f}, exact match {s.em:.3f} ({s.n} questions)"
+            for name, s in self.conditions.items()
+        ]
 
 
 def run(lm: LoadedModel, items: Sequence[QAItem], neurons: NeuronSet | None, config: QAConfig) -> QAResult:
@@ -95,13 +106,28 @@ def run(lm: LoadedModel, items: Sequence[QAItem], neurons: NeuronSet | None, con
     conditions = conditions_for(lm, neurons, config, config.positions)
     rows = qa_study(lm, items, conditions, config.shots, config.max_new_tokens, config.batch_size)
     scores = {name: QAScores(int(s["n"]), s["f1"], s["em"]) for name, s in summarize_rows(rows, ("f1", "em")).items()}
-    settings = {"top_k": config.top_k if neurons else None, "positions": config.positions.value,
-                "shots": config.shots, "max_new_tokens": config.max_new_tokens, "template": template_lang(lang),
-                "split": config.split, "max_questions": config.max_questions, "baseline": config.baseline.value,
-                "batch_size": config.batch_size}  # fmt: skip
-    return QAResult(model=lm.name, lang=lang, seed=config.seed, conditions=scores, rows=rows,
-                    deactivated=conditions.get("deactivated"), random=conditions.get("random"), settings=settings,
-                    timings={"total": time.perf_counter() - start})  # fmt: skip
+    settings = {
+        "top_k": config.top_k if neurons else None,
+        "positions": config.positions.value,
+        "shots": config.shots,
+        "max_new_tokens": config.max_new_tokens,
+        "template": template_lang(lang),
+        "split": config.split,
+        "max_questions": config.max_questions,
+        "baseline": config.baseline.value,
+        "batch_size": config.batch_size,
+    }
+    return QAResult(
+        model=lm.name,
+        lang=lang,
+        seed=config.seed,
+        conditions=scores,
+        rows=rows,
+        deactivated=conditions.get("deactivated"),
+        random=conditions.get("random"),
+        settings=settings,
+        timings={"total": time.perf_counter() - start},
+    )
 
 
 def qa_study(
@@ -119,10 +145,17 @@ def qa_study(
         outputs = generate(lm, prompts, intervention, max_new_tokens, batch_size, stop_strings=["\n"])
         for item, output in zip(items, outputs, strict=True):
             prediction = first_line(output)
-            rows.append({
-                "condition": name, "id": item.id, "lang": item.lang, "question": item.question,
-                "answers": list(item.answers), "output": output, "prediction": prediction,
-                "f1": best_f1(prediction, item.answers, item.lang),
-                "em": exact_match(prediction, item.answers, item.lang),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "condition": name,
+                    "id": item.id,
+                    "lang": item.lang,
+                    "question": item.question,
+                    "answers": list(item.answers),
+                    "output": output,
+                    "prediction": prediction,
+                    "f1": best_f1(prediction, item.answers, item.lang),
+                    "em": exact_match(prediction, item.answers, item.lang),
+                }
+            )
     return rows

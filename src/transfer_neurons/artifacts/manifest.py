@@ -31,5 +31,6 @@ def data_inputs(**paths: str | Path | None) -> dict[str, dict[str, str]]:
 
 def write_manifest(out: str | Path, command: str, **fields: Any) -> None:
     """Write `out/manifest.json` (last, so that its presence marks a complete result)."""
-    write_json(Path(out) / MANIFEST, {"schema_version": SCHEMA_VERSION, "command": command, **fields,
-                                      "versions": versions()})  # fmt: skip
+    write_json(
+        Path(out) / MANIFEST, {"schema_version": SCHEMA_VERSION, "command": command, **fields, "versions": versions()}
+    )

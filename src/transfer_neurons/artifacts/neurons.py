@@ -44,22 +44,33 @@ class NeuronSet:
     def check_top_k(self, top_k: int, option: str = "--top-k") -> None:
         """InputError unless 1 <= top_k <= the number of listed neurons."""
         if not 1 <= top_k <= len(self.top):
-            raise InputError(f"{option} {top_k} must be between 1 and the {len(self.top)} neurons listed in "
-                             f"{self.source or 'the neuron set'}")  # fmt: skip
+            raise InputError(
+                f"{option} {top_k} must be between 1 and the {len(self.top)} neurons listed in "
+                f"{self.source or 'the neuron set'}"
+            )
 
     def check_model(self, num_layers: int, width: int) -> None:
         """InputError if a neuron or candidate layer lies outside a model of this shape."""
         where = self.source or "the neuron set"
         for layer, neuron, _ in self.top:
             if not (0 <= layer < num_layers and 0 <= neuron < width):
-                raise InputError(f"neuron ({layer}, {neuron}) of {where} lies outside the model's {num_layers} layers "
-                                 f"x {width} neurons; was it detected on another model?")  # fmt: skip
+                raise InputError(
+                    f"neuron ({layer}, {neuron}) of {where} lies outside the model's {num_layers} layers "
+                    f"x {width} neurons; was it detected on another model?"
+                )
         if any(not 0 <= layer < num_layers for layer in self.layers):
             raise InputError(f"the candidate layers of {where} lie outside the model's {num_layers} layers")
 
     def to_json(self) -> dict:
-        return {"schema_version": SCHEMA_VERSION, "method": self.method, "type": self.type, "lang": self.lang,
-                "model": self.model, "layers": list(self.layers), "top": [list(t) for t in self.top]}  # fmt: skip
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "method": self.method,
+            "type": self.type,
+            "lang": self.lang,
+            "model": self.model,
+            "layers": list(self.layers),
+            "top": [list(t) for t in self.top],
+        }
 
     def save(self, path: str | Path) -> None:
         write_json(path, self.to_json())
@@ -93,8 +104,15 @@ def read_neurons(path: str | Path) -> NeuronSet:
         if value is not None and not isinstance(value, str):
             raise InputError(f"{where}: '{key}' must be a string")
         strings[key] = value
-    return NeuronSet(top, strings["lang"], strings["type"], strings["model"], tuple(int(x) for x in layers),
-                     strings["method"] or "tn", str(path))  # fmt: skip
+    return NeuronSet(
+        top,
+        strings["lang"],
+        strings["type"],
+        strings["model"],
+        tuple(int(x) for x in layers),
+        strings["method"] or "tn",
+        str(path),
+    )
 
 
 def _is_int(value: object) -> bool:

@@ -41,8 +41,13 @@ class Result(ABC):
         out.mkdir(parents=True, exist_ok=True)
         (out / MANIFEST).unlink(missing_ok=True)  # an interrupted rewrite must not look complete
         names = self.write_files(out)
-        write_manifest(out, self.command, **self.manifest_fields(), inputs=inputs or {},
-                       files={name: file_digest(out / name) for name in names})  # fmt: skip
+        write_manifest(
+            out,
+            self.command,
+            **self.manifest_fields(),
+            inputs=inputs or {},
+            files={name: file_digest(out / name) for name in names},
+        )
         return out
 
 

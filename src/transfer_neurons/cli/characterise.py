@@ -46,7 +46,7 @@ def specificity(
             help="Comma-separated language of each --data file, e.g. ja,ko,en (en: the en side of a pair "
             "file). Default: each file's one non-en field."
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     top_n: Annotated[int, typer.Option(min=1, help="Characterise the top-n neurons of each set.")] = 1000,
     families: Annotated[
         str | None, typer.Option(help="Override language families, e.g. ja=Japonic,xx=Other (built-in table else).")

@@ -28,6 +28,7 @@ app = typer.Typer(
 def user_errors(command):
     """Turn InputError (and an invalid option value found by a config) into one line on stderr
     and exit status 2."""
+
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:

@@ -64,7 +64,7 @@ def qa(
             help="Local JSONL (question/answers/lang lines, or MKQA records) or a hub id such as "
             "apple/mkqa. Default: the built-in set (104 questions in en/ja/ko/nl/it)."
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     split: Annotated[str, typer.Option(help="Split of a hub dataset.")] = "train",
     max_questions: Annotated[int | None, typer.Option(min=1, help="Use at most this many questions.")] = None,
     shots: Annotated[int, typer.Option(min=0, max=2, help="Worked examples in the prompt.")] = 2,
@@ -78,9 +78,17 @@ def qa(
     quiet: QuietOpt = False,
 ) -> None:
     """Generative QA (MKQA style, token F1 over aliases): normal, top-k deactivated, random baseline."""
-    config = qa_analysis.QAConfig(top_k=top_k, positions=positions, shots=shots, max_new_tokens=max_new_tokens,
-                               batch_size=batch_size, split=split, max_questions=max_questions, baseline=baseline,
-                               seed=seed)  # fmt: skip
+    config = qa_analysis.QAConfig(
+        top_k=top_k,
+        positions=positions,
+        shots=shots,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        split=split,
+        max_questions=max_questions,
+        baseline=baseline,
+        seed=seed,
+    )
     neuron_set = _neuron_set(neurons, top_k)
     lang = neurons_lang(neuron_set, lang)
     items = load_qa(data, lang, config.max_questions, config.split)
@@ -104,7 +112,7 @@ def mc(
             help="Local JSONL (question/options/answer lines) or a hub id such as li-lab/MMLU-ProX "
             "(config = --lang). Default: the built-in set (86 questions in en/ja/ko/nl/it)."
         ),
-    ] = None,  # fmt: skip
+    ] = None,
     split: Annotated[str, typer.Option(help="Split of a hub dataset.")] = "test",
     max_questions: Annotated[int | None, typer.Option(min=1, help="Use at most this many questions.")] = None,
     positions: Annotated[Positions, typer.Option(help="Where to deactivate (the paper: prompt).")] = Positions.prompt,
@@ -117,8 +125,15 @@ def mc(
 ) -> None:
     """Multiple choice (the option letter with the highest log-likelihood): accuracy per condition."""
 
-    config = mc_analysis.MCConfig(top_k=top_k, positions=positions, batch_size=batch_size, split=split,
-                               max_questions=max_questions, baseline=baseline, seed=seed)  # fmt: skip
+    config = mc_analysis.MCConfig(
+        top_k=top_k,
+        positions=positions,
+        batch_size=batch_size,
+        split=split,
+        max_questions=max_questions,
+        baseline=baseline,
+        seed=seed,
+    )
     neuron_set = _neuron_set(neurons, top_k)
     lang = neurons_lang(neuron_set, lang)
     items = load_mc(data, lang, config.max_questions, config.split)
@@ -138,7 +153,7 @@ def output_lang(
             help="L2 prompts: the --lang field of a JSONL/TSV file (e.g. Tatoeba pairs "
             "or MKQA questions), or a .txt file with one prompt per line."
         ),
-    ],  # fmt: skip
+    ],
     out: Annotated[Path, typer.Option(help="Output folder for output_lang.jsonl, output_lang.json and figure.")],
     neurons: OptNeuronsOpt = None,
     top_k: TopKDownstreamOpt = 1000,
@@ -160,9 +175,16 @@ def output_lang(
     neuron_set = _neuron_set(neurons, top_k)
     lang = neurons_lang(neuron_set, lang)
     langs = language_identifier(langid_langs, lang).langs
-    config = output_lang_analysis.OutputLangConfig(top_k=top_k, positions=positions, max_new_tokens=max_new_tokens,
-                                       batch_size=batch_size, max_prompts=max_prompts, langid_langs=langs,
-                                       baseline=baseline, seed=seed)  # fmt: skip
+    config = output_lang_analysis.OutputLangConfig(
+        top_k=top_k,
+        positions=positions,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        max_prompts=max_prompts,
+        langid_langs=langs,
+        baseline=baseline,
+        seed=seed,
+    )
     prompts = read_sentences(data, lang, config.max_prompts)
     out = prepare_out_dir(out)
     lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
@@ -194,9 +216,16 @@ def logit_lens(
     neuron_set = _neuron_set(neurons, top_k)
     lang = neurons_lang(neuron_set, lang)
     langs = language_identifier(langid_langs, lang).langs
-    config = logit_lens_analysis.LogitLensConfig(top_k=top_k, positions=positions, tokens=tokens, batch_size=batch_size,
-                                      max_sentences=max_sentences, langid_langs=langs, baseline=baseline,
-                                      seed=seed)  # fmt: skip
+    config = logit_lens_analysis.LogitLensConfig(
+        top_k=top_k,
+        positions=positions,
+        tokens=tokens,
+        batch_size=batch_size,
+        max_sentences=max_sentences,
+        langid_langs=langs,
+        baseline=baseline,
+        seed=seed,
+    )
     sentences = read_sentences(data, lang, config.max_sentences)
     out = prepare_out_dir(out)
     lm = load_model(model, device=device, dtype=dtype, progress=not quiet)

@@ -99,5 +99,3 @@ def data_flores(
     pairs = hub.flores(lang, split, max_sentences, dataset or hub.FLORES)
     write_pairs(pairs, out)
     typer.echo(f"wrote {out}: {len(pairs)} en-{lang} pairs from {dataset or hub.FLORES} ({split})")
-
-

@@ -76,5 +76,3 @@ def harness(ctx: typer.Context) -> None:
         raise InputError("lm-evaluation-harness is not installed: pip install 'transfer-neurons[harness]'") from exc
     sys.argv = ["transfer-neurons harness", *ctx.args]
     cli_evaluate()
-
-

@@ -47,5 +47,3 @@ def run_study_command(
     out = prepare_out_dir(out or Path("runs") / config.stem)
     report = run_study(study, out, force=force, progress=not quiet, log=typer.echo)
     typer.echo(f"report: {report}")
-
-

@@ -25,14 +25,38 @@ TATOEBA = "sentence-transformers/parallel-sentences-tatoeba"
 FLORES = "openlanguagedata/flores_plus"
 # ISO 639-1 -> FLORES+ config (ISO 639-3 + ISO 15924 script); other varieties: pass the config itself
 FLORES_CODES = {
-    "en": "eng_Latn", "ja": "jpn_Jpan", "ko": "kor_Hang", "zh": "cmn_Hans", "de": "deu_Latn",
-    "fr": "fra_Latn", "it": "ita_Latn", "nl": "nld_Latn", "es": "spa_Latn", "pt": "por_Latn",
-    "ru": "rus_Cyrl", "uk": "ukr_Cyrl", "pl": "pol_Latn", "cs": "ces_Latn", "sv": "swe_Latn",
-    "da": "dan_Latn", "fi": "fin_Latn", "hu": "hun_Latn", "ro": "ron_Latn", "bg": "bul_Cyrl",
-    "el": "ell_Grek", "tr": "tur_Latn", "ar": "arb_Arab", "he": "heb_Hebr", "fa": "pes_Arab",
-    "hi": "hin_Deva", "bn": "ben_Beng", "th": "tha_Thai", "vi": "vie_Latn", "id": "ind_Latn",
+    "en": "eng_Latn",
+    "ja": "jpn_Jpan",
+    "ko": "kor_Hang",
+    "zh": "cmn_Hans",
+    "de": "deu_Latn",
+    "fr": "fra_Latn",
+    "it": "ita_Latn",
+    "nl": "nld_Latn",
+    "es": "spa_Latn",
+    "pt": "por_Latn",
+    "ru": "rus_Cyrl",
+    "uk": "ukr_Cyrl",
+    "pl": "pol_Latn",
+    "cs": "ces_Latn",
+    "sv": "swe_Latn",
+    "da": "dan_Latn",
+    "fi": "fin_Latn",
+    "hu": "hun_Latn",
+    "ro": "ron_Latn",
+    "bg": "bul_Cyrl",
+    "el": "ell_Grek",
+    "tr": "tur_Latn",
+    "ar": "arb_Arab",
+    "he": "heb_Hebr",
+    "fa": "pes_Arab",
+    "hi": "hin_Deva",
+    "bn": "ben_Beng",
+    "th": "tha_Thai",
+    "vi": "vie_Latn",
+    "id": "ind_Latn",
     "sw": "swh_Latn",
-}  # fmt: skip
+}
 
 
 def tatoeba(lang: str, split: str = "train", max_sentences: int | None = None, path: str = TATOEBA) -> ParallelData:

@@ -97,8 +97,11 @@ def mc_item(row: dict, lang: str, where: str) -> MCItem:
         raise InputError(f"{where}: the answer points to no option")
     return MCItem(
         str(row.get("id", row.get("question_id", where.rsplit(" ", 1)[-1]))),
-        lang, question.strip(), tuple(options[k].strip() for k in keep), keep.index(answer),
-    )  # fmt: skip
+        lang,
+        question.strip(),
+        tuple(options[k].strip() for k in keep),
+        keep.index(answer),
+    )
 
 
 def _answer_index(row: dict, where: str) -> int:

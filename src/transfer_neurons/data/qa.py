@@ -15,17 +15,37 @@ from transfer_neurons.errors import InputError
 
 # instruction, question label, answer label, two examples (not in the built-in set)
 TEMPLATES = {
-    "en": ("Answer each question with a short answer.", "Question: ", "Answer:",
-           [("How many days are there in a week?", "7"), ("What color is a ripe banana?", "yellow")]),
-    "ja": ("それぞれの質問に短く答えてください。", "質問：", "答え：",
-           [("1週間は何日ですか？", "7日"), ("熟したバナナは何色ですか？", "黄色")]),
-    "ko": ("각 질문에 짧게 답하세요.", "질문: ", "답:",
-           [("일주일은 며칠입니까?", "7일"), ("잘 익은 바나나는 무슨 색입니까?", "노란색")]),
-    "nl": ("Beantwoord elke vraag met een kort antwoord.", "Vraag: ", "Antwoord:",
-           [("Hoeveel dagen heeft een week?", "7"), ("Welke kleur heeft een rijpe banaan?", "geel")]),
-    "it": ("Rispondi a ogni domanda con una risposta breve.", "Domanda: ", "Risposta:",
-           [("Quanti giorni ci sono in una settimana?", "7"), ("Di che colore è una banana matura?", "giallo")]),
-}  # fmt: skip
+    "en": (
+        "Answer each question with a short answer.",
+        "Question: ",
+        "Answer:",
+        [("How many days are there in a week?", "7"), ("What color is a ripe banana?", "yellow")],
+    ),
+    "ja": (
+        "それぞれの質問に短く答えてください。",
+        "質問：",
+        "答え：",
+        [("1週間は何日ですか？", "7日"), ("熟したバナナは何色ですか？", "黄色")],
+    ),
+    "ko": (
+        "각 질문에 짧게 답하세요.",
+        "질문: ",
+        "답:",
+        [("일주일은 며칠입니까?", "7일"), ("잘 익은 바나나는 무슨 색입니까?", "노란색")],
+    ),
+    "nl": (
+        "Beantwoord elke vraag met een kort antwoord.",
+        "Vraag: ",
+        "Antwoord:",
+        [("Hoeveel dagen heeft een week?", "7"), ("Welke kleur heeft een rijpe banaan?", "geel")],
+    ),
+    "it": (
+        "Rispondi a ogni domanda con una risposta breve.",
+        "Domanda: ",
+        "Risposta:",
+        [("Quanti giorni ci sono in una settimana?", "7"), ("Di che colore è una banana matura?", "giallo")],
+    ),
+}
 MAX_SHOTS = 2
 
 

@@ -74,8 +74,10 @@ class Intervention:
         return cls(tuple((int(l), int(i), float(f)) for l, i, f in data["neurons"]), data["positions"])
 
     def save(self, path: str | Path) -> None:
-        write_json(path, {"schema_version": SCHEMA_VERSION, "positions": self.positions,
-                          "neurons": [list(n) for n in self.neurons]})  # fmt: skip
+        write_json(
+            path,
+            {"schema_version": SCHEMA_VERSION, "positions": self.positions, "neurons": [list(n) for n in self.neurons]},
+        )
 
     def pairs(self) -> list[tuple[int, int]]:
         return [(layer, neuron) for layer, neuron, _ in self.neurons]

@@ -174,8 +174,10 @@ def load_config(path: str | Path) -> StudyConfig:
     try:
         raw = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise InputError(f"config file '{path}' is not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: "
-                         f"{str(exc).splitlines()[0]}") from exc  # fmt: skip
+        raise InputError(
+            f"config file '{path}' is not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: "
+            f"{str(exc).splitlines()[0]}"
+        ) from exc
     if not isinstance(raw, dict):
         raise InputError(f"config file '{path}' must be a mapping of keys to values")
     _resolve_paths(raw, path.parent)

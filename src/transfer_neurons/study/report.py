@@ -147,10 +147,19 @@ def write_report(out: Path, config: StudyConfig, records: dict[str, dict], versi
     sections += [("timings", "Timings")]
     env = Environment(autoescape=select_autoescape(default=True))
     html = env.from_string(TEMPLATE).render(
-        config=config, records=records, versions=versions, latent=latent, ablations=ablations,
-        sections=sections, image=image, summary=summary, specificity=specificity, overlap=overlap,
-        downstream=downstream, metrics=METRICS,
-    )  # fmt: skip
+        config=config,
+        records=records,
+        versions=versions,
+        latent=latent,
+        ablations=ablations,
+        sections=sections,
+        image=image,
+        summary=summary,
+        specificity=specificity,
+        overlap=overlap,
+        downstream=downstream,
+        metrics=METRICS,
+    )
     path = out / "report.html"
     with atomic_path(path) as tmp:
         Path(tmp).write_text(html, encoding="utf-8")

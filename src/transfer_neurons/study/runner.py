@@ -48,8 +48,11 @@ NOT_RESULTS = ("cli", "study/report.py")  # help texts and the report template d
 
 def result_sources() -> list[Path]:
     """The source files that compute results (everything but the command line and the report)."""
-    return [path for path in sorted(PACKAGE.rglob("*.py"))
-            if not path.relative_to(PACKAGE).as_posix().startswith(NOT_RESULTS)]  # fmt: skip
+    return [
+        path
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if not path.relative_to(PACKAGE).as_posix().startswith(NOT_RESULTS)
+    ]
 
 
 def code_version() -> str:
@@ -84,15 +87,22 @@ def plan(config: StudyConfig) -> list[Step]:
     detected = [f"detect/{lang}/{kind}" for lang in config.languages for kind in config.detect.types]
     data_steps = [f"data/{lang}" for lang in config.languages]
     if config.characterise.specificity and detected:
-        settings = {**config.characterise.model_dump(mode="json"), "seed": config.seed,
-                    "baseline": config.ablate.baseline, "batch_size": config.batch_size}  # fmt: skip
+        settings = {
+            **config.characterise.model_dump(mode="json"),
+            "seed": config.seed,
+            "baseline": config.ablate.baseline,
+            "batch_size": config.batch_size,
+        }
         steps.append(Step("specificity", s.specificity_step, settings, data_steps + detected))
     if config.characterise.overlap and len(detected) > 1:
         steps.append(Step("overlap", s.overlap_step, config.characterise.model_dump(mode="json"), detected))
     down = config.downstream
     settings = {**down.model_dump(mode="json"), "seed": config.seed, "baseline": config.ablate.baseline}
-    tasks = (("qa", down.qa, NeuronType.type1), ("mc", down.mc, NeuronType.type1),
-             ("output_lang", down.output_lang, NeuronType.type2))  # fmt: skip
+    tasks = (
+        ("qa", down.qa, NeuronType.type1),
+        ("mc", down.mc, NeuronType.type1),
+        ("output_lang", down.output_lang, NeuronType.type2),
+    )
     for task, enabled, kind in tasks:
         if not enabled or kind not in config.detect.types:
             continue
@@ -124,12 +134,15 @@ def is_done(folder: Path, key: str) -> bool:
         return False
     if record.get("key") != key:
         return False
-    return all((folder / name).is_file() and file_digest(folder / name) == digest
-               for name, digest in record.get("artifacts", {}).items())  # fmt: skip
+    return all(
+        (folder / name).is_file() and file_digest(folder / name) == digest
+        for name, digest in record.get("artifacts", {}).items()
+    )
 
 
-def run_study(config: StudyConfig, out: Path, force: bool = False, progress: bool = True,
-              log: Callable[[str], None] = print) -> Path:  # fmt: skip
+def run_study(
+    config: StudyConfig, out: Path, force: bool = False, progress: bool = True, log: Callable[[str], None] = print
+) -> Path:
     """Run (or resume) every step of `config` in `out`, then write manifest.json and report.html."""
     check_sources(config)
     for stale in (MANIFEST, REPORT):  # until this run ends, the folder must not look complete
@@ -153,8 +166,11 @@ def run_study(config: StudyConfig, out: Path, force: bool = False, progress: boo
         start = time.perf_counter()
         summary = step.compute(study, folder)
         seconds = time.perf_counter() - start
-        artifacts = {p.name: file_digest(p) for p in sorted(folder.iterdir())
-                     if p.is_file() and p.name != STEP_FILE and not p.name.startswith(".")}  # fmt: skip
+        artifacts = {
+            p.name: file_digest(p)
+            for p in sorted(folder.iterdir())
+            if p.is_file() and p.name != STEP_FILE and not p.name.startswith(".")
+        }
         record = {"key": key, "seconds": seconds, "artifacts": artifacts, "summary": summary}
         write_json(folder / STEP_FILE, record)
         records[step.name] = {**record, "status": "computed"}
@@ -182,5 +198,7 @@ def check_sources(config: StudyConfig) -> None:
         try:
             udhr.resolve(code)
         except InputError as exc:
-            raise InputError(f"languages.{number}: '{code}' is not in the UDHR corpus; "
-                             "list the codes with: transfer-neurons data udhr --list") from exc  # fmt: skip
+            raise InputError(
+                f"languages.{number}: '{code}' is not in the UDHR corpus; "
+                "list the codes with: transfer-neurons data udhr --list"
+            ) from exc

@@ -91,8 +91,9 @@ def data_step(lang: str) -> StepFn:
         if cfg.source == "udhr":
             loaded = load_pairs(lang)  # a code like "jpn" resolves to "ja": keep the config's name
             limit = cfg.max_sentences
-            train, test = split_pairs(ParallelData(lang, loaded.en[:limit], loaded.l2[:limit]), cfg.holdout,
-                                      study.config.seed)  # fmt: skip
+            train, test = split_pairs(
+                ParallelData(lang, loaded.en[:limit], loaded.l2[:limit]), cfg.holdout, study.config.seed
+            )
         else:
             assert files is not None  # the config checks that every language has files
             train = read_pairs(files.train, lang, cfg.max_sentences)
@@ -105,10 +106,20 @@ def data_step(lang: str) -> StepFn:
         splits = {names.TRAIN: train, names.TEST: test} | ({names.NONPARALLEL: nonparallel} if nonparallel else {})
         for name, pairs in splits.items():
             write_jsonl(folder / name, _rows(pairs))
-        sizes = {"source": cfg.source, "train": len(train), "test": len(test),
-                 "nonparallel": None if nonparallel is None else len(nonparallel)}  # fmt: skip
-        write_manifest(folder, "data", settings=cfg.model_dump(mode="json", exclude={"files"}), seed=study.config.seed,
-                       sizes=sizes, files={name: file_digest(folder / name) for name in splits})  # fmt: skip
+        sizes = {
+            "source": cfg.source,
+            "train": len(train),
+            "test": len(test),
+            "nonparallel": None if nonparallel is None else len(nonparallel),
+        }
+        write_manifest(
+            folder,
+            "data",
+            settings=cfg.model_dump(mode="json", exclude={"files"}),
+            seed=study.config.seed,
+            sizes=sizes,
+            files={name: file_digest(folder / name) for name in splits},
+        )
         return sizes
 
     return compute
@@ -124,8 +135,12 @@ def detect_step(lang: str, kind: NeuronType) -> StepFn:
         per_layer = [0] * result.scores.shape[0]
         for layer, _, _ in result.top:
             per_layer[layer] += 1
-        return {"top": [list(t) for t in result.top[:10]], "per_layer": per_layer, "top_n": len(result.top),
-                "sentences": len(pairs)}  # fmt: skip
+        return {
+            "top": [list(t) for t in result.top[:10]],
+            "per_layer": per_layer,
+            "top_n": len(result.top),
+            "sentences": len(pairs),
+        }
 
     return compute
 
@@ -147,12 +162,22 @@ def ablate_step(lang: str) -> StepFn:
 
     def compute(study: Study, folder: Path) -> dict:
         neurons = study.neurons(lang, NeuronType.type1)
-        result = ablate.run(study.lm, neurons, study.pairs(lang, "test"), study.nonparallel(lang),
-                            study.config.ablate.analysis(), study.progress)  # fmt: skip
-        result.save(folder, study.inputs(neurons=study.neurons_file(lang, NeuronType.type1),
-                                         data=study.split_file(lang, "test"),
-                                         nonparallel=study.split_file(lang, "nonparallel")
-                                         if result.nonparallel == "file" else None))  # fmt: skip
+        result = ablate.run(
+            study.lm,
+            neurons,
+            study.pairs(lang, "test"),
+            study.nonparallel(lang),
+            study.config.ablate.analysis(),
+            study.progress,
+        )
+        result.save(
+            folder,
+            study.inputs(
+                neurons=study.neurons_file(lang, NeuronType.type1),
+                data=study.split_file(lang, "test"),
+                nonparallel=study.split_file(lang, "nonparallel") if result.nonparallel == "file" else None,
+            ),
+        )
         return {"top_k": result.config.top_k, **{name: asdict(s) for name, s in result.summary.items()}}
 
     return compute
@@ -169,13 +194,16 @@ def specificity_step(study: Study, folder: Path) -> dict:
     cfg = study.config
     sentences = {"en": study.pairs(cfg.languages[0], "test").en}
     sentences |= {lang: study.pairs(lang, "test").l2 for lang in cfg.languages}
-    config = specificity.SpecificityConfig(top_n=cfg.characterise.top_n, baseline=cfg.ablate.baseline, seed=cfg.seed,
-                                           batch_size=cfg.batch_size)  # fmt: skip
+    config = specificity.SpecificityConfig(
+        top_n=cfg.characterise.top_n, baseline=cfg.ablate.baseline, seed=cfg.seed, batch_size=cfg.batch_size
+    )
     sets = {name: read_neurons(path) for name, path in _detected(study).items()}
     result = specificity.run(study.lm, sentences, sets, config, study.progress)
     result.save(folder, study.inputs(**{f"neurons_{name}": path for name, path in _detected(study).items()}))
-    return {name: {"top": s.labellings["target"].top.to_json(), "random": s.labellings["target"].random.to_json()}
-            for name, s in result.sets.items()}  # fmt: skip
+    return {
+        name: {"top": s.labellings["target"].top.to_json(), "random": s.labellings["target"].random.to_json()}
+        for name, s in result.sets.items()
+    }
 
 
 def overlap_step(study: Study, folder: Path) -> dict:
@@ -217,8 +245,9 @@ def downstream_step(task: str, lang: str, kind: NeuronType) -> StepFn:
             conditions = {name: asdict(s) for name, s in mc_result.conditions.items()}
         else:
             prompts = study.pairs(lang, "test").l2[: down.max_questions]
-            config = output_lang.OutputLangConfig(**shared, max_prompts=down.max_questions,
-                                                  langid_langs=tuple(sorted({"en", lang, *cfg.languages})))  # fmt: skip
+            config = output_lang.OutputLangConfig(
+                **shared, max_prompts=down.max_questions, langid_langs=tuple(sorted({"en", lang, *cfg.languages}))
+            )
             ol_result = output_lang.run(lm, prompts, neurons, config, lang)
             ol_result.save(folder, inputs | study.inputs(data=study.split_file(lang, "test")))
             conditions = ol_result.conditions
