@@ -13,7 +13,7 @@ COMMON = ["--device", "cpu", "--quiet", "--max-sentences", "24", "--k", "3"]
 
 
 @pytest.fixture(scope="module")
-def detected(model_folder, tmp_path_factory):
+def detected_type1(model_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("detect")
     args = [
         "detect",
@@ -61,14 +61,14 @@ def test_latent_writes_json_and_figures(model_folder, tmp_path):
     assert json.loads((out / "manifest.json").read_text())["command"] == "latent"
 
 
-def test_ablate_three_conditions(model_folder, detected, tmp_path):
+def test_ablate_three_conditions(model_folder, detected_type1, tmp_path):
     out = tmp_path / "ablate"
     result = run(
         "ablate",
         "--model",
         model_folder("llama"),
         "--neurons",
-        detected / "neurons.json",
+        detected_type1 / "neurons.json",
         "--top-k",
         "20",
         "--data",
@@ -93,7 +93,7 @@ def test_ablate_three_conditions(model_folder, detected, tmp_path):
         assert (out / name).is_file()
 
 
-def test_generate_with_amplification(model_folder, detected):
+def test_generate_with_amplification(model_folder, detected_type1):
     result = run(
         "generate",
         "--model",
@@ -101,7 +101,7 @@ def test_generate_with_amplification(model_folder, detected):
         "--prompt",
         "I can't",
         "--neurons",
-        detected / "neurons.json",
+        detected_type1 / "neurons.json",
         "--top-k",
         "10",
         "--factor",
@@ -115,21 +115,23 @@ def test_generate_with_amplification(model_folder, detected):
     assert "normal:" in result.output and "top-10 x 4 (all):" in result.output
 
 
-def test_export_steering(detected, tmp_path):
-    result = run("export-steering", "--neurons", detected / "neurons.json", "--top-k", "15", "--out", tmp_path / "s.pt")
+def test_export_steering(detected_type1, tmp_path):
+    result = run(
+        "export-steering", "--neurons", detected_type1 / "neurons.json", "--top-k", "15", "--out", tmp_path / "s.pt"
+    )
     assert result.exit_code == 0, result.output
     config = torch.load(tmp_path / "s.pt", weights_only=True)
     assert sum(int((v["steering_vector"] == 0).sum()) for v in config.values()) == 15
 
 
-def test_ablate_top_k_too_large(model_folder, detected, tmp_path):
+def test_ablate_top_k_too_large(model_folder, detected_type1, tmp_path):
     out = tmp_path / "out"
     result = run(
         "ablate",
         "--model",
         model_folder("llama"),
         "--neurons",
-        detected / "neurons.json",
+        detected_type1 / "neurons.json",
         "--top-k",
         "41",
         "--data",
@@ -184,6 +186,6 @@ def test_latent_langs_count_mismatch(model_folder, tmp_path):
     assert_error(result, "--langs names 2 languages for 1 --data files", out)
 
 
-def test_export_steering_needs_pt(detected, tmp_path):
-    result = run("export-steering", "--neurons", detected / "neurons.json", "--out", tmp_path / "s.json")
+def test_export_steering_needs_pt(detected_type1, tmp_path):
+    result = run("export-steering", "--neurons", detected_type1 / "neurons.json", "--out", tmp_path / "s.json")
     assert result.exit_code == 2 and "must end in .pt" in result.stderr

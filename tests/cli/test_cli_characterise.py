@@ -14,35 +14,6 @@ DEV = ["--device", "cpu", "--quiet"]
 
 
 @pytest.fixture(scope="module")
-def detected(model_folder, tmp_path_factory):
-    """Type-1 and Type-2 'ja' neuron sets of the tiny Llama (40 each)."""
-    out = {}
-    for kind in ("type1", "type2"):
-        folder = tmp_path_factory.mktemp(kind)
-        result = run(
-            "detect",
-            "--model",
-            model_folder("llama"),
-            "--lang",
-            "ja",
-            "--type",
-            kind,
-            "--data",
-            EXAMPLES,
-            "--out",
-            folder,
-            "--top-n",
-            "40",
-            "--max-sentences",
-            "24",
-            *DEV,
-        )
-        assert result.exit_code == 0, result.output
-        out[kind] = folder
-    return out
-
-
-@pytest.fixture(scope="module")
 def en_ja_xx(tmp_path_factory):
     """A third 'language' for specificity: reversed Japanese under the code xx."""
     path = tmp_path_factory.mktemp("data") / "xx.jsonl"

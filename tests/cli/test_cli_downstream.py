@@ -15,35 +15,6 @@ from transfer_neurons.analyses.logit_lens import logit_lens_tokens
 DEV = ["--device", "cpu", "--quiet"]
 
 
-@pytest.fixture(scope="module")
-def detected(model_folder, tmp_path_factory):
-    """Type-1 and Type-2 'ja' neuron sets of the tiny Llama (40 each)."""
-    out = {}
-    for kind in ("type1", "type2"):
-        folder = tmp_path_factory.mktemp(kind)
-        result = run(
-            "detect",
-            "--model",
-            model_folder("llama"),
-            "--lang",
-            "ja",
-            "--type",
-            kind,
-            "--data",
-            EXAMPLES,
-            "--out",
-            folder,
-            "--top-n",
-            "40",
-            "--max-sentences",
-            "24",
-            *DEV,
-        )
-        assert result.exit_code == 0, result.output
-        out[kind] = folder
-    return out
-
-
 def assert_downstream_files(out, name, command, rows=True):
     """Every downstream command writes the same set: per-item rows, both interventions, summary, manifest."""
     expected = {f"{name}.json", f"{name}.png", "intervention.json", "baseline.json", "manifest.json"}
