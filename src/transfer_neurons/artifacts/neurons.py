@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transfer_neurons.artifacts.io import read_json, write_json
-from transfer_neurons.artifacts.names import NEURONS, SCHEMA_VERSION
+from transfer_neurons.artifacts.names import CENTROIDS, MANIFEST, NEURONS, SCHEMA_VERSION, SCORES
+from transfer_neurons.artifacts.result import read_manifest
 from transfer_neurons.errors import InputError
 
 Neuron = tuple[int, int]
@@ -84,6 +85,7 @@ def read_neurons(path: str | Path) -> NeuronSet:
     where = f"neurons file '{path}'"
     if not path.is_file():
         raise InputError(f"{where} does not exist; give the neurons.json written by detect")
+    _check_folder(path.parent)
     try:
         data = read_json(path)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -113,6 +115,18 @@ def read_neurons(path: str | Path) -> NeuronSet:
         strings["method"] or "tn",
         str(path),
     )
+
+
+def _check_folder(folder: Path) -> None:
+    """A neurons.json inside a result folder is trusted only when that folder is complete: its
+    manifest lists it with the same digest (a detect rerun killed half-way leaves no manifest)."""
+    if (folder / MANIFEST).is_file():
+        read_manifest(folder)
+    elif any((folder / name).is_file() for name in (SCORES, CENTROIDS)):
+        raise InputError(
+            f"'{folder}' is an incomplete detect folder (no {MANIFEST}: the run that wrote it did not "
+            "finish); rerun detect into it"
+        )
 
 
 def _is_int(value: object) -> bool:

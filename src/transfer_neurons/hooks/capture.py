@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from transfer_neurons.errors import InputError
 from transfer_neurons.model.loading import LoadedModel
 
 PARTS = ("h", "mlp", "act", "scale", "final")
@@ -99,6 +100,33 @@ def hooks(lm: LoadedModel, layers: Iterable[int], parts: Sequence[str], store: d
             handle.remove()
 
 
+def context_length(lm: LoadedModel) -> int | None:
+    """The most positions the model was built for (its config's max_position_embeddings or the
+    like); None when the config does not say."""
+    config = lm.model.config
+    for name in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_context(lm: LoadedModel, encoded: Sequence[Sequence[int]], reserve: int = 0, what: str = "input") -> None:
+    """Refuse inputs longer than the model's context (`reserve`: positions still to generate):
+    computing past it gives meaningless states, or exhausts memory, without a word."""
+    limit = context_length(lm)
+    if limit is None:
+        return
+    long = [k for k, ids in enumerate(encoded) if len(ids) + reserve > limit]
+    if long:
+        first = long[0]
+        extra = f" + {reserve} to generate" if reserve else ""
+        raise InputError(
+            f"{len(long)} of {len(encoded)} {what}s exceed the model's context of {limit} positions "
+            f"({what} {first + 1} has {len(encoded[first])} tokens{extra}); shorten or drop them"
+        )
+
+
 def capture(
     lm: LoadedModel,
     sentences: Sequence[str],
@@ -121,6 +149,7 @@ def capture(
     layers = sorted(set(range(lm.num_layers) if layers is None else layers))
     stop_after = layers[-1] if stop_early and "final" not in parts and layers else None
     encoded = lm.tokenizer(list(sentences), add_special_tokens=True)["input_ids"]
+    check_context(lm, encoded, what="sentence")
     order = sorted(range(len(encoded)), key=lambda k: (len(encoded[k]), k))
     decoder = lm.model.get_decoder()
     bar = tqdm(total=len(order), desc=desc, unit="sent", disable=not progress, leave=False)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from transfer_neurons.hooks.capture import check_context
 from transfer_neurons.hooks.interventions import Intervention, apply_intervention
 from transfer_neurons.model.loading import LoadedModel
 
@@ -23,6 +24,7 @@ def generate(
     With `stop_strings`, a sequence stops once its text contains one of them (a batch stops when
     all of its sequences have); the stop string stays in the returned text.
     """
+    check_context(lm, lm.tokenizer(list(prompts))["input_ids"], reserve=max_new_tokens, what="prompt")
     stop = {"stop_strings": list(stop_strings), "tokenizer": lm.tokenizer} if stop_strings else {}
     texts: list[str] = []
     for start in range(0, len(prompts), batch_size):
@@ -50,6 +52,7 @@ def next_token_logprobs(
 ) -> torch.Tensor:
     """Log-probabilities [len(prompts), len(token_ids)] (float32, CPU) of `token_ids` as the next
     token after each prompt, in left-padded batches with explicit position ids (as in capture)."""
+    check_context(lm, lm.tokenizer(list(prompts))["input_ids"], what="prompt")
     ids = torch.tensor(list(token_ids))
     rows = []
     for start in range(0, len(prompts), batch_size):
