@@ -20,7 +20,7 @@ from transfer_neurons.model.loading import LoadedModel
 class Config(BaseModel):
     """An analysis's settings; strict: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+    model_config = ConfigDict(extra="forbid", use_enum_values=False, allow_inf_nan=False)
 
 
 class ControlConfig(Config):

@@ -92,6 +92,16 @@ def check_pairs(pairs: ParallelData, k: int) -> None:
         raise InputError(f"en-{pairs.lang} has {len(pairs)} pairs; mutual kNN with k = {k} needs more than {k}")
 
 
+def check_nonparallel(pairs: ParallelData, nonparallel: ParallelData, where: str) -> None:
+    """Non-parallel pairs stand beside the parallel ones, one each, so that the two similarity
+    curves average over as many sentences: InputError (naming `where`) when the counts differ."""
+    if len(nonparallel) != len(pairs):
+        raise InputError(
+            f"{where} has {len(nonparallel)} en-{pairs.lang} pairs but the parallel pairs number {len(pairs)}; "
+            "give one non-parallel pair per parallel pair, or none (the L2 side shifted by one)"
+        )
+
+
 def capture_pair(
     lm: LoadedModel,
     pairs: ParallelData,

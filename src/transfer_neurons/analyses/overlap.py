@@ -100,6 +100,14 @@ def scores_shape(sets: Sequence[NeuronSet]) -> tuple[int, int] | None:
     return None
 
 
+def same_model(name: str | None) -> str | None:
+    """A model name to compare by: a local path that exists here, resolved (a relative and an
+    absolute spelling of one folder are one model); a hub id or built-in name as given."""
+    if name is not None and Path(name).expanduser().exists():
+        return str(Path(name).expanduser().resolve())
+    return name
+
+
 def labels_of(sets: Sequence[NeuronSet]) -> list[str]:
     """`ja type1` per set, or the folders of their files when two sets would share a label."""
     labels = [f"{s.lang} {s.type}" for s in sets]
@@ -117,9 +125,9 @@ def run(sets: Sequence[NeuronSet], num_layers: int | None, width: int | None, co
     InputError for fewer than two sets, sets of different models, or a set shorter than top_n."""
     if len(sets) < 2:
         raise InputError("overlap needs at least two neuron sets")
-    models = {s.model for s in sets}
-    if len(models) > 1:
-        raise InputError(f"the neuron sets come from different models ({', '.join(sorted(map(str, models)))})")
+    if len({same_model(s.model) for s in sets}) > 1:
+        models = {str(s.model) for s in sets}
+        raise InputError(f"the neuron sets come from different models ({', '.join(sorted(models))})")
     n = config.top_n or min(len(s.top) for s in sets)
     for s in sets:
         if n > len(s.top):
@@ -136,7 +144,7 @@ def run(sets: Sequence[NeuronSet], num_layers: int | None, width: int | None, co
         candidates = [s.layers or range(num_layers) for s in sets]
         chance = [[ov.chance_jaccard_over_layers(n, n, a, b, width) for b in candidates] for a in candidates]
     return OverlapResult(
-        model=models.pop(),
+        model=sets[0].model,
         top_n=n,
         labels=labels,
         jaccard=ov.jaccard_matrix(tops).tolist(),

@@ -3,6 +3,7 @@ never leaves a file that looks complete."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -32,6 +33,53 @@ def prepare_out_dir(out: str | Path) -> Path:
     return out
 
 
+LOCK = ".lock"  # hidden: never listed among a folder's artifacts
+
+
+@contextmanager
+def locked(out: str | Path) -> Iterator[Path]:
+    """Hold an exclusive lock on the results folder `out` for the block, so that two commands never
+    write into one folder at once: the second fails at once with an InputError. The lock file is
+    removed afterwards, and so are the folders the lock created if the block left them empty."""
+    out = Path(out)
+    created = [p for p in [out, *out.parents] if not p.exists()]
+    while True:
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+        except FileNotFoundError:  # an empty folder being removed by the previous holder: again
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise InputError(
+                f"output folder '{out}' is busy: another transfer-neurons command is writing into it; "
+                "wait until it ends or choose another --out"
+            ) from None
+        if _same_file(fd, out / LOCK):
+            break
+        os.close(fd)  # the previous holder removed this lock file before we locked it: take a new one
+    try:
+        yield out
+    finally:
+        (out / LOCK).unlink(missing_ok=True)  # before unlocking, so a waiting command opens a new file
+        os.close(fd)
+        for folder in created:  # innermost first
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (results were written) or already gone
+                break
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether the open file `fd` is still the file at `path`."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[str]:
     """A temporary path beside `path`; renamed onto `path` when the block succeeds, removed if not."""
@@ -39,9 +87,11 @@ def atomic_path(path: str | Path) -> Iterator[str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results get the user's usual mode
     try:
         yield tmp
+        # mkstemp makes 0600, and a writer may replace the file (safetensors does): the result gets the
+        # user's usual mode once it is written
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -9,7 +9,7 @@ import typer
 
 from transfer_neurons.analyses import overlap as overlap_analysis
 from transfer_neurons.analyses import specificity as specificity_analysis
-from transfer_neurons.artifacts.io import prepare_out_dir
+from transfer_neurons.artifacts.io import locked, prepare_out_dir
 from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.artifacts.neurons import read_neurons
 from transfer_neurons.choices import Baseline
@@ -72,15 +72,15 @@ def specificity(
     sets = specificity_analysis.name_sets([read_neurons(path) for path in neurons])
     specificity_analysis.check_inputs(codes, sets, config)
     sentences = {code: read_sentences(path, code, max_sentences) for path, code in zip(data, codes, strict=True)}
-    out = prepare_out_dir(out)
-    lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
-    result = specificity_analysis.run(lm, sentences, sets, config, progress=not quiet)
-    inputs = data_inputs(
-        **{f"data_{code}": path for path, code in zip(data, codes, strict=True)},
-        **{f"neurons_{name}": s.source for name, s in sets.items()},
-    )
-    result.save(out, {"model": model, **inputs})
-    echo_summary(result, out)
+    with locked(prepare_out_dir(out)) as out:
+        lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
+        result = specificity_analysis.run(lm, sentences, sets, config, progress=not quiet)
+        inputs = data_inputs(
+            **{f"data_{code}": path for path, code in zip(data, codes, strict=True)},
+            **{f"neurons_{name}": s.source for name, s in sets.items()},
+        )
+        result.save(out, {"model": model, **inputs})
+        echo_summary(result, out)
 
 
 @user_errors
@@ -95,7 +95,7 @@ def overlap(
     config = overlap_analysis.OverlapConfig(top_n=top_n)
     neuron_sets = [read_neurons(path) for path in sets]
     num_layers, width = overlap_analysis.scores_shape(neuron_sets) or (None, None)
-    out = prepare_out_dir(out)
-    result = overlap_analysis.run(neuron_sets, num_layers, width, config)
-    result.save(out, data_inputs(**{f"set{k}": s.source for k, s in enumerate(neuron_sets)}))
-    echo_summary(result, out)
+    with locked(prepare_out_dir(out)) as out:
+        result = overlap_analysis.run(neuron_sets, num_layers, width, config)
+        result.save(out, data_inputs(**{f"set{k}": s.source for k, s in enumerate(neuron_sets)}))
+        echo_summary(result, out)

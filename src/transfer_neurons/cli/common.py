@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import functools
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.core
 from pydantic import ValidationError
 
 from transfer_neurons.artifacts.manifest import data_inputs
@@ -17,12 +21,85 @@ from transfer_neurons.data.pairs import data_lang, read_pairs
 from transfer_neurons.errors import InputError
 from transfer_neurons.metrics.langid import STUDY_LANGS, LanguageID
 
+try:  # typer vendors click since 0.2x
+    from typer._click import exceptions as click_errors
+except ImportError:  # older typer runs on click itself
+    import click.exceptions as click_errors  # type: ignore[no-redef]
+
+
+def usage_message(exc: click_errors.UsageError) -> str:
+    """One line for a usage error that typer finds itself (a value out of range or of the wrong type,
+    an unknown or missing option): `<option>: <what is wrong>`, and where help is when that helps."""
+    help_hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+    param = getattr(exc, "param", None)
+    if isinstance(exc, click_errors.MissingParameter) and param is not None:
+        message = f"{_param_name(param)}: missing; this {param.param_type_name} is required{help_hint}"
+    elif isinstance(exc, click_errors.BadParameter) and param is not None:
+        message = f"{_param_name(param)}: {exc.message.removeprefix('Value error, ')}"
+    elif isinstance(exc, click_errors.NoSuchOption):
+        guess = f"; did you mean {' or '.join(sorted(exc.possibilities))}?" if exc.possibilities else ""
+        message = f"{exc.option_name}: no such option{guess}{help_hint}"
+    else:
+        message = f"{exc.format_message().rstrip('.')}{help_hint}"
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+def _param_name(param: Any) -> str:
+    """`--batch-size` for an option (its long form), `NAMES` for an argument."""
+    if param.param_type_name == "option":
+        return max(param.opts, key=len)
+    return str(param.name).upper()
+
+
+@contextmanager
+def one_line_usage_errors() -> Iterator[None]:
+    """Print a usage error as one `error:` line and exit with its status (2), like every other bad
+    input; the help that typer prints for a group called without arguments passes through."""
+    try:
+        yield
+    except click_errors.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # not in click < 8.2
+            raise
+        typer.echo(f"error: {usage_message(exc)}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+class OneLineErrorsGroup(typer.core.TyperGroup):
+    """The app's command group: parsing the command line (its own options, then the subcommand's)
+    reports usage errors through `one_line_usage_errors` instead of typer's usage box."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        with one_line_usage_errors():
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: Any) -> Any:
+        with one_line_usage_errors():
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
+    cls=OneLineErrorsGroup,
     help="Find and control transfer neurons in multilingual decoder LLMs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def finite(within: tuple[float, float] | None = None) -> Callable[[float | None], float | None]:
+    """A typer callback that refuses NaN and infinity (and values outside `within`) in a float option:
+    typer's own range check lets NaN through or names a bound that is not the problem."""
+
+    def check(value: float | None) -> float | None:
+        if value is None:
+            return None
+        if not math.isfinite(value):
+            raise typer.BadParameter(f"must be a finite number, not {value}")
+        if within is not None and not within[0] <= value <= within[1]:
+            raise typer.BadParameter(f"must be between {within[0]:g} and {within[1]:g}, not {value:g}")
+        return value
+
+    return check
 
 
 def user_errors(command):
@@ -69,7 +146,10 @@ QuietOpt = Annotated[bool, typer.Option(help="No progress bars.")]
 MaxSentencesOpt = Annotated[int | None, typer.Option(min=1, help="Use at most this many pairs per data file.")]
 KOpt = Annotated[int, typer.Option("--k", min=1, help="Neighbours for mutual kNN.")]
 ClampOpt = Annotated[
-    float | None, typer.Option(min=0.5, max=1.0, help="Clamp outliers at this quantile before mutual kNN (e.g. 0.95).")
+    float | None,
+    typer.Option(
+        callback=finite((0.5, 1.0)), help="Clamp outliers at this quantile (0.5 to 1) before mutual kNN (e.g. 0.95)."
+    ),
 ]
 NeuronsOpt = Annotated[Path, typer.Option(help="neurons.json written by detect.")]
 TopKOpt = Annotated[int, typer.Option(min=1, help="Use the top-k neurons of --neurons.")]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from transfer_neurons.analyses import detect as detect_analysis
-from transfer_neurons.artifacts.io import prepare_out_dir
+from transfer_neurons.artifacts.io import locked, prepare_out_dir
 from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.choices import NeuronType
 from transfer_neurons.cli.common import (
@@ -65,13 +66,15 @@ def detect(
         config = detect_analysis.DetectConfig(top_n=top_n, batch_size=batch_size, paper_compat=paper_compat)
         pairs = read_pairs(data, lang, max_sentences)
         out = prepare_out_dir(out)
-        show = not quiet and is_main()
-        lm = load_model(model, device=local_device(device), dtype=dtype, progress=show, device_map=device_map)
-        if layers:
-            config = config.model_copy(update={"layers": detect_analysis.parse_layers(layers, lm.num_layers)})
-        result = detect_analysis.run(lm, pairs, type, config, progress=show)
-        if is_main():
-            result.save(out, {"model": model, **data_inputs(data=data)})
-            echo_summary(result, out)
+        lock: AbstractContextManager[Path] = locked(out) if is_main() else nullcontext(out)  # rank 0 writes
+        with lock:
+            show = not quiet and is_main()
+            lm = load_model(model, device=local_device(device), dtype=dtype, progress=show, device_map=device_map)
+            if layers:
+                config = config.model_copy(update={"layers": detect_analysis.parse_layers(layers, lm.num_layers)})
+            result = detect_analysis.run(lm, pairs, type, config, progress=show)
+            if is_main():
+                result.save(out, {"model": model, **data_inputs(data=data)})
+                echo_summary(result, out)
     finally:
         shutdown()

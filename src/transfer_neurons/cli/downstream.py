@@ -11,7 +11,7 @@ from transfer_neurons.analyses import logit_lens as logit_lens_analysis
 from transfer_neurons.analyses import mc as mc_analysis
 from transfer_neurons.analyses import output_lang as output_lang_analysis
 from transfer_neurons.analyses import qa as qa_analysis
-from transfer_neurons.artifacts.io import prepare_out_dir
+from transfer_neurons.artifacts.io import locked, prepare_out_dir
 from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.artifacts.neurons import NeuronSet, read_neurons
 from transfer_neurons.choices import Baseline, Positions
@@ -92,11 +92,11 @@ def qa(
     neuron_set = _neuron_set(neurons, top_k)
     lang = neurons_lang(neuron_set, lang)
     items = load_qa(data, lang, config.max_questions, config.split)
-    out = prepare_out_dir(out)
-    lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
-    result = qa_analysis.run(lm, items, neuron_set, config)
-    result.save(out, source_inputs(data, neurons))
-    echo_summary(result, out)
+    with locked(prepare_out_dir(out)) as out:
+        lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
+        result = qa_analysis.run(lm, items, neuron_set, config)
+        result.save(out, source_inputs(data, neurons))
+        echo_summary(result, out)
 
 
 @user_errors
@@ -137,11 +137,11 @@ def mc(
     neuron_set = _neuron_set(neurons, top_k)
     lang = neurons_lang(neuron_set, lang)
     items = load_mc(data, lang, config.max_questions, config.split)
-    out = prepare_out_dir(out)
-    lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
-    result = mc_analysis.run(lm, items, neuron_set, config)
-    result.save(out, source_inputs(data, neurons))
-    echo_summary(result, out)
+    with locked(prepare_out_dir(out)) as out:
+        lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
+        result = mc_analysis.run(lm, items, neuron_set, config)
+        result.save(out, source_inputs(data, neurons))
+        echo_summary(result, out)
 
 
 @user_errors
@@ -186,11 +186,11 @@ def output_lang(
         seed=seed,
     )
     prompts = read_sentences(data, lang, config.max_prompts)
-    out = prepare_out_dir(out)
-    lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
-    result = output_lang_analysis.run(lm, prompts, neuron_set, config, lang)
-    result.save(out, data_inputs(data=data, neurons=neurons))
-    echo_summary(result, out)
+    with locked(prepare_out_dir(out)) as out:
+        lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
+        result = output_lang_analysis.run(lm, prompts, neuron_set, config, lang)
+        result.save(out, data_inputs(data=data, neurons=neurons))
+        echo_summary(result, out)
 
 
 @user_errors
@@ -227,8 +227,8 @@ def logit_lens(
         seed=seed,
     )
     sentences = read_sentences(data, lang, config.max_sentences)
-    out = prepare_out_dir(out)
-    lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
-    result = logit_lens_analysis.run(lm, sentences, neuron_set, config, lang, progress=not quiet)  # checks --tokens
-    result.save(out, data_inputs(data=data, neurons=neurons))
-    echo_summary(result, out)
+    with locked(prepare_out_dir(out)) as out:
+        lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
+        result = logit_lens_analysis.run(lm, sentences, neuron_set, config, lang, progress=not quiet)  # checks --tokens
+        result.save(out, data_inputs(data=data, neurons=neurons))
+        echo_summary(result, out)

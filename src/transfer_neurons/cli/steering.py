@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from safetensors import SafetensorError
 
-from transfer_neurons.artifacts.io import read_tensors
+from transfer_neurons.artifacts.io import atomic_path, read_tensors
 from transfer_neurons.choices import Positions
-from transfer_neurons.cli.common import DeviceOpt, DtypeOpt, ModelOpt, NeuronsOpt, TopKOpt, user_errors
+from transfer_neurons.cli.common import DeviceOpt, DtypeOpt, ModelOpt, NeuronsOpt, TopKOpt, finite, user_errors
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.generation import generate as run_generate
 from transfer_neurons.hooks.interventions import Intervention
 from transfer_neurons.model.loading import load_model
+
+FactorOpt = Annotated[
+    float,
+    typer.Option(
+        callback=finite(),
+        help="Activation factor: 0 deactivates, > 1 amplifies, negative flips the neuron's contribution.",
+    ),
+]
 
 
 @user_errors
@@ -23,7 +33,7 @@ def generate(
     prompt: Annotated[list[str], typer.Option(help="Prompt text (repeat for several).")],
     neurons: Annotated[Path | None, typer.Option(help="neurons.json written by detect.")] = None,
     top_k: TopKOpt = 100,
-    factor: Annotated[float, typer.Option(help="Activation factor: 0 deactivates, > 1 amplifies.")] = 0.0,
+    factor: FactorOpt = 0.0,
     positions: Annotated[
         Positions, typer.Option(help="Where to scale: last prompt token, prompt, or all (incl. generated).")
     ] = Positions.all,  # noqa: E501
@@ -50,18 +60,50 @@ def export_steering(
     neurons: NeuronsOpt,
     out: Annotated[Path, typer.Option(help="Steering file to write (.pt).")],
     top_k: TopKOpt = 1000,
-    factor: Annotated[float, typer.Option(help="Activation factor: 0 deactivates, > 1 amplifies.")] = 0.0,
+    factor: FactorOpt = 0.0,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing steering file.")] = False,
 ) -> None:
     """Write an lm-evaluation-harness steering file (multiply action on layers.{l}.mlp.act_fn)."""
+    check_steering_out(out, force)
+    intervention = Intervention.from_neurons_json(neurons, top_k, factor, "all")
+    width = mlp_width(neurons, intervention)
+    with atomic_path(out) as tmp:
+        intervention.export_steering(tmp, width)
+    typer.echo(f"wrote {out}: {top_k} neurons x {factor:g} over {len(intervention.counts_per_layer())} layers")
+
+
+def check_steering_out(out: Path, force: bool) -> None:
+    """Refuse a steering file name the harness cannot read, an existing file (unless --force), and a
+    place that cannot be written, before anything is read."""
+    if out.suffix not in {".pt", ".pth"}:
+        raise InputError(f"steering file '{out}' must end in .pt or .pth (the harness reads it by extension)")
+    if out.is_dir():
+        raise InputError(f"--out '{out}' is a folder; give a file name such as {out / 'steer.pt'}")
+    if out.exists() and not force:
+        raise InputError(f"steering file '{out}' exists; add --force to overwrite it")
+    parent = next((p for p in out.parents if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write under '{parent}'; choose another --out")
+
+
+def mlp_width(neurons: Path, intervention: Intervention) -> int:
+    """The MLP width that detect recorded beside `neurons` (scores.safetensors), checked against the
+    neurons' indices."""
     scores_file = neurons.parent / "scores.safetensors"
     if not scores_file.is_file():
         raise InputError(f"'{scores_file}' is missing: export needs the detect folder to know the MLP width")
-    width = read_tensors(scores_file)["scores"].shape[1]
-    if out.suffix not in {".pt", ".pth"}:
-        raise InputError(f"steering file '{out}' must end in .pt or .pth (the harness reads it by extension)")
-    intervention = Intervention.from_neurons_json(neurons, top_k, factor, "all")
-    intervention.export_steering(out, width)
-    typer.echo(f"wrote {out}: {top_k} neurons x {factor:g} over {len(intervention.counts_per_layer())} layers")
+    try:
+        layers, width = read_tensors(scores_file)["scores"].shape
+    except (SafetensorError, OSError, KeyError, ValueError) as exc:
+        raise InputError(f"'{scores_file}' is damaged or not a detect scores file ({exc}); run detect again") from exc
+    layer = max((l for l, _, _ in intervention.neurons), default=-1)
+    neuron = max((i for _, i, _ in intervention.neurons), default=-1)
+    if layer >= layers or neuron >= width:
+        raise InputError(
+            f"'{scores_file}' ([{layers} layers, {width} neurons]) does not fit '{neurons}' (layer {layer}, "
+            f"neuron {neuron}): the files come from different models; run detect again"
+        )
+    return width
 
 
 @user_errors
@@ -69,10 +111,21 @@ def harness(ctx: typer.Context) -> None:
     """Run lm-evaluation-harness (same arguments as lm_eval) with the `transfer-neurons` model registered:
     run --model transfer-neurons --model_args pretrained=M,steer_path=steer.pt --tasks T."""
     try:
-        from lm_eval.__main__ import cli_evaluate
+        from lm_eval._cli import HarnessCLI
+        from lm_eval.utils import setup_logging
 
-        from transfer_neurons.hooks import harness as _registers_model  # noqa: F401
+        from transfer_neurons.hooks import harness as harness_model
     except ImportError as exc:
         raise InputError("lm-evaluation-harness is not installed: pip install 'transfer-neurons[harness]'") from exc
     sys.argv = ["transfer-neurons harness", *ctx.args]
-    cli_evaluate()
+    setup_logging()
+    cli = HarnessCLI()
+    args = cli.parse_args()
+    if getattr(args, "command", None) == "run" and args.model == harness_model.MODEL_NAME:
+        harness_model.check_model_args(args.model_args or {})
+    try:
+        cli.execute(args)
+    except ValueError as exc:
+        if str(exc).startswith("Tasks not found"):  # lm-eval's message for a task name it does not know
+            raise InputError(f"{exc}; list the tasks with: transfer-neurons harness ls tasks") from exc
+        raise

@@ -15,8 +15,15 @@ Every loader takes `path`: a hub id, a local folder, or a mirror with the same l
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+from huggingface_hub import constants as hub_constants
+from huggingface_hub import get_session
+from huggingface_hub.utils import logging as hub_logging
 
 from transfer_neurons.data.pairs import ParallelData
 from transfer_neurons.errors import InputError
@@ -57,6 +64,8 @@ FLORES_CODES = {
     "id": "ind_Latn",
     "sw": "swh_Latn",
 }
+LOCAL_SUFFIXES = {".json", ".jsonl", ".gz", ".tsv", ".txt", ".csv", ".parquet"}
+HUB_TIMEOUT_S = 5.0
 
 
 def tatoeba(lang: str, split: str = "train", max_sentences: int | None = None, path: str = TATOEBA) -> ParallelData:
@@ -104,19 +113,18 @@ def hub_pairs(
 
 def load_split(path: str, name: str | None, split: str):
     """`datasets.load_dataset(path, name, split=split)`, every failure as a one-line InputError."""
+    if looks_local(path) and not Path(path).expanduser().exists():
+        raise InputError(f"dataset folder '{path}' does not exist; give an existing folder or a hub id (org/name)")
     try:
         import datasets
     except ImportError as exc:
         raise InputError(
             "loading from the Hugging Face hub needs 'datasets': pip install 'transfer-neurons[hub]'"
         ) from exc
-    from huggingface_hub.utils import logging as hub_logging
-
     where = f"'{path}'" + (f" config '{name}'" if name else "")
-    level = hub_logging.get_verbosity()
-    hub_logging.set_verbosity_error()  # its retry warnings would turn the one-line error into many
     try:
-        return datasets.load_dataset(path, name, split=split)
+        with hub_access(path):
+            return datasets.load_dataset(path, name, split=split)
     except ValueError as exc:  # unknown config or split
         raise InputError(f"could not load {where} split '{split}': {_first_line(exc)}") from exc
     except (OSError, RuntimeError, ImportError) as exc:  # ConnectionError, DatasetNotFoundError, gated, scripts
@@ -124,8 +132,58 @@ def load_split(path: str, name: str | None, split: str):
             f"could not load {where} from the Hugging Face hub: {_first_line(exc)}; without a network, "
             "use the built-in corpus (transfer-neurons data udhr) or your own --data FILE"
         ) from exc
+
+
+def looks_local(name: str) -> bool:
+    """Whether `name` is meant as a local path, not a hub id: it starts with ./, ../, / or ~, ends in
+    a file suffix, or its first folder exists here."""
+    path = Path(name)
+    return (
+        name.startswith(("./", "../", "/", "~"))
+        or path.suffix.lower() in LOCAL_SUFFIXES
+        or (len(path.parts) > 1 and Path(path.parts[0]).exists())
+    )
+
+
+@contextmanager
+def hub_access(path: str) -> Iterator[None]:
+    """Around `datasets.load_dataset(path, ...)`: when the hub cannot be reached, `datasets` reads
+    its local cache only (offline mode) and fails at once without it, instead of retrying for half
+    a minute; the hub's retry warnings are silenced, so that a failure stays one line."""
+    offline = not Path(path).expanduser().exists() and not hub_reachable()
+    reason = "HF_HUB_OFFLINE is set" if hub_constants.is_offline_mode() else f"no answer from {hub_constants.ENDPOINT}"
+    config = getattr(sys.modules.get("datasets"), "config", None)  # datasets keeps its own copy of the flag
+    saved = hub_constants.HF_HUB_OFFLINE, getattr(config, "HF_HUB_OFFLINE", None)
+    level = hub_logging.get_verbosity()
+    hub_logging.set_verbosity_error()
+    if offline:
+        hub_constants.HF_HUB_OFFLINE = True
+        if config is not None:
+            config.HF_HUB_OFFLINE = True
+    try:
+        yield
+    except ConnectionError as exc:
+        if not offline:
+            raise
+        raise ConnectionError(
+            f"{_first_line(exc)}; the hub cannot be reached ({reason}) and the local cache has no copy"
+        ) from exc
     finally:
         hub_logging.set_verbosity(level)
+        hub_constants.HF_HUB_OFFLINE = saved[0]
+        if config is not None:
+            config.HF_HUB_OFFLINE = saved[1]
+
+
+def hub_reachable() -> bool:
+    """Whether the hub answers within HUB_TIMEOUT_S (never in offline mode)."""
+    if hub_constants.is_offline_mode():
+        return False
+    try:
+        get_session().head(hub_constants.ENDPOINT, timeout=HUB_TIMEOUT_S)
+    except Exception:  # any failure to connect (DNS, refused, timeout, proxy): unreachable
+        return False
+    return True
 
 
 def _columns(rows, lang: str, en_column: str, l2_column: str):

@@ -42,14 +42,26 @@ def read_pairs(path: str | Path, lang: str, max_sentences: int | None = None) ->
     return ParallelData(lang=lang, en=en, l2=l2)
 
 
+def check_pairs_out(path: str | Path, lang: str) -> Path:
+    """`path` if pairs can be written there: not a folder, and named .jsonl, .tsv or .tab (the
+    extension sets the format that `read_pairs` expects); else an InputError."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"output path '{path}' is a folder; give a file name such as en-{lang}.jsonl")
+    if path.suffix.lower() not in {".jsonl", ".tsv", ".tab"}:
+        raise InputError(
+            f"pair file '{path}' must end in .jsonl or .tsv (the extension sets the format); "
+            f"e.g. {path.with_suffix('.jsonl')}"
+        )
+    return path
+
+
 def write_pairs(pairs: ParallelData, path: str | Path) -> Path:
     """Write `pairs` as JSONL (`{"en": ..., "<lang>": ...}` per line), or as TSV with a header row
     for a .tsv/.tab path, atomically: the file every command reads with `--data`."""
     from transfer_neurons.artifacts.io import atomic_path
 
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"output path '{path}' is a folder; give a file name such as en-{pairs.lang}.jsonl")
+    path = check_pairs_out(path, pairs.lang)
     tsv = path.suffix.lower() in {".tsv", ".tab"}
     if tsv and any("\t" in s or "\n" in s for s in (*pairs.en, *pairs.l2)):
         raise InputError(f"sentences contain tabs or line breaks, which TSV cannot hold; write '{path.stem}.jsonl'")
@@ -126,7 +138,19 @@ def _field(row: dict, name: str, where: str, path: Path) -> str:
     value = row[name]
     if not isinstance(value, str) or not value.strip():
         raise InputError(f"{path} {where} has an empty or non-text '{name}' sentence; remove or fix that line")
-    return value
+    return checked_text(value, f"{path} {where}")
+
+
+def checked_text(text: str, where: str) -> str:
+    """`text` if it can be tokenized: no lone surrogates (JSON escapes like "\\ud800" that are not
+    valid Unicode) and no NUL characters; else an InputError naming the place."""
+    if "\x00" in text:
+        raise InputError(f"{where} holds a NUL character; remove it from the text")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"{where} holds invalid Unicode (a lone surrogate such as \\ud800); fix that text") from exc
+    return text
 
 
 def read_sentences(path: str | Path, lang: str, max_sentences: int | None = None) -> list[str]:
@@ -136,9 +160,12 @@ def read_sentences(path: str | Path, lang: str, max_sentences: int | None = None
     if path.suffix.lower() == ".txt":
         if not path.is_file():
             raise InputError(f"data file '{path}' does not exist; give a JSONL, TSV or .txt file of sentences")
-        with open(path, encoding="utf-8") as fh:
-            lines = (line.strip() for line in fh)
-            sentences = [line for line in lines if line]
+        try:
+            with open(path, encoding="utf-8") as fh:
+                lines = [(number, line.strip()) for number, line in enumerate(fh, 1)]
+        except UnicodeDecodeError as exc:
+            raise InputError(f"'{path}' is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        sentences = [checked_text(line, f"{path} line {number}") for number, line in lines if line]
     else:
         sentences = []
         for where, row in _rows(path):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transfer_neurons.data.examples import example_data
+from transfer_neurons.data.hub import hub_access, looks_local
 from transfer_neurons.data.pairs import jsonl_rows
 from transfer_neurons.errors import InputError
 
@@ -148,7 +149,8 @@ def load_qa(source: str | None, lang: str, max_questions: int | None = None, spl
 
 
 def _looks_like_hub_id(name: str) -> bool:
-    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", name)) and not name.startswith((".", "/"))
+    """org/name, and not a local-looking path (`in/nope.jsonl`), which is read as a missing file."""
+    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", name)) and not name.startswith(".") and not looks_local(name)
 
 
 def load_hub_rows(name: str, config: str | None, split: str) -> Sequence[dict]:
@@ -160,6 +162,7 @@ def load_hub_rows(name: str, config: str | None, split: str) -> Sequence[dict]:
             f"loading '{name}' from the hub needs the datasets library: pip install 'transfer-neurons[hub]'"
         ) from exc
     try:
-        return datasets.load_dataset(name, config, split=split)
+        with hub_access(name):
+            return datasets.load_dataset(name, config, split=split)
     except Exception as exc:  # network, missing config or split: one line for the user
         raise InputError(f"could not load hub dataset '{name}' ({config or 'default'}, {split}): {exc}") from exc

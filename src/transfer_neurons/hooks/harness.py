@@ -8,29 +8,121 @@ hookpoint `layers.{l}.mlp.act_fn`) and multiplies those outputs at every positio
 
     transfer-neurons harness run --model transfer-neurons \
         --model_args pretrained=MODEL,steer_path=steer.pt --tasks TASK
+
+A steering file that is missing, unreadable or made for another model, and a model that cannot be
+found, are InputErrors raised before the model is loaded.
 """
 
 from __future__ import annotations
 
+import pickle
+import re
 from functools import partial
+from pathlib import Path
 
 import torch
 from lm_eval.api.registry import register_model
 from lm_eval.models.hf_steered import SteeredModel
 from lm_eval.models.huggingface import HFLM
+from transformers import AutoConfig
+
+from transfer_neurons.errors import InputError
+from transfer_neurons.model.builtin import BUILTIN_MODELS
+from transfer_neurons.model.gguf import first_line
+
+MODEL_NAME = "transfer-neurons"
+_LAYER = re.compile(r"layers\.(\d+)\.")
+_REWRITE = "write it with transfer-neurons export-steering"
 
 
-@register_model("transfer-neurons")
+def read_steering(path: str | Path) -> dict[str, torch.Tensor]:
+    """The [1, m] factor vector per hookpoint of a steering file written by export-steering; InputError
+    when the file is missing, unreadable or in another format."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"steering file '{path}' does not exist; {_REWRITE}")
+    try:
+        config = torch.load(path, weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+        raise InputError(
+            f"steering file '{path}' is damaged or not a torch file ({first_line(exc)}); {_REWRITE}"
+        ) from exc
+    if not isinstance(config, dict) or not config:
+        raise InputError(f"steering file '{path}' holds no hookpoints; {_REWRITE}")
+    factors = {}
+    for hookpoint, entry in config.items():
+        action = entry.get("action") if isinstance(entry, dict) else None
+        if action != "multiply":
+            raise InputError(f"steering file '{path}': hookpoint {hookpoint} has action {action!r}, not 'multiply'")
+        vector = entry.get("steering_vector")
+        if not isinstance(vector, torch.Tensor) or vector.ndim != 2 or vector.shape[0] != 1:
+            raise InputError(f"steering file '{path}': hookpoint {hookpoint} has no [1, m] steering_vector; {_REWRITE}")
+        factors[str(hookpoint)] = vector
+    return factors
+
+
+def check_fits(factors: dict[str, torch.Tensor], path: str | Path, pretrained: str) -> None:
+    """Refuse, from the model's config alone, a steering file made for another model: a hookpoint beyond
+    its layers, or factor vectors of another width than its MLP. InputError too when the model is not found."""
+    if pretrained in BUILTIN_MODELS:
+        raise InputError(
+            f"built-in name '{pretrained}' does not work in the harness yet; give its converted folder "
+            "(see: transfer-neurons models list) as pretrained=FOLDER"
+        )
+    try:
+        config = AutoConfig.from_pretrained(pretrained).get_text_config()
+    except (OSError, ValueError) as exc:
+        if Path(pretrained).expanduser().exists():
+            raise InputError(f"could not load model '{pretrained}': {first_line(exc)}") from exc
+        raise InputError(
+            f"model '{pretrained}' is neither a folder here nor a model on the hub ({first_line(exc)}); "
+            "give pretrained=FOLDER or a hub id"
+        ) from exc
+    layers = config.num_hidden_layers
+    width = getattr(config, "intermediate_size", None)
+    fix = "export the steering file from a detect run of this model"
+    for hookpoint, vector in factors.items():
+        match = _LAYER.match(hookpoint)
+        if match and int(match.group(1)) >= layers:
+            raise InputError(
+                f"steering file '{path}' steers {hookpoint}, but '{pretrained}' has {layers} layers "
+                f"(0-{layers - 1}); {fix}"
+            )
+        if isinstance(width, int) and vector.shape[1] != width:
+            raise InputError(
+                f"steering file '{path}' has {vector.shape[1]} factors at {hookpoint}, but the MLP of "
+                f"'{pretrained}' has {width} neurons; {fix}"
+            )
+
+
+def check_model_args(model_args: dict) -> None:
+    """Check lm-eval's `--model_args` for the `transfer-neurons` model before lm-eval starts (it indexes
+    every task and loads the model first)."""
+    missing = [key for key in ("pretrained", "steer_path") if not model_args.get(key)]
+    if missing:
+        raise InputError(
+            f"--model_args lacks {' and '.join(missing)}; give --model_args pretrained=MODEL,steer_path=FILE"
+        )
+    steer_path = str(model_args["steer_path"])
+    check_fits(read_steering(steer_path), steer_path, str(model_args["pretrained"]))
+
+
+@register_model(MODEL_NAME)
 class NeuronSteeredModel(SteeredModel):
     """lm-eval's steered HF model with a `multiply` action (per-neuron activation factors)."""
 
     def __init__(self, pretrained: str, steer_path: str, device: str | None = None, **kwargs) -> None:
+        factors = read_steering(steer_path)
+        check_fits(factors, steer_path, pretrained)
         HFLM.__init__(self, pretrained=pretrained, device=device, **kwargs)
-        config = torch.load(steer_path, weights_only=True)
-        self.hook_to_steer = {}
-        for hookpoint, entry in config.items():
-            if entry.get("action") != "multiply":
-                action = entry.get("action")
-                raise ValueError(f"{steer_path}: hookpoint {hookpoint} has action {action!r}, not 'multiply'")
-            factors = entry["steering_vector"].to(self.device, self.model.dtype)
-            self.hook_to_steer[hookpoint] = partial(torch.mul, other=factors)
+        modules = dict(self.model.base_model.named_modules())
+        unknown = [hookpoint for hookpoint in factors if hookpoint not in modules]
+        if unknown:
+            raise InputError(
+                f"steering file '{steer_path}': no module {', '.join(unknown)} in '{pretrained}' "
+                "(hookpoints name modules of the base model, e.g. layers.0.mlp.act_fn)"
+            )
+        self.hook_to_steer = {
+            hookpoint: partial(torch.mul, other=vector.to(self.device, self.model.dtype))
+            for hookpoint, vector in factors.items()
+        }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
@@ -12,6 +13,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 from transfer_neurons.artifacts.cache import cache_dir
 from transfer_neurons.artifacts.io import file_digest
 from transfer_neurons.errors import InputError
+
+STALE_AFTER_S = 3600  # a conversion folder untouched this long was left by a killed conversion
 
 
 def convert_gguf(path: Path, progress: bool = False) -> Path:
@@ -22,6 +25,7 @@ def convert_gguf(path: Path, progress: bool = False) -> Path:
     if progress:
         print(f"converting {path.name} once into {target} ...")
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_conversions(target.parent)
     folder, file = str(path.parent), path.name
     try:
         model = AutoModelForCausalLM.from_pretrained(
@@ -41,6 +45,19 @@ def convert_gguf(path: Path, progress: bool = False) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def remove_stale_conversions(models: Path) -> None:
+    """Remove the `.convert-*` folders that killed conversions left in the cache: those in which no
+    file changed for STALE_AFTER_S (a running conversion writes its files within minutes)."""
+    now = time.time()
+    for folder in models.glob(".convert-*"):
+        try:
+            changed = max(p.stat().st_mtime for p in [folder, *folder.iterdir()])
+        except OSError:  # removed meanwhile by another process
+            continue
+        if now - changed > STALE_AFTER_S:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def first_line(exc: BaseException) -> str:

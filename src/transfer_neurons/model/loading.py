@@ -7,11 +7,15 @@ GGUF files are dequantised and converted once into a normal transformers folder 
 from __future__ import annotations
 
 import re
+import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from huggingface_hub import constants as hub_constants
+from huggingface_hub import get_session, try_to_load_from_cache
+from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
@@ -23,6 +27,8 @@ from transfer_neurons.model.gguf import convert_gguf, first_line
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+LOCAL_SUFFIXES = {".gguf", ".safetensors", ".bin", ".pt", ".json", ".jsonl", ".tsv", ".txt"}
+HUB_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -97,8 +103,8 @@ def load_model(
     if dtype not in DTYPES:
         raise InputError(f"unknown dtype '{dtype}'; use one of {', '.join(DTYPES)}")
     dev = None if device_map is not None else resolve_device(device)
-    folder = _resolve_folder(name, progress)
-    config = _load_config(folder, name)
+    folder, cache_only = _resolve_folder(name, progress)
+    config = _load_config(folder, name, cache_only)
     adapter = adapter_for(config.model_type)
     placement, offload_dir = {}, None
     if device_map is not None:  # layers that fit on no device are offloaded to disk, in the cache
@@ -106,8 +112,10 @@ def load_model(
         offload_dir = tempfile.TemporaryDirectory(dir=cache_dir() / "offload")
         placement = {"device_map": device_map, "offload_folder": offload_dir.name}
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=DTYPES[dtype], **placement)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=DTYPES[dtype], local_files_only=cache_only, **placement
+        )
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=cache_only)
     except OSError as exc:
         raise InputError(f"could not load model '{name}': {first_line(exc)}") from exc
     if dev is not None:
@@ -123,26 +131,96 @@ def load_model(
     )
 
 
-def _resolve_folder(name: str, progress: bool = True) -> str:
-    """A local folder or hub id that `from_pretrained` can read."""
+def check_model(name: str, progress: bool = True) -> None:
+    """InputError unless `name` can be loaded: a built-in name, a model folder with intact weights,
+    a readable .gguf file (converted once into the cache), or a hub id that the hub or the local
+    cache has. Loads nothing: a study checks its model before any step runs."""
+    if name not in BUILTIN_MODELS:
+        _resolve_folder(name, progress)
+
+
+def _resolve_folder(name: str, progress: bool = True) -> tuple[str, bool]:
+    """A local folder or hub id that `from_pretrained` can read, and whether to read it from the
+    local hub cache only (the hub cannot be reached)."""
     if name in BUILTIN_MODELS:  # installed and converted on first use, then read from the cache
-        return str(pull(name, progress=progress))
+        return str(pull(name, progress=progress)), False
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise InputError(f"model folder '{name}' has no config.json; give a transformers model folder")
-        return str(path)
+        _check_weights(path)
+        return str(path), False
     if path.is_file():
         if path.suffix != ".gguf":
             raise InputError(f"model file '{name}' is not a .gguf file; give a model folder or a .gguf file")
-        return str(convert_gguf(path, progress))
-    if _HUB_ID.match(name) and not name.startswith((".", "/")):
-        return name
+        try:
+            folder = convert_gguf(path, progress)
+        except struct.error as exc:  # the GGUF reader runs past the end of a truncated header
+            raise InputError(
+                f"GGUF file '{name}' is truncated or damaged ({first_line(exc)}); copy or download it again"
+            ) from exc
+        _check_weights(folder)
+        return str(folder), False
+    if looks_local(name):
+        raise InputError(
+            f"model '{name}' not found: no such folder or file; give an existing model folder or .gguf file, "
+            f"a hub id (org/name) or a built-in name ({', '.join(BUILTIN_MODELS)})"
+        )
+    if _HUB_ID.match(name):
+        return name, _cache_only(name)
     raise InputError(f"model '{name}' not found: give a model folder, a .gguf file or a hub id (org/name)")
 
 
-def _load_config(folder: str, name: str):
+def looks_local(name: str) -> bool:
+    """Whether `name` is meant as a local path, not a hub id: it starts with ./, ../, / or ~, ends in
+    a file suffix, or its first folder exists here."""
+    path = Path(name)
+    return (
+        name.startswith(("./", "../", "/", "~"))
+        or path.suffix.lower() in LOCAL_SUFFIXES
+        or (len(path.parts) > 1 and Path(path.parts[0]).exists())
+    )
+
+
+def _check_weights(folder: Path) -> None:
+    """InputError naming a truncated or damaged safetensors file of a model folder (its header and
+    length are checked; nothing is read), instead of a traceback from the model loader."""
+    for file in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as exc:
+            raise InputError(
+                f"model file '{file}' is truncated or damaged ({first_line(exc)}); copy or download it again"
+            ) from exc
+
+
+def _cache_only(name: str) -> bool:
+    """Whether hub model `name` must be read from the local cache: True when the hub cannot be
+    reached (offline mode, or no answer within a few seconds) and the cache has the model;
+    InputError when it has not, at once instead of half a minute of retries."""
+    if not hub_constants.is_offline_mode():
+        try:
+            get_session().head(hub_constants.ENDPOINT, timeout=HUB_TIMEOUT_S)
+            return False
+        except Exception:  # any failure to connect (DNS, refused, timeout, proxy): unreachable
+            pass
     try:
-        return AutoConfig.from_pretrained(folder)
+        cached = try_to_load_from_cache(name, "config.json")
+    except ValueError as exc:  # not a valid repository id
+        raise InputError(f"model '{name}' is not a valid hub id: {first_line(exc)}") from exc
+    if isinstance(cached, str):
+        return True
+    reason = "HF_HUB_OFFLINE is set" if hub_constants.is_offline_mode() else f"no answer from {hub_constants.ENDPOINT}"
+    raise InputError(
+        f"could not load model '{name}': the Hugging Face hub cannot be reached ({reason}) and the model is "
+        f"not in the local cache; give a local model folder, a .gguf file or a built-in name "
+        f"({', '.join(BUILTIN_MODELS)})"
+    )
+
+
+def _load_config(folder: str, name: str, cache_only: bool = False):
+    try:
+        return AutoConfig.from_pretrained(folder, local_files_only=cache_only)
     except (OSError, ValueError) as exc:
         raise InputError(f"could not load model '{name}': {first_line(exc)}") from exc

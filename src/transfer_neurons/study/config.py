@@ -32,7 +32,11 @@ class Section(Config):
 class LanguageFiles(Section):
     train: Path = Field(description="Parallel en-L2 pairs for detection (JSONL or TSV).")
     test: Path | None = Field(None, description="Pairs for the latent analyses and ablations; default: a holdout.")
-    nonparallel: Path | None = Field(None, description="Non-parallel pairs; default: the L2 side shifted by one.")
+    nonparallel: Path | None = Field(
+        None,
+        description="Non-parallel pairs, one per test pair (without a test file: one per train pair, split like "
+        "them); default: the L2 side shifted by one.",
+    )
 
 
 class DataConfig(Section):
@@ -157,6 +161,11 @@ class StudyConfig(Section):
             missing = [code for code in self.languages if code not in self.data.files]
             if missing:
                 raise ValueError(f"data.files has no entry for {', '.join(missing)}")
+            for code in self.data.files:
+                if code not in self.languages:
+                    raise ValueError(
+                        f"data.files.{code}: '{code}' is not in languages; add it there or remove the entry"
+                    )
             for code, entry in self.data.files.items():
                 for name in ("train", "test", "nonparallel"):
                     path = getattr(entry, name)
@@ -172,7 +181,11 @@ def load_config(path: str | Path) -> StudyConfig:
         raise InputError(f"config file '{path}' does not exist")
     text = path.read_text(encoding="utf-8")
     try:
-        raw = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+        if path.suffix == ".toml":  # TOML itself refuses a key given twice
+            raw = tomllib.loads(text)
+        else:
+            _refuse_duplicate_keys(yaml.compose(text), path)
+            raw = yaml.safe_load(text)
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         raise InputError(
             f"config file '{path}' is not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: "
@@ -188,6 +201,24 @@ def load_config(path: str | Path) -> StudyConfig:
         where = ".".join(str(part) for part in error["loc"]) or "config"
         reason = error["msg"].removeprefix("Value error, ")
         raise InputError(f"{path}: {where}: {reason}") from exc
+
+
+def _refuse_duplicate_keys(node: yaml.Node | None, path: Path, where: str = "") -> None:
+    """InputError naming a key given twice in one YAML mapping (a YAML loader keeps the last one
+    silently, so one of the two settings would be lost)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = f"{where}.{key_node.value}" if where else str(key_node.value)
+            if key in seen:
+                raise InputError(
+                    f"{path}: {key}: the key is given twice (line {key_node.start_mark.line + 1}); keep one"
+                )
+            seen.add(key)
+            _refuse_duplicate_keys(value_node, path, key)
+    elif isinstance(node, yaml.SequenceNode):
+        for number, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, path, f"{where}.{number}")
 
 
 def _resolve_paths(raw: dict, base: Path) -> None:

@@ -17,12 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transfer_neurons.artifacts.io import file_digest, read_json, write_json
+from transfer_neurons.artifacts.io import file_digest, locked, read_json, write_json
 from transfer_neurons.artifacts.manifest import versions, write_manifest
 from transfer_neurons.artifacts.names import MANIFEST, REPORT, STEP
 from transfer_neurons.choices import NeuronType
 from transfer_neurons.data import udhr
 from transfer_neurons.errors import InputError
+from transfer_neurons.model.loading import check_model
 from transfer_neurons.study import steps as s
 from transfer_neurons.study.config import StudyConfig
 from transfer_neurons.study.report import write_report
@@ -143,8 +144,17 @@ def is_done(folder: Path, key: str) -> bool:
 def run_study(
     config: StudyConfig, out: Path, force: bool = False, progress: bool = True, log: Callable[[str], None] = print
 ) -> Path:
-    """Run (or resume) every step of `config` in `out`, then write manifest.json and report.html."""
-    check_sources(config)
+    """Run (or resume) every step of `config` in `out`, then write manifest.json and report.html.
+
+    Every input is checked before any step runs; `out` is locked for the run (InputError when another
+    run holds it)."""
+    check_inputs(config, progress)
+    with locked(out):
+        return _run_steps(config, out, force, progress, log)
+
+
+def _run_steps(config: StudyConfig, out: Path, force: bool, progress: bool, log: Callable[[str], None]) -> Path:
+    """The body of `run_study`, under its lock."""
     for stale in (MANIFEST, REPORT):  # until this run ends, the folder must not look complete
         (out / stale).unlink(missing_ok=True)
     study = Study(config, out, progress)
@@ -190,8 +200,22 @@ def run_study(
     return out / REPORT
 
 
+def check_inputs(config: StudyConfig, progress: bool = True) -> None:
+    """Raise InputError for what would make a step fail, before any step runs: a language the corpus
+    lacks, a data file that cannot be read or whose non-parallel pairs do not pair up, a model that
+    cannot be found (a .gguf file is converted here, once)."""
+    check_sources(config)
+    if config.data.source == "files":
+        for lang in config.languages:
+            s.file_splits(config, lang)
+    try:
+        check_model(config.model, progress)
+    except InputError as exc:
+        raise InputError(f"model: {exc}") from exc
+
+
 def check_sources(config: StudyConfig) -> None:
-    """Raise InputError for a language the configured corpus lacks, before any step runs."""
+    """Raise InputError for a language the UDHR corpus lacks."""
     if config.data.source != "udhr":
         return
     for number, code in enumerate(config.languages):

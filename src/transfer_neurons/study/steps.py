@@ -81,36 +81,49 @@ def _rows(pairs: ParallelData) -> list[dict]:
     return [{"en": en, pairs.lang: l2} for en, l2 in zip(pairs.en, pairs.l2, strict=True)]
 
 
+def file_splits(config: StudyConfig, lang: str) -> dict[str, ParallelData]:
+    """The train, test and (when given) non-parallel pairs of a language with `data.files`. Without
+    a test file, test is a seeded holdout of train, and a non-parallel file (one pair per train
+    pair) is split the same way. InputError when the non-parallel pairs do not pair up one to one."""
+    cfg, files = config.data, config.data.files[lang]
+    train = read_pairs(files.train, lang, cfg.max_sentences)
+    nonparallel = None if files.nonparallel is None else read_pairs(files.nonparallel, lang, cfg.max_sentences)
+    where = f"data.files.{lang}.nonparallel: file '{files.nonparallel}'"
+    if files.test is not None:
+        test = read_pairs(files.test, lang, cfg.max_sentences)
+        if nonparallel is not None:
+            latent.check_nonparallel(test, nonparallel, f"{where}, beside data.files.{lang}.test,")
+    else:
+        if nonparallel is not None:
+            latent.check_nonparallel(
+                train, nonparallel, f"{where}, split like data.files.{lang}.train as there is no test file,"
+            )
+            nonparallel = split_pairs(nonparallel, cfg.holdout, config.seed)[1]
+        train, test = split_pairs(train, cfg.holdout, config.seed)
+    return {names.TRAIN: train, names.TEST: test} | ({names.NONPARALLEL: nonparallel} if nonparallel else {})
+
+
 def data_step(lang: str) -> StepFn:
     """Materialise train/test (and non-parallel) pair files for `lang` from the configured source."""
 
     def compute(study: Study, folder: Path) -> dict:
         cfg = study.config.data
-        files = cfg.files.get(lang)
-        nonparallel = None
         if cfg.source == "udhr":
             loaded = load_pairs(lang)  # a code like "jpn" resolves to "ja": keep the config's name
             limit = cfg.max_sentences
             train, test = split_pairs(
                 ParallelData(lang, loaded.en[:limit], loaded.l2[:limit]), cfg.holdout, study.config.seed
             )
+            splits = {names.TRAIN: train, names.TEST: test}
         else:
-            assert files is not None  # the config checks that every language has files
-            train = read_pairs(files.train, lang, cfg.max_sentences)
-            if files.test is None:
-                train, test = split_pairs(train, cfg.holdout, study.config.seed)
-            else:
-                test = read_pairs(files.test, lang, cfg.max_sentences)
-            if files.nonparallel is not None:
-                nonparallel = read_pairs(files.nonparallel, lang, cfg.max_sentences)
-        splits = {names.TRAIN: train, names.TEST: test} | ({names.NONPARALLEL: nonparallel} if nonparallel else {})
+            splits = file_splits(study.config, lang)
         for name, pairs in splits.items():
             write_jsonl(folder / name, _rows(pairs))
         sizes = {
             "source": cfg.source,
-            "train": len(train),
-            "test": len(test),
-            "nonparallel": None if nonparallel is None else len(nonparallel),
+            "train": len(splits[names.TRAIN]),
+            "test": len(splits[names.TEST]),
+            "nonparallel": len(splits[names.NONPARALLEL]) if names.NONPARALLEL in splits else None,
         }
         write_manifest(
             folder,
