@@ -143,3 +143,18 @@ def test_txt_file_that_is_not_utf8(model_folder, detected, tmp_path):
         *DEV,
     )
     assert_error(result, "is not UTF-8 text", out)
+
+
+@pytest.mark.parametrize(
+    ("command", "line"),
+    [
+        ("qa", '{"question": "broken \\ud800", "answers": ["x"], "lang": "ja"}'),
+        ("mc", '{"question": "nul\\u0000", "options": ["a", "b"], "answer": "A", "lang": "ja"}'),
+    ],
+)
+def test_question_files_with_untokenizable_text(model_folder, tmp_path, command, line):
+    path = tmp_path / "items.jsonl"
+    path.write_text(line + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    result = run(command, "--model", model_folder("llama"), "--lang", "ja", "--data", path, "--out", out, *DEV)
+    assert_error(result, "line 1 holds", out)

@@ -11,7 +11,7 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
-from transfer_neurons.data.pairs import jsonl_rows
+from transfer_neurons.data.pairs import checked_text, jsonl_rows
 from transfer_neurons.data.qa import _looks_like_hub_id, load_hub_rows, template_lang
 from transfer_neurons.errors import InputError
 
@@ -99,8 +99,8 @@ def mc_item(row: dict, lang: str, where: str) -> MCItem:
     return MCItem(
         str(row.get("id", row.get("question_id", where.rsplit(" ", 1)[-1]))),
         lang,
-        question.strip(),
-        tuple(options[k].strip() for k in keep),
+        checked_text(question.strip(), where),
+        tuple(checked_text(options[k].strip(), where) for k in keep),
         keep.index(answer),
     )
 

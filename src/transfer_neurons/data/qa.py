@@ -9,7 +9,7 @@ from pathlib import Path
 
 from transfer_neurons.data.examples import example_data
 from transfer_neurons.data.hub import hub_access, looks_local
-from transfer_neurons.data.pairs import jsonl_rows
+from transfer_neurons.data.pairs import checked_text, jsonl_rows
 from transfer_neurons.errors import InputError
 
 # ---------------------------------------------------------------- prompts
@@ -110,7 +110,8 @@ def _flat_item(row: dict, lang: str, where: str) -> QAItem | None:
         answers = [answers]
     if not isinstance(answers, list) or not answers or not all(isinstance(a, str) and a.strip() for a in answers):
         raise InputError(f"{where} needs 'answers': a non-empty list of answer texts")
-    return QAItem(str(row.get("id", where.rsplit(" ", 1)[-1])), lang, question.strip(), tuple(answers))
+    question = checked_text(question.strip(), where)
+    return QAItem(str(row.get("id", where.rsplit(" ", 1)[-1])), lang, question, tuple(answers))
 
 
 def mkqa_item(row: dict, lang: str, where: str) -> QAItem | None:
@@ -132,7 +133,8 @@ def mkqa_item(row: dict, lang: str, where: str) -> QAItem | None:
                 texts.append(text)
     if not texts or not isinstance(queries[lang], str):
         return None
-    return QAItem(str(row.get("example_id", where.rsplit(" ", 1)[-1])), lang, queries[lang].strip(), tuple(texts))
+    question = checked_text(queries[lang].strip(), where)
+    return QAItem(str(row.get("example_id", where.rsplit(" ", 1)[-1])), lang, question, tuple(texts))
 
 
 def load_qa(source: str | None, lang: str, max_questions: int | None = None, split: str = "train") -> list[QAItem]:
