@@ -39,7 +39,9 @@ from transfer_neurons.model.loading import load_model
 def latent(
     model: ModelOpt,
     data: Annotated[list[Path], typer.Option(help="Parallel en-L2 pairs (repeat for several languages).")],
-    out: Annotated[Path, typer.Option(help="Output folder for latent.json and figures.")],
+    out: Annotated[
+        Path, typer.Option(help="Output folder for latent.json, latent.safetensors (PCA points) and figures.")
+    ],
     nonparallel: Annotated[
         list[Path] | None,
         typer.Option(help="Non-parallel en-L2 pairs per language (repeat). Default: the L2 side shifted by one."),
