@@ -56,7 +56,11 @@ def test_specificity_run(spec_result, tiny):
     neurons = neuron_set("ja", "type1", (0, 1), lm.name).neurons(8)
     expected = float(torch.stack([spec_result.eta2["target_ja"][l, i] for l, i in neurons]).double().mean())
     assert one.labellings["target"].top.mean_eta2 == pytest.approx(expected, rel=1e-6)
-    assert spec_result.summary_lines()[0].startswith("ja-type1 (target): eta2>0.1 ")
+    lines = spec_result.summary_lines()
+    assert [line.split(":")[0] for line in lines] == [
+        f"{name} ({labelling})" for name in ("ja-type1", "en-type2") for labelling in ("target", "family", "language")
+    ]
+    assert lines[0].startswith("ja-type1 (target): eta2>0.1 ")
 
 
 def test_specificity_save_load_round_trip(spec_result, tmp_path):
@@ -110,8 +114,8 @@ def test_overlap_run_and_round_trip(tmp_path):
     # top-8 of a: (0,1) (1,4) (0,7) (1,10) (0,13) (1,16) (0,19) (1,22); b: (1,1)..(1,8): (1,4) in common
     assert result.jaccard == [[1.0, 1 / 15], [1 / 15, 1.0]]
     assert result.layer_counts == {"ja type1": [4, 4, 0, 0], "ko type1": [0, 8, 0, 0]}
-    # candidate layers {0, 1} | {1, 2}: 300 neurons; {1, 2} alone: 200
-    assert result.chance_jaccard[0][1] == ov.chance_jaccard(8, 8, 300)
+    # candidate layers {0, 1} and {1, 2}: E|A & B| = 8 * 8 * 1 / (100 * 2 * 2) = 0.16; {1, 2} alone: 200
+    assert result.chance_jaccard[0][1] == pytest.approx(0.16 / (16 - 0.16))
     assert result.chance_jaccard[1][1] == ov.chance_jaccard(8, 8, 200)
     result.save(tmp_path)
     assert overlap.OverlapResult.load(tmp_path) == result

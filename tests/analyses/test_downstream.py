@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from dataclasses import replace
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from helpers import EXAMPLES
@@ -15,10 +17,11 @@ from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.artifacts.result import Result
 from transfer_neurons.choices import Baseline, Positions
 from transfer_neurons.cli import app, downstream
-from transfer_neurons.data.mc import load_mc
+from transfer_neurons.data.mc import letter_token_ids, load_mc, mc_prompt, shifted_item
 from transfer_neurons.data.pairs import read_sentences
 from transfer_neurons.data.qa import load_qa
 from transfer_neurons.errors import InputError
+from transfer_neurons.hooks.generation import next_token_logprobs
 from transfer_neurons.metrics.langid import LanguageID
 
 PROMPTS = ["私と踊っていただけませんか。", "寒い。", "時間はいくらでも作れる。"]
@@ -68,10 +71,75 @@ def test_mc_round_trip_without_neurons(tiny, tmp_path):
     assert list(result.conditions) == ["normal"] and result.deactivated is None and result.random is None
     assert result.chance == 0.25 and result.settings["top_k"] is None
     correct = [row["correct"] for row in result.rows]
-    assert result.conditions["normal"] == mc.MCScores(sum(correct) / 4, 4)
+    normal = result.conditions["normal"]
+    assert (normal.accuracy, normal.n) == (sum(correct) / 4, 4) and sum(normal.letters.values()) == 4
+    assert result.settings["scoring"] == "letter" and "scores" not in result.rows[0]
     round_trip(result, mc.MCResult, tmp_path, {"mc.jsonl", "mc.json", "mc.png"})
     with pytest.raises(InputError, match="holds a 'mc' result, not 'qa'"):
         qa.QAResult.load(tmp_path / "mc")
+
+
+def letter_biased(items, bias=5.0):
+    """A fake next_token_logprobs: letter A gets +bias whatever it shows, the question's correct option +1."""
+    right = {item.question: item.options[item.answer] for item in items}
+
+    def fake(lm, prompts, token_ids, intervention=None, batch_size=8):
+        rows = []
+        for prompt in prompts:
+            lines = prompt.splitlines()  # instruction, blank, question, "A. ..", ..
+            shown = [line[3:] for line in lines[3:] if line[:3] in {f"{x}. " for x in "ABCD"}]
+            rows.append([bias * (k == 0) + (text == right[lines[2]]) - 3.0 for k, text in enumerate(shown)])
+        return torch.tensor(rows)
+
+    return fake
+
+
+@pytest.mark.parametrize("scoring", list(mc.Scoring))
+def test_mc_with_a_forced_letter_bias(tiny, neurons, monkeypatch, tmp_path, scoring):
+    """Letter scoring follows the bias to A everywhere, and says so; cyclic scoring cancels it."""
+    items = load_mc(None, "ja", 8)  # answers C D C B C D D A
+    monkeypatch.setattr(mc, "next_token_logprobs", letter_biased(items))
+    result = mc.run(tiny("llama"), items, neurons, mc.MCConfig(top_k=4, scoring=scoring))
+    assert result.settings["scoring"] == scoring.value and result.chance == 0.25
+    for s in result.conditions.values():
+        if scoring is mc.Scoring.letter:
+            assert s.letters == {"A": 8, "B": 0, "C": 0, "D": 0} and s.accuracy == 1 / 8
+            assert s.near_chance and (s.ci_low, s.ci_high) == pytest.approx((0.0224, 0.4709), abs=1e-4)
+        else:
+            assert s.letters == {"A": 1, "B": 1, "C": 3, "D": 3} and s.accuracy == 1.0 and not s.near_chance
+    lines = result.summary_lines()
+    assert lines[0] == (
+        "     normal: accuracy 0.125 (95% interval 0.022-0.471, 8 questions, chance 0.250); "
+        "letters chosen: A 8, B 0, C 0, D 0"
+        if scoring is mc.Scoring.letter
+        else "     normal: accuracy 1.000 (95% interval 0.676-1.000, 8 questions, chance 0.250); "
+        "letters chosen: A 1, B 1, C 3, D 3"
+    )
+    flagged = [line for line in lines if "within noise of chance" in line]
+    assert len(flagged) == (3 if scoring is mc.Scoring.letter else 0)
+    if scoring is mc.Scoring.cyclic:  # option scores in the original order: the answer's is 1 above the rest
+        row = result.rows[0]
+        assert row["scores"][items[0].answer] == pytest.approx(max(row["scores"])) and row["logprobs"][0] == 2.0
+        assert sorted(row["scores"]) == pytest.approx([-1.75, -1.75, -1.75, -0.75])
+    loaded = round_trip(
+        result, mc.MCResult, tmp_path, {"mc.jsonl", "mc.json", "mc.png", "intervention.json", "baseline.json"}
+    )
+    assert loaded.conditions["normal"].letters == result.conditions["normal"].letters
+
+
+def test_mc_cyclic_scores_on_a_model(tiny):
+    """Cyclic scoring on a real model: each option's score is the mean of its letter log-probabilities
+    over the shifted prompts, computed here directly."""
+    lm = tiny("gemma3_text")
+    items = load_mc(None, "it", 2)
+    result = mc.run(lm, items, None, mc.MCConfig(scoring=mc.Scoring.cyclic))
+    token_ids, _ = letter_token_ids(lm.tokenizer, 4)
+    for item, row in zip(items, result.rows, strict=True):
+        prompts = [mc_prompt(shifted_item(item, s)) for s in range(4)]
+        shifted = next_token_logprobs(lm, prompts, token_ids)
+        expected = [float(sum(shifted[s, (o - s) % 4] for s in range(4)) / 4) for o in range(4)]
+        assert row["scores"] == pytest.approx(expected, abs=1e-4)
+        assert row["predicted"] == "ABCD"[max(range(4), key=expected.__getitem__)]
 
 
 def test_output_lang_round_trip(tiny, neurons, tmp_path):
@@ -80,10 +148,45 @@ def test_output_lang_round_trip(tiny, neurons, tmp_path):
     result = output_lang.run(lm, PROMPTS, neurons, config, "ja")
     assert result.settings["langid"]["langs"] == ["ko", "ja", "en"] and result.n_prompts == 3
     for shares in result.conditions.values():
-        assert set(shares) == {"ja", "en", "none", "other"} and sum(shares.values()) == pytest.approx(1.0)
+        assert set(shares) == {"ja", "en", "none", "undecodable", "other"}
+        assert sum(shares.values()) == pytest.approx(1.0)
     assert result.random is not None and {layer for layer, _, _ in result.random.neurons} <= {2, 3}
     files = {"output_lang.jsonl", "output_lang.json", "output_lang.png", "intervention.json", "baseline.json"}
     round_trip(result, output_lang.OutputLangResult, tmp_path, files)
+
+
+def test_output_lang_counts_undecodable_outputs(tiny, monkeypatch):
+    """Outputs of bytes that do not decode (U+FFFD) are their own category, not 'none'."""
+    outputs = iter(["\ufffd\ufffd", "日本語です\ufffd", "12 \ufffd 34", " 寒いです。"])
+
+    def fake_generate(lm, prompts, intervention, max_new_tokens, batch_size):
+        return [next(outputs) for _ in prompts]
+
+    monkeypatch.setattr(output_lang, "generate", fake_generate)
+    config = output_lang.OutputLangConfig(max_new_tokens=2)
+    result = output_lang.run(tiny("llama"), [*PROMPTS, "寒い。"], None, config, "ja")
+    assert [row["language"] for row in result.rows] == ["undecodable", "ja", "undecodable", "ja"]
+    assert result.conditions["normal"] == {"ja": 0.5, "en": 0.0, "none": 0.0, "undecodable": 0.5, "other": 0.0}
+    assert result.summary_lines() == ["     normal: ja 50.0%, en 0.0%, none 0.0%, undecodable 50.0%, other 0.0%"]
+
+
+def test_output_lang_and_mc_say_one_estimate_and_answer_the_same(tiny, neurons):
+    lm = tiny("llama")
+    said: list[str] = []
+    config = output_lang.OutputLangConfig(top_k=6, max_new_tokens=3, batch_size=2)
+    quiet = output_lang.run(lm, PROMPTS, neurons, config, "ja")
+    told = output_lang.run(lm, PROMPTS, neurons, config, "ja", said.append)
+    assert (
+        told.rows == quiet.rows
+        and len(said) == 1
+        and re.match(
+            r"about 3 prompts x 3 conditions; estimated \d+ s on this machine \(from the first batch of 2: ", said[0]
+        )
+    ), said
+    items = load_mc(None, "ja", 3)
+    mc_config = mc.MCConfig(top_k=6, batch_size=2)
+    assert mc.run(lm, items, neurons, mc_config, said.append).rows == mc.run(lm, items, neurons, mc_config).rows
+    assert len(said) == 2 and said[1].startswith("about 3 prompts x 3 conditions; estimated ")
 
 
 def test_logit_lens_round_trip_and_checks(tiny, neurons, tmp_path):

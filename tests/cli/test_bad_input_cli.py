@@ -17,7 +17,8 @@ from helpers import EXAMPLES, assert_error, run
 from transfer_neurons.artifacts.io import file_digest, write_json, write_tensors
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.interventions import Intervention
-from transfer_neurons.model import gguf
+from transfer_neurons.model import gguf, loading
+from transfer_neurons.model.builtin import BUILTIN_MODELS, BuiltinModel
 
 # --- typer's own usage errors -------------------------------------------------------------------
 
@@ -106,9 +107,9 @@ def harness_run(monkeypatch, tmp_path):
     pytest.importorskip("lm_eval")
     monkeypatch.setattr(sys, "argv", list(sys.argv))
 
-    def invoke(pretrained, steer_path, task="arc_easy"):
+    def invoke(pretrained, steer_path, task="arc_easy", *extra):
         model_args = f"pretrained={pretrained},steer_path={steer_path}"
-        args = ["--model", "transfer-neurons", "--model_args", model_args, "--tasks", task]
+        args = ["--model", "transfer-neurons", "--model_args", model_args, "--tasks", task, *extra]
         return run("harness", "run", *args, "--output_path", tmp_path / "results", "--device", "cpu")
 
     return invoke
@@ -128,7 +129,6 @@ def _steering(path, neurons, width=64):
         ("hookpoint beyond the model", "steers layers.9.mlp.act_fn, but '{model}' has 4 layers (0-3)"),
         ("another MLP width", "has 128 factors at layers.1.mlp.act_fn, but the MLP of '{model}' has 64 neurons"),
         ("missing model", "model '{tmp}/no-model' is neither a folder here nor a model on the hub"),
-        ("built-in name", "built-in name 'gemma-3-270m' does not work in the harness yet"),
     ],
 )
 def test_harness_bad_input(harness_run, model_folder, tmp_path, case, message):
@@ -146,10 +146,35 @@ def test_harness_bad_input(harness_run, model_folder, tmp_path, case, message):
         _steering(steer, [(1, 5)], width=128)
     elif case == "missing model":
         model = tmp_path / "no-model"
-    elif case == "built-in name":
-        model = "gemma-3-270m"
     result = harness_run(model, steer)
     assert_error(result, message.format(tmp=tmp_path, model=model), tmp_path / "results")
+
+
+TINY_TASK = """task: tiny_mc
+dataset_path: json
+dataset_kwargs: {{data_files: {{test: {docs}}}, cache_dir: {cache}}}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{{{{question}}}}"
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: "{{{{answer}}}}"
+metric_list: [{{metric: acc}}]
+"""
+
+
+def test_harness_runs_a_builtin_name(harness_run, model_folder, tmp_path, monkeypatch):
+    """A built-in name runs a (local, two-question) task on its converted folder: here the tiny Llama."""
+    monkeypatch.setitem(BUILTIN_MODELS, "fake-model", BuiltinModel("fake-model", "fake-dist", "a fake model"))
+    monkeypatch.setattr(loading, "pull", lambda name, progress=True: model_folder("llama"))
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    docs = [{"question": "Two plus two is", "choices": ["four", "five"], "answer": 0}] * 2
+    (tasks / "docs.jsonl").write_text("".join(json.dumps(doc) + "\n" for doc in docs), encoding="utf-8")
+    (tasks / "tiny_mc.yaml").write_text(TINY_TASK.format(docs=tasks / "docs.jsonl", cache=tmp_path / "datasets"))
+    steer = _steering(tmp_path / "steer.pt", [(0, 5), (1, 9)])
+    result = harness_run("fake-model", steer, "tiny_mc", "--include_path", tasks)
+    assert result.exit_code == 0, result.output
+    assert "|tiny_mc|" in result.output and list((tmp_path / "results").rglob("results_*.json"))
 
 
 def test_harness_unknown_task(harness_run, model_folder, tmp_path):

@@ -57,6 +57,7 @@ def test_specificity(model_folder, detected, en_ja_xx, tmp_path):
     result = run(*spec_args(model_folder("llama"), detected, en_ja_xx, out))
     assert result.exit_code == 0, result.output
     assert "ja-type1 (target): eta2>0.1" in result.output and "ja-type2 (family)" in result.output
+    assert "ja-type1 (language): eta2>0.1" in result.output and "ja-type2 (language)" in result.output
     data = json.loads((out / "specificity.json").read_text())
     assert data["schema_version"] == 1 and data["alpha"] == 0.05
     assert data["baseline"] == {"mode": "per-layer", "seed": 0}
@@ -139,6 +140,8 @@ def test_overlap(detected, tmp_path):
     assert (out / "overlap.png").is_file() and (out / "layers.png").is_file()
     assert data["schema_version"] == 1 and data["top_n"] == 30
     assert data["chance_jaccard"][0][0] == data["chance_jaccard"][2][2] == data["chance_jaccard"][0][2]
+    layers = [json.loads((detected[kind] / "neurons.json").read_text())["layers"] for kind in ("type1", "type2")]
+    assert layers == [[0, 1, 2], [3]] and data["chance_jaccard"][0][1] == data["chance_jaccard"][1][0] == 0.0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["command"] == "overlap" and manifest["settings"] == {"top_n": 30}
     assert set(manifest["files"]) == {"overlap.json", "overlap.png", "layers.png"}

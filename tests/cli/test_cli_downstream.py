@@ -102,7 +102,23 @@ def test_mc_three_conditions(model_folder, detected, tmp_path):
     assert summary["chance"] == 0.25 and summary["lang"] == "nl"
     normal = [r["correct"] for r in rows if r["condition"] == "normal"]
     assert summary["conditions"]["normal"]["accuracy"] == pytest.approx(sum(normal) / 6)
+    letters = [r["predicted"] for r in rows if r["condition"] == "normal"]
+    assert summary["conditions"]["normal"]["letters"] == {x: letters.count(x) for x in "ABCD"}
+    assert summary["scoring"] == "letter" and isinstance(summary["conditions"]["normal"]["near_chance"], bool)
+    assert "letters chosen: A " in result.output
     assert_downstream_files(out, "mc", "mc")
+
+
+def test_mc_cyclic_scoring(model_folder, tmp_path):
+    out = tmp_path / "mc"
+    args = ["mc", "--model", model_folder("gemma3_text"), "--lang", "it", "--max-questions", "3", "--out", out]
+    result = run(*args, "--scoring", "cyclic", *DEV)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (out / "mc.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and all(r["predicted"] == "ABCD"[max(range(4), key=r["scores"].__getitem__)] for r in rows)
+    assert json.loads((out / "mc.json").read_text())["scoring"] == "cyclic"
+    bad = tmp_path / "bad"
+    assert_error(run(*args[:-1], bad, "--scoring", "word", *DEV), "word", bad)
 
 
 def test_mc_errors(model_folder, tmp_path, monkeypatch):
@@ -147,7 +163,8 @@ def test_output_lang(model_folder, detected, tmp_path):
     summary = json.loads((out / "output_lang.json").read_text())
     assert list(summary["conditions"]) == ["normal", "deactivated", "random"] and summary["positions"] == "all"
     for shares in summary["conditions"].values():
-        assert set(shares) == {"ja", "en", "none", "other"} and sum(shares.values()) == pytest.approx(1.0)
+        assert set(shares) == {"ja", "en", "none", "undecodable", "other"}
+        assert sum(shares.values()) == pytest.approx(1.0)
     rows = [json.loads(line) for line in (out / "output_lang.jsonl").read_text().splitlines()]
     assert len(rows) == 12 and rows[0]["prompt"] == "私と踊っていただけませんか。"
     assert summary["langid"]["langs"] == ["en", "ja", "ko", "nl", "it"]
@@ -235,3 +252,13 @@ def test_logit_lens_last_layer_is_the_models_prediction(tiny, model_type):
         with torch.no_grad():
             logits = lm.model(lm.tokenizer(sentence, return_tensors="pt").input_ids).logits[0, -1]
         assert top[-1, n].tolist() == logits.topk(3).indices.tolist()
+
+
+def test_estimate_on_stderr_unless_quiet(model_folder, tmp_path):
+    args = ["qa", "--model", model_folder("llama"), "--lang", "ja", "--max-items", "3", "--max-new-tokens", "2"]
+    args += ["--batch-size", "2", "--device", "cpu"]
+    told = run(*args, "--out", tmp_path / "told")
+    assert told.exit_code == 0, told.output
+    assert "about 3 prompts x 1 condition; estimated " in told.stderr and "from the first batch" in told.stderr
+    quiet = run(*args, "--out", tmp_path / "quiet", "--quiet")
+    assert quiet.exit_code == 0 and "estimated" not in quiet.stderr

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import torch
 
+import transfer_neurons as tn
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.capture import collect
 from transfer_neurons.hooks.generation import generate
@@ -180,3 +183,15 @@ def test_generation_stop_strings_cut_after_the_stop(tiny):
         assert whole.startswith(cut)
         if "e" in whole:  # the stop string ends the text (it may share a token with what follows)
             assert "e" in cut and cut.index("e") >= len(cut) - 4
+
+
+def test_of_takes_detection_triples_and_the_package_exports_it():
+    triples = [(2, 40, 0.9), (0, 5, 0.5)]
+    assert tn.Intervention.of(triples, 4.0) == Intervention.of([(2, 40), (0, 5)], 4.0)
+    assert Intervention.of(triples).neurons == ((0, 5, 0.0), (2, 40, 0.0))  # the score is not a factor
+    assert tn.apply_intervention is apply_intervention and tn.generate is generate
+
+
+def test_library_functions_are_quiet_by_default():
+    for function in (tn.capture, collect, tn.detect, tn.load_model):
+        assert inspect.signature(function).parameters["progress"].default is False, function

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from transfer_neurons.cli import app
 
 pytestmark = pytest.mark.integration
-TATOEBA = Path(__file__).resolve().parents[3] / "shared" / "data" / "tatoeba"
+TATOEBA = Path(__file__).resolve().parents[1] / "data" / "tatoeba"
 
 
 def test_gemma_study_end_to_end_and_resume(tmp_path):

@@ -8,6 +8,7 @@ import types
 
 import pytest
 import torch
+from scipy.stats import binomtest
 
 from transfer_neurons.data import mc
 from transfer_neurons.errors import InputError
@@ -112,3 +113,35 @@ def test_hub_loading_through_datasets(monkeypatch):
 def test_letter_tokens(tiny):
     ids, form = mc.letter_token_ids(tiny("llama").tokenizer, 4)
     assert len(set(ids)) == 4 and form in {" A", "A"}
+
+
+def test_cyclic_scores_cancel_a_letter_bias():
+    """Option 1 has the highest true score; letter A gets +10 whatever it shows."""
+    true, bias = torch.tensor([1.0, 3.0, 0.0, 2.0]), torch.tensor([10.0, 0.0, 0.0, 0.0])
+    n = 4
+    for start in range(n):  # any presented order: rotate which option comes first
+        order = [(k + start) % n for k in range(n)]
+        shown = true[order]  # position k shows option order[k]
+        shifted = torch.stack([shown[[(k + s) % n for k in range(n)]] + bias for s in range(n)])
+        assert mm.choose(shifted[:1], [n]) == [0]  # letter scoring: A, wherever the best option is
+        scores = mm.cyclic_scores(shifted)
+        torch.testing.assert_close(scores, shown + bias.mean())  # each option's own score, plus mean bias
+        assert order[mm.choose([scores], [n])[0]] == 1
+
+
+def test_shifted_items_show_each_option_at_every_letter():
+    item = ITEMS[1]
+    shifted = [mc.shifted_item(item, s) for s in range(4)]
+    assert shifted[0] == item and shifted[1].options == ("パリ", "東京", "ソウル", "バンコク")
+    assert all(s.options[s.answer] == "パリ" for s in shifted)
+    assert all(sorted(s.options[k] for s in shifted) == sorted(item.options) for k in range(4))
+
+
+def test_letter_counts_and_chance_interval():
+    assert mm.letter_counts(["A", "A", "C"], "ABCD") == {"A": 2, "B": 0, "C": 1, "D": 0}
+    for hits, n in [(22, 86), (26, 86), (0, 5), (5, 5), (60, 86)]:
+        expected = binomtest(hits, n).proportion_ci(method="wilson")
+        assert mm.wilson_interval(hits, n) == pytest.approx((expected.low, expected.high))
+    # 26 / 86 = 0.302: its interval 0.215-0.406 holds 0.25, so it is no finding; 60 / 86 is
+    assert mm.near_chance(26, 86, 0.25) and mm.near_chance(22, 86, 0.25) and not mm.near_chance(60, 86, 0.25)
+    assert mm.wilson_interval(0, 0) == (0.0, 1.0)

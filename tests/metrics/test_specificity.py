@@ -146,8 +146,31 @@ def test_jaccard_and_layer_counts_by_hand():
 
 
 def test_chance_jaccard_over_layers_by_hand():
-    # candidate layers {0, 1} | {1, 2} of 50 neurons: 150; E|A & B| = 10 * 10 / 150 = 2/3; 2/3 / (20 - 2/3) = 1/29
-    assert ov.chance_jaccard_over_layers(10, 10, [0, 1], [1, 2], 50) == pytest.approx(1 / 29)
-    assert ov.chance_jaccard_over_layers(10, 10, range(3), [2], 50) == ov.chance_jaccard(10, 10, 150)
-    # one set: E|A & B| = 100 * 100 / 1000 = 10 out of 190
+    # {0, 1} vs {1, 2} of 50 neurons: only layer 1 is shared; P(in A) = 10/100, P(in B) = 10/100 on its
+    # 50 neurons: E|A & B| = 50 * 0.01 = 0.5; 0.5 / (20 - 0.5) = 1/39
+    assert ov.chance_jaccard_over_layers(10, 10, [0, 1], [1, 2], 50) == pytest.approx(1 / 39)
+    # {0, 1, 2} vs {2}: E|A & B| = 10 * 10 * 1 / (50 * 3 * 1) = 2/3; 2/3 / (20 - 2/3) = 1/29
+    assert ov.chance_jaccard_over_layers(10, 10, range(3), [2], 50) == pytest.approx(1 / 29)
+    # disjoint candidate layers: no common neuron is possible
+    assert ov.chance_jaccard_over_layers(10, 10, [0, 1], [2, 3], 50) == 0.0
+    # identical layers: E|A & B| = 100 * 100 / 1000 = 10 out of 190, as chance_jaccard
     assert ov.chance_jaccard_over_layers(100, 100, [4, 5], [5, 4], 500) == pytest.approx(10 / 190)
+    assert ov.chance_jaccard_over_layers(30, 20, [0, 1], [0, 1], 50) == pytest.approx(ov.chance_jaccard(30, 20, 100))
+
+
+def test_chance_jaccard_over_layers_by_simulation():
+    # random sets of 20 and 30 neurons over layers {0, 1, 2} and {2, 3} of 40 neurons
+    rng = np.random.default_rng(0)
+    layers_a, layers_b, width = [0, 1, 2], [2, 3], 40
+    pool_a = [(layer, k) for layer in layers_a for k in range(width)]
+    pool_b = [(layer, k) for layer in layers_b for k in range(width)]
+    inters = []
+    for _ in range(4000):
+        a = {pool_a[i] for i in rng.choice(len(pool_a), 20, replace=False)}
+        b = {pool_b[i] for i in rng.choice(len(pool_b), 30, replace=False)}
+        inters.append(len(a & b))
+    mean = float(np.mean(inters))  # expected: 20 * 30 * 1 / (40 * 3 * 2) = 2.5
+    assert mean == pytest.approx(2.5, abs=0.1)
+    assert ov.chance_jaccard_over_layers(20, 30, layers_a, layers_b, width) == pytest.approx(
+        mean / (50 - mean), rel=0.05
+    )

@@ -160,7 +160,7 @@ def detect(
     top_n: int = 1000,
     batch_size: int = 16,
     paper_compat: bool = False,
-    progress: bool = True,
+    progress: bool = False,
 ) -> Detection:
     """Score every neuron of the candidate layers for moving L2 sentences toward the target space.
 

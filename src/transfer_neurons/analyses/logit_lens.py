@@ -35,7 +35,7 @@ class LogitLensConfig(ControlConfig):
     positions: Positions = Field(Positions.last, description="Where to deactivate (representation: last).")
     tokens: int = Field(10, ge=1, description="Top tokens per layer whose language is counted.")
     batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
-    max_sentences: int = Field(100, ge=1, description="Use at most this many sentences.")
+    max_sentences: int | None = Field(None, ge=1, description="Use at most this many sentences (None: all).")
     langid_langs: tuple[str, ...] | None = Field(
         STUDY_LANGS,
         description="Languages the identifier chooses among (plus the sentence language and English); "

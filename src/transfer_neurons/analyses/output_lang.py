@@ -5,19 +5,21 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field
 
 from transfer_neurons.analyses.base import ControlConfig, ControlledResult, conditions_for
+from transfer_neurons.analyses.estimate import Say, with_estimate
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.io import read_json, read_jsonl, write_json, write_jsonl
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Positions
 from transfer_neurons.hooks.generation import generate
 from transfer_neurons.hooks.interventions import Conditions
-from transfer_neurons.metrics.langid import NONE, STUDY_LANGS, LanguageID, shares
+from transfer_neurons.metrics.langid import NONE, STUDY_LANGS, UNDECODABLE, LanguageID, shares, undecodable
 from transfer_neurons.model.loading import LoadedModel
 
 TASK = "output_lang"
@@ -36,7 +38,7 @@ class OutputLangConfig(ControlConfig):
     positions: Positions = Field(Positions.all, description="Where to deactivate; 'all' includes the generated tokens.")
     max_new_tokens: int = Field(24, ge=1, description="Tokens to generate per prompt.")
     batch_size: int = Field(8, ge=1, description="Prompts per batch.")
-    max_prompts: int = Field(100, ge=1, description="Use at most this many prompts.")
+    max_prompts: int | None = Field(None, ge=1, description="Use at most this many prompts (None: all).")
     langid_langs: tuple[str, ...] | None = Field(
         STUDY_LANGS,
         description="Languages the identifier chooses among (plus the prompt language and English); "
@@ -47,7 +49,8 @@ class OutputLangConfig(ControlConfig):
 @dataclass(kw_only=True)
 class OutputLangResult(ControlledResult):
     """Continuations with their identified language (rows) and, per condition, the share of outputs
-    in the prompt language, English, none (no letters) and other languages."""
+    in the prompt language, English, none (no letters), undecodable (bytes that do not decode, U+FFFD)
+    and other languages."""
 
     command: ClassVar[str] = "output-lang"
 
@@ -91,15 +94,21 @@ class OutputLangResult(ControlledResult):
 
 
 def run(
-    lm: LoadedModel, prompts: Sequence[str], neurons: NeuronSet | None, config: OutputLangConfig, lang: str
+    lm: LoadedModel,
+    prompts: Sequence[str],
+    neurons: NeuronSet | None,
+    config: OutputLangConfig,
+    lang: str,
+    say: Say | None = None,
 ) -> OutputLangResult:
     """Continuations of `prompts` (in `lang`) normally and, given a neuron set, with its top-k
-    deactivated and with a random baseline (the command line and the study call this)."""
+    deactivated and with a random baseline (the command line and the study call this). `say` gets
+    one line with a time estimate after the first batch."""
     start = time.perf_counter()
     identifier = identifier_for(config.langid_langs, lang)
     conditions = conditions_for(lm, neurons, config, config.positions)
     rows, summary = output_language_study(
-        lm, prompts, conditions, identifier, lang, config.max_new_tokens, config.batch_size
+        lm, prompts, conditions, identifier, lang, config.max_new_tokens, config.batch_size, say
     )
     settings = {
         "top_k": config.top_k if neurons else None,
@@ -131,14 +140,19 @@ def output_language_study(
     lang: str,
     max_new_tokens: int = 24,
     batch_size: int = 8,
+    say: Say | None = None,
 ) -> tuple[list[dict], dict[str, dict[str, float]]]:
     """Greedy continuations under each condition, their identified language, and per condition
-    the share of outputs in `lang`, in English, without letters ('none') and in other languages."""
+    the share of outputs in `lang`, in English, without letters ('none'), with bytes that do not
+    decode ('undecodable', see `metrics.langid.undecodable`; identified no further) and in other
+    languages."""
     rows, summary = [], {}
-    categories = list(dict.fromkeys([lang, "en", NONE]))
-    for name, intervention in conditions.items():
-        outputs = generate(lm, prompts, intervention, max_new_tokens, batch_size)
-        labels = identifier.identify_many(output.strip() for output in outputs)
+    categories = list(dict.fromkeys([lang, "en", NONE, UNDECODABLE]))
+    for k, (name, intervention) in enumerate(conditions.items()):
+        step = partial(generate, lm, intervention=intervention, max_new_tokens=max_new_tokens, batch_size=batch_size)
+        parts = with_estimate(step, prompts, batch_size, len(conditions), say if k == 0 else None)
+        outputs = [output for part in parts for output in part]
+        labels = [UNDECODABLE if undecodable(o) else identifier.identify(o.strip()) for o in outputs]
         rows += [
             {"condition": name, "prompt": p, "output": o, "language": label}
             for p, o, label in zip(prompts, outputs, labels, strict=True)

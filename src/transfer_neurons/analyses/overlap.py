@@ -1,6 +1,6 @@
 """Overlap of neuron sets (DESIGN.md 3.5): pairwise Jaccard of their top-n against the chance level
-of random sets over the same candidate layers, and where in the model each top-n sits. No model
-is needed: the sets and the model's shape suffice.
+of random sets, each drawn over its own set's candidate layers, and where in the model each top-n
+sits. No model is needed: the sets and the model's shape suffice.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ class OverlapConfig(Config):
 
 @dataclass
 class OverlapResult(Result):
-    """Pairwise Jaccard of the sets' top-n (in `labels` order), its chance level (None when the
-    model's width is unknown) and each set's count of top-n neurons per layer."""
+    """Pairwise Jaccard of the sets' top-n (in `labels` order), its chance level (random sets over
+    each set's own candidate layers; 0 for disjoint ones; None when the model's width is unknown)
+    and each set's count of top-n neurons per layer."""
 
     command: ClassVar[str] = "overlap"
 

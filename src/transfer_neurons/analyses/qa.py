@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field
 
 from transfer_neurons.analyses.base import ControlConfig, ControlledResult, conditions_for, summarize_rows
+from transfer_neurons.analyses.estimate import Say, with_estimate
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.io import read_json, read_jsonl, write_json, write_jsonl
 from transfer_neurons.artifacts.neurons import NeuronSet
@@ -95,16 +97,19 @@ class QAResult(ControlledResult):
         ]
 
 
-def run(lm: LoadedModel, items: Sequence[QAItem], neurons: NeuronSet | None, config: QAConfig) -> QAResult:
+def run(
+    lm: LoadedModel, items: Sequence[QAItem], neurons: NeuronSet | None, config: QAConfig, say: Say | None = None
+) -> QAResult:
     """QA of `items` (questions in one language) normally and, given a neuron set, with its top-k
-    deactivated and with a random baseline (the command line and the study call this)."""
+    deactivated and with a random baseline (the command line and the study call this). `say` gets
+    one line with a time estimate after the first batch."""
     langs = sorted({item.lang for item in items})
     if len(langs) != 1:
         raise InputError(f"QA needs questions in one language, got {', '.join(langs) or 'none'}")
     lang = langs[0]
     start = time.perf_counter()
     conditions = conditions_for(lm, neurons, config, config.positions)
-    rows = qa_study(lm, items, conditions, config.shots, config.max_new_tokens, config.batch_size)
+    rows = qa_study(lm, items, conditions, config.shots, config.max_new_tokens, config.batch_size, say)
     scores = {name: QAScores(int(s["n"]), s["f1"], s["em"]) for name, s in summarize_rows(rows, ("f1", "em")).items()}
     settings = {
         "top_k": config.top_k if neurons else None,
@@ -137,12 +142,23 @@ def qa_study(
     shots: int = 2,
     max_new_tokens: int = 16,
     batch_size: int = 8,
+    say: Say | None = None,
 ) -> list[dict]:
-    """Greedy answers under each condition, scored by token F1 / exact match (max over aliases)."""
+    """Greedy answers under each condition, scored by token F1 / exact match (max over aliases);
+    `say` gets a time estimate after the first batch."""
     prompts = [qa_prompt(item.question, item.lang, shots) for item in items]
     rows = []
-    for name, intervention in conditions.items():
-        outputs = generate(lm, prompts, intervention, max_new_tokens, batch_size, stop_strings=["\n"])
+    for k, (name, intervention) in enumerate(conditions.items()):
+        step = partial(
+            generate,
+            lm,
+            intervention=intervention,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            stop_strings=["\n"],
+        )
+        parts = with_estimate(step, prompts, batch_size, len(conditions), say if k == 0 else None)
+        outputs = [output for part in parts for output in part]
         for item, output in zip(items, outputs, strict=True):
             prediction = first_line(output)
             rows.append(

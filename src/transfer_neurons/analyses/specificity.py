@@ -203,12 +203,11 @@ class SpecificityResult(Result):
         )
 
     def summary_lines(self) -> list[str]:
+        """One line per set and labelling (target, family, language: every one computed)."""
         lines = []
         for name, s in self.sets.items():
-            for labelling in ("target", "family"):
-                if labelling not in s.labellings:
-                    continue
-                top, rnd = s.labellings[labelling].top, s.labellings[labelling].random
+            for labelling, c in s.labellings.items():
+                top, rnd = c.top, c.random
                 lines.append(
                     f"{name} ({labelling}): eta2>0.1 {top.share_eta2_gt_0_1:.1%} (random "
                     f"{rnd.share_eta2_gt_0_1:.1%}), eta2>0.25 {top.share_eta2_gt_0_25:.1%} (random "

@@ -43,6 +43,11 @@ OVERLAP_FIGURE = "overlap.png"
 # study data steps
 TRAIN, TEST, NONPARALLEL = "train.jsonl", "test.jsonl", "nonparallel.jsonl"
 
+# steering sweep
+SWEEP = "sweep.json"
+SWEEP_ROWS = "sweep.jsonl"  # one row per prompt and condition (normal, factor x top-k)
+SWEEP_FIGURE = "sweep.png"
+
 
 def rows(task: str) -> str:
     """Per-item rows of a downstream task (qa, mc, output_lang): one JSON object per line."""

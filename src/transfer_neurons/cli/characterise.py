@@ -23,6 +23,7 @@ from transfer_neurons.cli.common import (
     SeedOpt,
     echo_summary,
     langs_for,
+    max_items,
     user_errors,
 )
 from transfer_neurons.data.pairs import read_sentences
@@ -51,9 +52,7 @@ def specificity(
     families: Annotated[
         str | None, typer.Option(help="Override language families, e.g. ja=Japonic,xx=Other (built-in table else).")
     ] = None,
-    max_sentences: Annotated[
-        int | None, typer.Option(min=1, help="Use at most this many sentences per language.")
-    ] = 200,
+    max_sentences: Annotated[int | None, max_items("--max-sentences", "sentences per language")] = None,
     baseline: BaselineOpt = Baseline.per_layer,
     seed: SeedOpt = 0,
     batch_size: BatchOpt = 16,

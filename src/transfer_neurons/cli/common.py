@@ -144,6 +144,15 @@ DtypeOpt = Annotated[
 BatchOpt = Annotated[int, typer.Option(min=1, help="Sentences per forward pass.")]
 QuietOpt = Annotated[bool, typer.Option(help="No progress bars.")]
 MaxSentencesOpt = Annotated[int | None, typer.Option(min=1, help="Use at most this many pairs per data file.")]
+
+
+def max_items(old: str, items: str) -> Any:
+    """The item limit of an analysis command: `--max-items` everywhere, its older name `old` kept as an
+    alias; default None (all items)."""
+    return typer.Option("--max-items", old, min=1, help=f"Use at most this many {items} (default: all; alias {old}).")
+
+
+MaxPairsOpt = Annotated[int | None, max_items("--max-sentences", "pairs per data file")]
 KOpt = Annotated[int, typer.Option("--k", min=1, help="Neighbours for mutual kNN.")]
 ClampOpt = Annotated[
     float | None,
@@ -220,3 +229,8 @@ def echo_summary(result: Result, out: Path) -> None:
     for line in result.summary_lines():
         typer.echo(line)
     typer.echo(f"wrote {out}/{{{','.join(read_manifest(out)['files'])},manifest.json}}")
+
+
+def estimate_printer(quiet: bool) -> Callable[[str], None] | None:
+    """Where a long run's time estimate goes: stderr, or nowhere under --quiet."""
+    return None if quiet else functools.partial(typer.echo, err=True)

@@ -17,7 +17,7 @@ from transfer_neurons.cli.common import (
     DeviceMapOpt,
     DeviceOpt,
     DtypeOpt,
-    MaxSentencesOpt,
+    MaxPairsOpt,
     ModelOpt,
     QuietOpt,
     echo_summary,
@@ -48,7 +48,7 @@ def detect(
         ),
     ] = None,
     batch_size: BatchOpt = 16,
-    max_sentences: MaxSentencesOpt = None,
+    max_sentences: MaxPairsOpt = None,
     paper_compat: Annotated[
         bool, typer.Option(help="Last-layer centroid from the final-norm output, as in the authors' code.")
     ] = False,

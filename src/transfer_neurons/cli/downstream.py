@@ -28,7 +28,9 @@ from transfer_neurons.cli.common import (
     SeedOpt,
     TopKDownstreamOpt,
     echo_summary,
+    estimate_printer,
     language_identifier,
+    max_items,
     neurons_lang,
     source_inputs,
     user_errors,
@@ -66,7 +68,7 @@ def qa(
         ),
     ] = None,
     split: Annotated[str, typer.Option(help="Split of a hub dataset.")] = "train",
-    max_questions: Annotated[int | None, typer.Option(min=1, help="Use at most this many questions.")] = None,
+    max_questions: Annotated[int | None, max_items("--max-questions", "questions")] = None,
     shots: Annotated[int, typer.Option(min=0, max=2, help="Worked examples in the prompt.")] = 2,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Answer budget in tokens.")] = 16,
     positions: Annotated[Positions, typer.Option(help="Where to deactivate (the paper: prompt).")] = Positions.prompt,
@@ -94,7 +96,7 @@ def qa(
     items = load_qa(data, lang, config.max_questions, config.split)
     with locked(prepare_out_dir(out)) as out:
         lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
-        result = qa_analysis.run(lm, items, neuron_set, config)
+        result = qa_analysis.run(lm, items, neuron_set, config, estimate_printer(quiet))
         result.save(out, source_inputs(data, neurons))
         echo_summary(result, out)
 
@@ -114,8 +116,16 @@ def mc(
         ),
     ] = None,
     split: Annotated[str, typer.Option(help="Split of a hub dataset.")] = "test",
-    max_questions: Annotated[int | None, typer.Option(min=1, help="Use at most this many questions.")] = None,
+    max_questions: Annotated[int | None, max_items("--max-questions", "questions")] = None,
     positions: Annotated[Positions, typer.Option(help="Where to deactivate (the paper: prompt).")] = Positions.prompt,
+    scoring: Annotated[
+        mc_analysis.Scoring,
+        typer.Option(
+            help="'letter': the option letter with the highest log-likelihood; 'cyclic': each option's letter "
+            "log-likelihood averaged over the n cyclic shifts of the option order (a fixed letter preference "
+            "cancels; n times the prompts)."
+        ),
+    ] = mc_analysis.Scoring.letter,
     baseline: BaselineOpt = Baseline.per_layer,
     seed: SeedOpt = 0,
     batch_size: PromptsBatchOpt = 8,
@@ -123,7 +133,8 @@ def mc(
     dtype: DtypeOpt = "float32",
     quiet: QuietOpt = False,
 ) -> None:
-    """Multiple choice (the option letter with the highest log-likelihood): accuracy per condition."""
+    """Multiple choice (the option letter with the highest log-likelihood, or --scoring cyclic): accuracy
+    per condition, its 95 % interval against chance, and the letters chosen."""
 
     config = mc_analysis.MCConfig(
         top_k=top_k,
@@ -131,6 +142,7 @@ def mc(
         batch_size=batch_size,
         split=split,
         max_questions=max_questions,
+        scoring=scoring,
         baseline=baseline,
         seed=seed,
     )
@@ -139,7 +151,7 @@ def mc(
     items = load_mc(data, lang, config.max_questions, config.split)
     with locked(prepare_out_dir(out)) as out:
         lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
-        result = mc_analysis.run(lm, items, neuron_set, config)
+        result = mc_analysis.run(lm, items, neuron_set, config, estimate_printer(quiet))
         result.save(out, source_inputs(data, neurons))
         echo_summary(result, out)
 
@@ -158,7 +170,7 @@ def output_lang(
     neurons: OptNeuronsOpt = None,
     top_k: TopKDownstreamOpt = 1000,
     lang: Annotated[str | None, typer.Option(help="Prompt language. Default: the language of --neurons.")] = None,
-    max_prompts: Annotated[int, typer.Option(min=1, help="Use at most this many prompts.")] = 100,
+    max_prompts: Annotated[int | None, max_items("--max-prompts", "prompts")] = None,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens to generate per prompt.")] = 24,
     positions: Annotated[
         Positions, typer.Option(help="Where to deactivate; 'all' includes the generated tokens.")
@@ -188,7 +200,7 @@ def output_lang(
     prompts = read_sentences(data, lang, config.max_prompts)
     with locked(prepare_out_dir(out)) as out:
         lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
-        result = output_lang_analysis.run(lm, prompts, neuron_set, config, lang)
+        result = output_lang_analysis.run(lm, prompts, neuron_set, config, lang, estimate_printer(quiet))
         result.save(out, data_inputs(data=data, neurons=neurons))
         echo_summary(result, out)
 
@@ -202,7 +214,7 @@ def logit_lens(
     top_k: TopKDownstreamOpt = 1000,
     lang: Annotated[str | None, typer.Option(help="Sentence language. Default: the language of --neurons.")] = None,
     tokens: Annotated[int, typer.Option(min=1, help="Top tokens per layer whose language is counted.")] = 10,
-    max_sentences: Annotated[int, typer.Option(min=1, help="Use at most this many sentences.")] = 100,
+    max_sentences: Annotated[int | None, max_items("--max-sentences", "sentences")] = None,
     positions: Annotated[Positions, typer.Option(help="Where to deactivate (representation: last).")] = Positions.last,
     langid_langs: LangIdOpt = DEFAULT_LANGID,
     baseline: BaselineOpt = Baseline.per_layer,

@@ -69,7 +69,35 @@ def export_steering(
     width = mlp_width(neurons, intervention)
     with atomic_path(out) as tmp:
         intervention.export_steering(tmp, width)
-    typer.echo(f"wrote {out}: {top_k} neurons x {factor:g} over {len(intervention.counts_per_layer())} layers")
+    typer.echo(f"wrote {out}: {steering_summary(intervention, factor)}")
+
+
+def steering_summary(intervention: Intervention, factor: float) -> str:
+    """What a steering file does, e.g. '1000 neurons deactivated (factor 0) in layers 0-9 (per layer: L0 150,
+    L1 80, ...)'."""
+    counts = intervention.counts_per_layer()
+    if factor == 0:
+        effect = "deactivated"
+    elif factor < 0:
+        effect = "flipped"
+    elif factor < 1:
+        effect = "damped"
+    else:
+        effect = "amplified" if factor > 1 else "left as they are"
+    per_layer = ", ".join(f"L{layer} {count}" for layer, count in counts.items())
+    where = f"layer {next(iter(counts))}" if len(counts) == 1 else f"layers {_spans(list(counts))}"
+    return f"{len(intervention.neurons)} neurons {effect} (factor {factor:g}) in {where} (per layer: {per_layer})"
+
+
+def _spans(layers: list[int]) -> str:
+    """Sorted layer indices as ranges: [0, 1, 2, 5, 7, 8] -> '0-2, 5, 7-8'."""
+    spans: list[list[int]] = []
+    for layer in layers:
+        if spans and layer == spans[-1][1] + 1:
+            spans[-1][1] = layer
+        else:
+            spans.append([layer, layer])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def check_steering_out(out: Path, force: bool) -> None:
@@ -109,7 +137,8 @@ def mlp_width(neurons: Path, intervention: Intervention) -> int:
 @user_errors
 def harness(ctx: typer.Context) -> None:
     """Run lm-evaluation-harness (same arguments as lm_eval) with the `transfer-neurons` model registered:
-    run --model transfer-neurons --model_args pretrained=M,steer_path=steer.pt --tasks T."""
+    run --model transfer-neurons --model_args pretrained=M,steer_path=steer.pt --tasks T (M: a folder, hub id,
+    .gguf file or built-in name)."""
     try:
         from lm_eval._cli import HarnessCLI
         from lm_eval.utils import setup_logging

@@ -2,7 +2,8 @@
 
 Plain functions, no model code. A question is answered by the option letter with the highest
 log-likelihood as the next token after the prompt (`hooks.generation.next_token_logprobs`, then
-`metrics.mc.choose`).
+`metrics.mc.choose`), or, scored 'cyclic', by the option whose letter log-likelihood averaged over the
+cyclic shifts of the option order (`shifted_item`) is highest (`metrics.mc.cyclic_scores`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ def mc_prompt(item: MCItem) -> str:
     instruction, label = MC_TEMPLATES[template_lang(item.lang)]
     options = "\n".join(f"{LETTERS[k]}. {option}" for k, option in enumerate(item.options))
     return f"{instruction}\n\n{item.question}\n{options}\n{label}"
+
+
+def shifted_item(item: MCItem, shift: int) -> MCItem:
+    """The item with its options in cyclic order: letter position k shows option (k + shift) mod n
+    (shifts 0..n-1 show every option at every letter once; 'cyclic' scoring, `metrics.mc.cyclic_scores`)."""
+    n = len(item.options)
+    options = tuple(item.options[(k + shift) % n] for k in range(n))
+    return MCItem(item.id, item.lang, item.question, options, (item.answer - shift) % n)
 
 
 def letter_token_ids(tokenizer, n_options: int) -> tuple[list[int], str]:

@@ -135,7 +135,7 @@ def capture(
     batch_size: int = 16,
     stop_early: bool = True,
     desc: str | None = None,
-    progress: bool = True,
+    progress: bool = False,
 ) -> Iterator[Batch]:
     """Yield one `Batch` per forward pass over `sentences` (sorted by length; see `Batch.index`).
 
@@ -182,7 +182,7 @@ def collect(
     layers: Iterable[int] | None = None,
     batch_size: int = 16,
     desc: str | None = None,
-    progress: bool = True,
+    progress: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Captured tensors per part as [layers, sentences, dim] float32 in input order (on CPU).
 

@@ -9,6 +9,9 @@ hookpoint `layers.{l}.mlp.act_fn`) and multiplies those outputs at every positio
     transfer-neurons harness run --model transfer-neurons \
         --model_args pretrained=MODEL,steer_path=steer.pt --tasks TASK
 
+MODEL is a folder, a hub id, a .gguf file or a built-in name; the last two are resolved to their
+converted folder in the cache, which lm-eval loads.
+
 A steering file that is missing, unreadable or made for another model, and a model that cannot be
 found, are InputErrors raised before the model is loaded.
 """
@@ -27,8 +30,8 @@ from lm_eval.models.huggingface import HFLM
 from transformers import AutoConfig
 
 from transfer_neurons.errors import InputError
-from transfer_neurons.model.builtin import BUILTIN_MODELS
 from transfer_neurons.model.gguf import first_line
+from transfer_neurons.model.loading import resolve_model_folder
 
 MODEL_NAME = "transfer-neurons"
 _LAYER = re.compile(r"layers\.(\d+)\.")
@@ -61,16 +64,13 @@ def read_steering(path: str | Path) -> dict[str, torch.Tensor]:
     return factors
 
 
-def check_fits(factors: dict[str, torch.Tensor], path: str | Path, pretrained: str) -> None:
+def check_fits(factors: dict[str, torch.Tensor], path: str | Path, pretrained: str) -> str:
     """Refuse, from the model's config alone, a steering file made for another model: a hookpoint beyond
-    its layers, or factor vectors of another width than its MLP. InputError too when the model is not found."""
-    if pretrained in BUILTIN_MODELS:
-        raise InputError(
-            f"built-in name '{pretrained}' does not work in the harness yet; give its converted folder "
-            "(see: transfer-neurons models list) as pretrained=FOLDER"
-        )
+    its layers, or factor vectors of another width than its MLP. InputError too when the model is not found.
+    Returns what lm-eval loads: a built-in name or a .gguf file resolved to its converted folder."""
+    folder = resolve_model_folder(pretrained)
     try:
-        config = AutoConfig.from_pretrained(pretrained).get_text_config()
+        config = AutoConfig.from_pretrained(folder).get_text_config()
     except (OSError, ValueError) as exc:
         if Path(pretrained).expanduser().exists():
             raise InputError(f"could not load model '{pretrained}': {first_line(exc)}") from exc
@@ -93,6 +93,7 @@ def check_fits(factors: dict[str, torch.Tensor], path: str | Path, pretrained: s
                 f"steering file '{path}' has {vector.shape[1]} factors at {hookpoint}, but the MLP of "
                 f"'{pretrained}' has {width} neurons; {fix}"
             )
+    return folder
 
 
 def check_model_args(model_args: dict) -> None:
@@ -113,8 +114,8 @@ class NeuronSteeredModel(SteeredModel):
 
     def __init__(self, pretrained: str, steer_path: str, device: str | None = None, **kwargs) -> None:
         factors = read_steering(steer_path)
-        check_fits(factors, steer_path, pretrained)
-        HFLM.__init__(self, pretrained=pretrained, device=device, **kwargs)
+        folder = check_fits(factors, steer_path, pretrained)
+        HFLM.__init__(self, pretrained=folder, device=device, **kwargs)
         modules = dict(self.model.base_model.named_modules())
         unknown = [hookpoint for hookpoint in factors if hookpoint not in modules]
         if unknown:

@@ -49,9 +49,12 @@ class Intervention:
             raise InputError("an intervention lists the same (layer, neuron) twice; give each neuron once")
 
     @classmethod
-    def of(cls, neurons: Iterable[tuple[int, int]], factor: float = 0.0, positions: str = "last") -> Intervention:
-        """Scale every (layer, neuron) in `neurons` by the same `factor`."""
-        return cls(tuple(sorted((int(l), int(i), float(factor)) for l, i in neurons)), positions)
+    def of(
+        cls, neurons: Iterable[tuple[int, int] | tuple[int, int, float]], factor: float = 0.0, positions: str = "last"
+    ) -> Intervention:
+        """Scale every (layer, neuron) in `neurons` by the same `factor`; (layer, neuron, score)
+        triples such as `Detection.top` are accepted too (the score is ignored)."""
+        return cls(tuple(sorted((int(n[0]), int(n[1]), float(factor)) for n in neurons)), positions)
 
     @classmethod
     def from_neurons(

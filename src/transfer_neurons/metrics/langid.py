@@ -2,7 +2,8 @@
 
 Identification is restricted to a list of candidate languages (the study's, by default): on
 Tatoeba sentences this raises accuracy from 96-99 % (all 97 languages) to 99.3-100 % (en, ja,
-ko, nl, it). Texts without any letter are labelled ``none``.
+ko, nl, it). Texts without any letter are labelled ``none``; generated texts with bytes that do not
+decode (U+FFFD) can be labelled ``undecodable`` first (see `undecodable`).
 
 Single tokens (logit lens) are labelled by script first: kana -> ja, Hangul -> ko, Thai -> th,
 Han characters -> ja if ja is a candidate, else zh; tokens in Latin or another script go to
@@ -23,6 +24,8 @@ from transfer_neurons.errors import InputError
 
 STUDY_LANGS = ("en", "ja", "ko", "nl", "it")
 NONE = "none"
+UNDECODABLE = "undecodable"
+REPLACEMENT = "\ufffd"
 _SCRIPT_LANGS = {"ja", "ko", "zh", "th"}
 _KANA = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
 _HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
@@ -92,6 +95,14 @@ class LanguageID:
         if len(others) == 1:
             return others[0]
         return _identifier(others).classify(token.strip())[0]
+
+
+def undecodable(text: str) -> bool:
+    """Whether a generated text holds bytes that do not decode (U+FFFD, the replacement character):
+    anywhere but in a trailing run (a character cut off at the token limit), or only such characters."""
+    text = text.strip()
+    core = text.rstrip(REPLACEMENT)
+    return REPLACEMENT in core or (not core.strip() and REPLACEMENT in text)
 
 
 def shares(labels: Iterable[str], categories: Sequence[str]) -> dict[str, float]:

@@ -32,9 +32,18 @@ def chance_jaccard(n_a: int, n_b: int, population: int) -> float:
 def chance_jaccard_over_layers(
     n_a: int, n_b: int, layers_a: Iterable[int], layers_b: Iterable[int], width: int
 ) -> float:
-    """Chance Jaccard of two random sets of sizes n_a, n_b, each drawn over its candidate layers of
-    `width` neurons: the population is every neuron of the union of both sets' candidate layers."""
-    return chance_jaccard(n_a, n_b, width * len(set(layers_a) | set(layers_b)))
+    """Chance Jaccard of two independent uniform random sets of sizes n_a, n_b, each drawn over its
+    OWN candidate layers L_a, L_b of `width` neurons. A neuron of a shared layer is in A with
+    probability n_a / (width |L_a|) and in B with n_b / (width |L_b|); only shared layers can hold
+    common neurons, so
+
+        E|A & B| = n_a n_b |L_a & L_b| / (width |L_a| |L_b|),
+
+    used in E|A & B| / (n_a + n_b - E|A & B|). Disjoint layers give 0; identical layers give
+    `chance_jaccard(n_a, n_b, width |L|)`."""
+    la, lb = set(layers_a), set(layers_b)
+    inter = n_a * n_b * len(la & lb) / (width * len(la) * len(lb))
+    return inter / (n_a + n_b - inter)
 
 
 def layer_counts(neurons: Iterable[Neuron], num_layers: int) -> list[int]:

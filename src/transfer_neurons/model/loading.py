@@ -86,7 +86,7 @@ def load_model(
     name: str,
     device: str = "auto",
     dtype: str = "float32",
-    progress: bool = True,
+    progress: bool = False,
     device_map: str | dict | None = None,
 ) -> LoadedModel:
     """Load `name` (folder, .gguf file, hub id or built-in name) on `device` in `dtype`.
@@ -131,12 +131,20 @@ def load_model(
     )
 
 
-def check_model(name: str, progress: bool = True) -> None:
+def check_model(name: str, progress: bool = False) -> None:
     """InputError unless `name` can be loaded: a built-in name, a model folder with intact weights,
     a readable .gguf file (converted once into the cache), or a hub id that the hub or the local
     cache has. Loads nothing: a study checks its model before any step runs."""
     if name not in BUILTIN_MODELS:
         _resolve_folder(name, progress)
+
+
+def resolve_model_folder(name: str, progress: bool = True) -> str:
+    """What `from_pretrained` reads for `name`: a built-in name or a .gguf file becomes its converted
+    folder in the cache (installed and converted on first use); a folder or hub id is returned as is."""
+    if name in BUILTIN_MODELS or Path(name).expanduser().is_file():
+        return _resolve_folder(name, progress)[0]
+    return name
 
 
 def _resolve_folder(name: str, progress: bool = True) -> tuple[str, bool]:

@@ -44,7 +44,8 @@ class Step:
 
 
 PACKAGE = Path(__file__).resolve().parent.parent
-NOT_RESULTS = ("cli", "study/report.py")  # help texts and the report template do not change a step's results
+# help texts, the report template and the run tables change no step's results
+NOT_RESULTS = ("cli", "study/report.py", "study/tables.py")
 
 
 def result_sources() -> list[Path]:
