@@ -9,13 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import matplotlib.pyplot as plt  # the backend is Agg: artifacts.plots, imported below, chooses it
 from pydantic import Field
 
 from transfer_neurons.analyses.base import Config
 from transfer_neurons.analyses.output_lang import identifier_for, output_language_study
-from transfer_neurons.artifacts import names
-from transfer_neurons.artifacts.io import atomic_path, read_json, read_jsonl, write_json, write_jsonl
+from transfer_neurons.artifacts import names, plots
+from transfer_neurons.artifacts.io import read_json, read_jsonl, write_json, write_jsonl
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.artifacts.result import Result, read_manifest
 from transfer_neurons.choices import Positions
@@ -83,28 +82,15 @@ class SweepResult(Result):
             "cells": cells,
         }
         write_json(out / names.SWEEP, summary)
-        self._figure(out / names.SWEEP_FIGURE)
-        return [names.SWEEP, names.SWEEP_ROWS, names.SWEEP_FIGURE]
-
-    def _figure(self, path: Path) -> None:
-        """Share in the target language against the factor, one line per k, normal dashed."""
-        fig, ax = plt.subplots(figsize=(7, 4))
         factors = sorted(self.factors)
-        for k in self.top_k:
-            ax.plot(factors, [self.target_share(f, k) for f in factors], marker="o", label=f"top-{k}")
-        ax.axhline(self.normal[self.lang], color="grey", linestyle="--", label="normal")
-        ax.set_xscale("symlog", linthresh=0.5)
-        ax.set_xticks(factors, [f"{f:g}" for f in factors], minor=False)
-        ax.minorticks_off()
-        ax.set_xlabel("factor")
-        ax.set_ylabel(f"share of outputs in {self.lang}")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"Steering sweep: {self.lang} continuations under scaled neurons")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-        plt.close(fig)
+        plots.dose_response(
+            factors,
+            {f"top-{k}": [self.target_share(f, k) for f in factors] for k in self.top_k},
+            self.normal[self.lang],
+            self.lang,
+            out / names.SWEEP_FIGURE,
+        )
+        return [names.SWEEP, names.SWEEP_ROWS, names.SWEEP_FIGURE]
 
     def manifest_fields(self) -> dict[str, Any]:
         return {

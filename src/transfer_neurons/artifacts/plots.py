@@ -135,3 +135,23 @@ def annotated_heatmap(matrix: np.ndarray, labels: list[str], title: str, path: s
     fig.colorbar(image, ax=ax, fraction=0.046)
     ax.set_title(title)
     _save(fig, path)
+
+
+def dose_response(
+    factors: list[float], curves: dict[str, list[float]], normal: float, lang: str, path: str | Path
+) -> None:
+    """Share of outputs in `lang` against the scaling factor, one line per neuron set, normal dashed."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, shares in curves.items():
+        ax.plot(factors, shares, marker="o", label=label)
+    ax.axhline(normal, color="grey", linestyle="--", label="normal")
+    ax.set_xscale("symlog", linthresh=0.5)
+    ax.set_xticks(factors, [f"{f:g}" for f in factors], minor=False)
+    ax.minorticks_off()
+    ax.set_xlabel("factor")
+    ax.set_ylabel(f"share of outputs in {lang}")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"Steering sweep: {lang} continuations under scaled neurons")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
