@@ -13,8 +13,17 @@ from transfer_neurons.artifacts import names
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.artifacts.result import Result, read_manifest
 from transfer_neurons.choices import Baseline, Positions
+from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.interventions import Conditions, Intervention, deactivation_conditions
 from transfer_neurons.model.loading import LoadedModel
+
+
+def single_language(items: Sequence[Any], what: str) -> str:
+    """The one language of `items` (each with a `lang`); InputError when they mix languages or are none."""
+    langs = sorted({item.lang for item in items})
+    if len(langs) != 1:
+        raise InputError(f"{what} needs questions in one language, got {', '.join(langs) or 'none'}")
+    return langs[0]
 
 
 class Config(BaseModel):

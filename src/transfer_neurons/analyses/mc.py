@@ -16,14 +16,13 @@ from typing import ClassVar
 import torch
 from pydantic import Field
 
-from transfer_neurons.analyses.base import ControlConfig, ControlledResult, conditions_for
+from transfer_neurons.analyses.base import ControlConfig, ControlledResult, conditions_for, single_language
 from transfer_neurons.analyses.estimate import Say, with_estimate
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.io import read_json, read_jsonl, write_json, write_jsonl
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Positions
 from transfer_neurons.data.mc import LETTERS, MCItem, letter_token_ids, mc_prompt, shifted_item, template_lang
-from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.generation import next_token_logprobs
 from transfer_neurons.hooks.interventions import Conditions
 from transfer_neurons.metrics.mc import choose, cyclic_scores, letter_counts, near_chance, wilson_interval
@@ -148,10 +147,7 @@ def run(
     """Multiple choice on `items` (questions in one language) normally and, given a neuron set, with
     its top-k deactivated and with a random baseline (the command line and the study call this).
     `say` gets one line with a time estimate after the first batch."""
-    langs = sorted({item.lang for item in items})
-    if len(langs) != 1:
-        raise InputError(f"multiple choice needs questions in one language, got {', '.join(langs) or 'none'}")
-    lang = langs[0]
+    lang = single_language(items, "multiple choice")
     start = time.perf_counter()
     conditions = conditions_for(lm, neurons, config, config.positions)
     rows = mc_study(lm, items, conditions, config.batch_size, config.scoring, say)

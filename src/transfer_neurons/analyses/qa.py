@@ -11,14 +11,19 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from transfer_neurons.analyses.base import ControlConfig, ControlledResult, conditions_for, summarize_rows
+from transfer_neurons.analyses.base import (
+    ControlConfig,
+    ControlledResult,
+    conditions_for,
+    single_language,
+    summarize_rows,
+)
 from transfer_neurons.analyses.estimate import Say, with_estimate
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.io import read_json, read_jsonl, write_json, write_jsonl
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Positions
 from transfer_neurons.data.qa import MAX_SHOTS, QAItem, qa_prompt, template_lang
-from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.generation import generate
 from transfer_neurons.hooks.interventions import Conditions
 from transfer_neurons.metrics.qa import best_f1, exact_match, first_line
@@ -103,10 +108,7 @@ def run(
     """QA of `items` (questions in one language) normally and, given a neuron set, with its top-k
     deactivated and with a random baseline (the command line and the study call this). `say` gets
     one line with a time estimate after the first batch."""
-    langs = sorted({item.lang for item in items})
-    if len(langs) != 1:
-        raise InputError(f"QA needs questions in one language, got {', '.join(langs) or 'none'}")
-    lang = langs[0]
+    lang = single_language(items, "QA")
     start = time.perf_counter()
     conditions = conditions_for(lm, neurons, config, config.positions)
     rows = qa_study(lm, items, conditions, config.shots, config.max_new_tokens, config.batch_size, say)

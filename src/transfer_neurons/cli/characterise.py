@@ -27,7 +27,6 @@ from transfer_neurons.cli.common import (
     user_errors,
 )
 from transfer_neurons.data.pairs import read_sentences
-from transfer_neurons.errors import InputError
 from transfer_neurons.metrics.specificity import parse_families
 from transfer_neurons.model.loading import load_model
 
@@ -61,13 +60,10 @@ def specificity(
     quiet: QuietOpt = False,
 ) -> None:
     """Language specificity (eta^2, ANOVA p) of the top-n neurons vs a random baseline of the same layers."""
-
     config = specificity_analysis.SpecificityConfig(
         top_n=top_n, baseline=baseline, seed=seed, batch_size=batch_size, families=parse_families(families) or None
     )
     codes = langs_for(data, langs)
-    if len(set(codes)) != len(codes):
-        raise InputError(f"each language may have one --data file; got {', '.join(codes)}")
     sets = specificity_analysis.name_sets([read_neurons(path) for path in neurons])
     specificity_analysis.check_inputs(codes, sets, config)
     sentences = {code: read_sentences(path, code, max_sentences) for path, code in zip(data, codes, strict=True)}

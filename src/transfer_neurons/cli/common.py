@@ -190,7 +190,6 @@ def neurons_lang(neurons: NeuronSet | None, lang: str | None) -> str:
 
 
 def source_inputs(source: str | None, neurons: Path | None) -> dict:
-
     inputs: dict[str, dict[str, Any]] = dict(data_inputs(neurons=neurons))
     if source is None:
         inputs["data"] = {"builtin": True}
@@ -210,12 +209,16 @@ def language_identifier(langid_langs: str, lang: str):
 
 
 def langs_for(paths: list[Path], langs: str | None) -> list[str]:
-
+    """The language of each --data file: from --langs, else each file's one non-English field.
+    A language may have one file only."""
     if langs is None:
-        return [data_lang(path) for path in paths]
-    codes = [code.strip() for code in langs.split(",") if code.strip()]
-    if len(codes) != len(paths):
-        raise InputError(f"--langs names {len(codes)} languages for {len(paths)} --data files; give one per file")
+        codes = [data_lang(path) for path in paths]
+    else:
+        codes = [code.strip() for code in langs.split(",") if code.strip()]
+        if len(codes) != len(paths):
+            raise InputError(f"--langs names {len(codes)} languages for {len(paths)} --data files; give one per file")
+    if len(set(codes)) != len(codes):
+        raise InputError(f"each language may have one --data file; got {', '.join(codes)}")
     return codes
 
 

@@ -45,7 +45,6 @@ PromptsBatchOpt = Annotated[int, typer.Option(min=1, help="Prompts per batch.")]
 
 def _neuron_set(neurons: Path | None, top_k: int) -> NeuronSet | None:
     """The neuron set of --neurons (checked against --top-k before the model loads), or None."""
-
     if neurons is None:
         return None
     neuron_set = read_neurons(neurons)

@@ -59,12 +59,9 @@ def latent(
     quiet: QuietOpt = False,
 ) -> None:
     """Layer-by-layer latent dynamics: mutual kNN, parallel vs non-parallel similarity, PCA, centroids."""
-
     config = latent_analysis.LatentConfig(k=k, clamp=clamp, seed=seed, batch_size=batch_size)
     codes = langs_for(data, langs)
     datasets = [read_pairs(path, code, max_sentences) for path, code in zip(data, codes, strict=True)]
-    if len(set(codes)) != len(codes):
-        raise InputError(f"each language may have one --data file; got {', '.join(codes)}")
     for pairs in datasets:
         latent_analysis.check_pairs(pairs, k)
     files: dict[str, Path] = {f"data_{code}": path for code, path in zip(codes, data, strict=True)}

