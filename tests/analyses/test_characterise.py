@@ -55,12 +55,19 @@ def test_specificity_run(spec_result, tiny):
     assert one.labellings["target"].top.n == 8 and one.labellings["target"].random.n == 8
     neurons = neuron_set("ja", "type1", (0, 1), lm.name).neurons(8)
     expected = float(torch.stack([spec_result.eta2["target_ja"][l, i] for l, i in neurons]).double().mean())
-    assert one.labellings["target"].top.mean_eta2 == pytest.approx(expected, rel=1e-6)
+    assert one.labellings["target"].top.mean_eta2.value == pytest.approx(expected, rel=1e-6)
+    assert spec_result.top_neurons["ja-type1"].tolist() == [list(pair) for pair in neurons]
+    assert spec_result.random_neurons["ja-type1"].shape == (5, 8, 2)  # default: 5 seeds
     lines = spec_result.summary_lines()
     assert [line.split(":")[0] for line in lines] == [
         f"{name} ({labelling})" for name in ("ja-type1", "en-type2") for labelling in ("target", "family", "language")
     ]
-    assert lines[0].startswith("ja-type1 (target): eta2>0.1 ")
+    share, random = one.labellings["target"].top.share_eta2_gt_0_1, one.labellings["target"].random.share_eta2_gt_0_1
+    assert share.ci is not None and random.ci is not None
+    assert lines[0].startswith(
+        f"ja-type1 (target): eta^2 > 0.1 for {share.value:.1%} [{share.ci[0]:.1%}, {share.ci[1]:.1%}] of 8 neurons "
+        f"vs random {random.value:.1%} [{random.ci[0]:.1%}, {random.ci[1]:.1%}] (p "
+    )
 
 
 def test_specificity_save_load_round_trip(spec_result, tmp_path):
@@ -68,7 +75,7 @@ def test_specificity_save_load_round_trip(spec_result, tmp_path):
     loaded = specificity.SpecificityResult.load(tmp_path)
     for f in fields(spec_result):
         a, b = getattr(spec_result, f.name), getattr(loaded, f.name)
-        if f.name in ("eta2", "p"):
+        if f.name in ("eta2", "p", "top_neurons", "random_neurons"):
             assert same_tensors(a, b), f.name
         elif f.name == "stats":
             assert same_tensors(*({k: getattr(x, k) for k in specificity.STATS} for x in (a, b)))
@@ -76,6 +83,7 @@ def test_specificity_save_load_round_trip(spec_result, tmp_path):
         else:
             assert a == b, f.name
     assert loaded.summary_lines() == spec_result.summary_lines()
+    assert loaded.summarise() == spec_result.sets  # every summary recomputes from the stored files
     assert json.loads((tmp_path / "manifest.json").read_text())["settings"]["baseline"] == "uniform"
     torch.testing.assert_close(loaded.stats.eta_squared(), spec_result.stats.eta_squared())
     with pytest.raises(InputError, match="'specificity' result, not 'overlap'"):

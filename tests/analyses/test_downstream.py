@@ -54,11 +54,8 @@ def test_qa_round_trip(tiny, neurons, tmp_path):
     round_trip(result, qa.QAResult, tmp_path, {"qa.jsonl", "qa.json", "qa.png", "intervention.json", "baseline.json"})
     summary = json.loads((tmp_path / "qa" / "qa.json").read_text())
     assert summary["schema_version"] == 1 and summary["seed"] == 4 and summary["top_k"] == 8
-    assert summary["conditions"]["random"] == {
-        "n": 3,
-        "f1": result.conditions["random"].f1,
-        "em": result.conditions["random"].em,
-    }
+    assert summary["conditions"]["random"] == result.conditions["random"].to_json()
+    assert summary["conditions"]["random"]["f1"]["seeds"] == [4, 5, 6]  # 3 questions: 3 of the 5 draws used
 
 
 def test_mc_round_trip_without_neurons(tiny, tmp_path):
@@ -72,7 +69,7 @@ def test_mc_round_trip_without_neurons(tiny, tmp_path):
     assert result.chance == 0.25 and result.settings["top_k"] is None
     correct = [row["correct"] for row in result.rows]
     normal = result.conditions["normal"]
-    assert (normal.accuracy, normal.n) == (sum(correct) / 4, 4) and sum(normal.letters.values()) == 4
+    assert (normal.accuracy.value, normal.n) == (sum(correct) / 4, 4) and sum(normal.letters.values()) == 4
     assert result.settings["scoring"] == "letter" and "scores" not in result.rows[0]
     round_trip(result, mc.MCResult, tmp_path, {"mc.jsonl", "mc.json", "mc.png"})
     with pytest.raises(InputError, match="holds a 'mc' result, not 'qa'"):
@@ -103,18 +100,19 @@ def test_mc_with_a_forced_letter_bias(tiny, neurons, monkeypatch, tmp_path, scor
     assert result.settings["scoring"] == scoring.value and result.chance == 0.25
     for s in result.conditions.values():
         if scoring is mc.Scoring.letter:
-            assert s.letters == {"A": 8, "B": 0, "C": 0, "D": 0} and s.accuracy == 1 / 8
-            assert s.near_chance and (s.ci_low, s.ci_high) == pytest.approx((0.0224, 0.4709), abs=1e-4)
+            assert s.letters == {"A": 8, "B": 0, "C": 0, "D": 0} and s.accuracy.value == 1 / 8
+            assert s.near_chance and s.wilson == pytest.approx((0.0224, 0.4709), abs=1e-4)
         else:
-            assert s.letters == {"A": 1, "B": 1, "C": 3, "D": 3} and s.accuracy == 1.0 and not s.near_chance
+            assert s.letters == {"A": 1, "B": 1, "C": 3, "D": 3} and s.accuracy.value == 1.0 and not s.near_chance
     lines = result.summary_lines()
     assert lines[0] == (
-        "     normal: accuracy 0.125 (95% interval 0.022-0.471, 8 questions, chance 0.250); "
+        "     normal: accuracy 0.125 [0.000, 0.375] (Wilson 95% interval 0.022-0.471, 8 questions, chance 0.250); "
         "letters chosen: A 8, B 0, C 0, D 0"
         if scoring is mc.Scoring.letter
-        else "     normal: accuracy 1.000 (95% interval 0.676-1.000, 8 questions, chance 0.250); "
+        else "     normal: accuracy 1.000 [1.000, 1.000] (Wilson 95% interval 0.676-1.000, 8 questions, chance 0.250); "
         "letters chosen: A 1, B 1, C 3, D 3"
     )
+    assert lines[1].startswith("deactivated: accuracy ") and ", vs random 0.000 [0.000, 0.000] (p = 1)" in lines[1]
     flagged = [line for line in lines if "within noise of chance" in line]
     assert len(flagged) == (3 if scoring is mc.Scoring.letter else 0)
     if scoring is mc.Scoring.cyclic:  # option scores in the original order: the answer's is 1 above the rest
@@ -149,8 +147,9 @@ def test_output_lang_round_trip(tiny, neurons, tmp_path):
     assert result.settings["langid"]["langs"] == ["ko", "ja", "en"] and result.n_prompts == 3
     for shares in result.conditions.values():
         assert set(shares) == {"ja", "en", "none", "undecodable", "other"}
-        assert sum(shares.values()) == pytest.approx(1.0)
-    assert result.random is not None and {layer for layer, _, _ in result.random.neurons} <= {2, 3}
+        assert sum(e.value for e in shares.values()) == pytest.approx(1.0)
+    assert result.random is not None
+    assert {layer for draw in result.random.draws for layer, _, _ in draw.neurons} <= {2, 3}
     files = {"output_lang.jsonl", "output_lang.json", "output_lang.png", "intervention.json", "baseline.json"}
     round_trip(result, output_lang.OutputLangResult, tmp_path, files)
 
@@ -166,8 +165,10 @@ def test_output_lang_counts_undecodable_outputs(tiny, monkeypatch):
     config = output_lang.OutputLangConfig(max_new_tokens=2)
     result = output_lang.run(tiny("llama"), [*PROMPTS, "寒い。"], None, config, "ja")
     assert [row["language"] for row in result.rows] == ["undecodable", "ja", "undecodable", "ja"]
-    assert result.conditions["normal"] == {"ja": 0.5, "en": 0.0, "none": 0.0, "undecodable": 0.5, "other": 0.0}
-    assert result.summary_lines() == ["     normal: ja 50.0%, en 0.0%, none 0.0%, undecodable 50.0%, other 0.0%"]
+    shares = {label: e.value for label, e in result.conditions["normal"].items()}
+    assert shares == {"ja": 0.5, "en": 0.0, "none": 0.0, "undecodable": 0.5, "other": 0.0}
+    assert result.summary_lines()[0].startswith("     normal: ja 0.500 [0.000, 1.000]; en 0.000 [0.000, 0.000]; ")
+    assert result.summary_lines()[0].endswith("; other 0.000 [0.000, 0.000] (4 prompts)")
 
 
 def test_output_lang_and_mc_say_one_estimate_and_answer_the_same(tiny, neurons):
@@ -195,8 +196,9 @@ def test_logit_lens_round_trip_and_checks(tiny, neurons, tmp_path):
     result = logit_lens.run(lm, PROMPTS, neurons, config, "ja")
     assert result.settings["langid"]["langs"] == ["all"] and result.settings["positions"] == "all"
     for curves in result.conditions.values():
-        assert set(curves) == {"ja", "en", "none", "other"} and all(len(c) == lm.num_layers for c in curves.values())
-    files = {"logit_lens.json", "logit_lens.png", "intervention.json", "baseline.json"}
+        assert set(curves) == {"ja", "en", "none", "other"}
+        assert all(len(c.values) == len(c.ci_low or ()) == lm.num_layers for c in curves.values())
+    files = {"logit_lens.jsonl", "logit_lens.json", "logit_lens.png", "intervention.json", "baseline.json"}
     round_trip(result, logit_lens.LogitLensResult, tmp_path, files)
     with pytest.raises(InputError, match="--tokens 100000 exceeds the vocabulary"):
         logit_lens.run(lm, PROMPTS, None, config.model_copy(update={"tokens": 100000}), "ja")
@@ -239,6 +241,7 @@ def test_logit_lens_command_and_python_agree(tiny, model_folder, neurons, tmp_pa
     config = logit_lens.LogitLensConfig(top_k=5, tokens=3, max_sentences=4, langid_langs=LanguageID().langs)
     from_python = logit_lens.run(tiny("llama"), read_sentences(EXAMPLES, "ja", 4), neurons, config, "ja")
     assert from_cli.conditions == from_python.conditions and from_cli.settings == from_python.settings
+    assert from_cli.last_layer == from_python.last_layer and from_cli.rows == from_python.rows
     assert result.output.splitlines()[:3] == from_python.summary_lines()
 
 

@@ -54,7 +54,8 @@ def test_latent_writes_json_and_figures(model_folder, tmp_path):
     assert sorted(data["pairs"]) == ["ja", "xx"] and data["nonparallel"] == {"ja": "shifted", "xx": "shifted"}
     for curves in data["pairs"].values():
         for key in ("mknn", "parallel_sim", "nonparallel_sim", "act_parallel_sim", "act_nonparallel_sim"):
-            assert len(curves[key]) == 4
+            assert len(curves[key]) == len(curves["ci_low"][key]) == len(curves["ci_high"][key]) == 4
+        assert set(curves["peak"]) == {"layer", "ci"} and curves["middle_peak"]["n"] == 24
     assert data["centroid_similarity"]["langs"] == ["en", "ja", "xx"]
     for figure in data["figures"]:
         assert (out / figure).read_bytes()[:4] == b"\x89PNG"
@@ -86,9 +87,12 @@ def test_ablate_three_conditions(model_folder, detected_type1, tmp_path):
     assert normal["mknn"] != deactivated["mknn"] or normal["parallel_sim"] != deactivated["parallel_sim"]
     iv = json.loads((out / "intervention.json").read_text())
     base = json.loads((out / "baseline.json").read_text())
-    assert len(iv["neurons"]) == len(base["neurons"]) == 20
-    assert not {tuple(n[:2]) for n in iv["neurons"]} & {tuple(n[:2]) for n in base["neurons"]}
-    assert data["baseline"]["seed"] == 0 and data["baseline"]["mode"] == "per-layer"
+    assert len(iv["neurons"]) == 20 and len(base["draws"]) == 5 and all(len(d) == 20 for d in base["draws"])
+    assert not {tuple(n[:2]) for n in iv["neurons"]} & {tuple(n[:2]) for d in base["draws"] for n in d}
+    assert data["baseline"]["seeds"] == [0, 1, 2, 3, 4] and data["baseline"]["mode"] == "per-layer"
+    assert data["bootstrap"] == 1000 and "p_vs_random" in data["summary"]["deactivated"]["mean_mknn"]
+    assert "seeds" in data["summary"]["random"]["mean_mknn"] and "ci_low" in normal
+    assert "vs random" in result.output
     for name in ("ablation_mknn.png", "ablation_similarity_gap.png", "ablation_act_similarity.png"):
         assert (out / name).is_file()
 

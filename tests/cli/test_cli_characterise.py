@@ -54,13 +54,16 @@ def spec_args(model, detected, xx, out, *extra):
 
 def test_specificity(model_folder, detected, en_ja_xx, tmp_path):
     out = tmp_path / "spec"
-    result = run(*spec_args(model_folder("llama"), detected, en_ja_xx, out))
+    result = run(
+        *spec_args(model_folder("llama"), detected, en_ja_xx, out, "--bootstrap", "200", "--baseline-seeds", "2")
+    )
     assert result.exit_code == 0, result.output
-    assert "ja-type1 (target): eta2>0.1" in result.output and "ja-type2 (family)" in result.output
-    assert "ja-type1 (language): eta2>0.1" in result.output and "ja-type2 (language)" in result.output
+    assert "ja-type1 (target): eta^2 > 0.1 for " in result.output and "ja-type2 (family)" in result.output
+    assert "ja-type1 (language): eta^2 > 0.1 for " in result.output and "ja-type2 (language)" in result.output
+    assert " of 20 neurons vs random " in result.output
     data = json.loads((out / "specificity.json").read_text())
     assert data["schema_version"] == 1 and data["alpha"] == 0.05
-    assert data["baseline"] == {"mode": "per-layer", "seed": 0}
+    assert data["baseline"] == {"mode": "per-layer", "seed": 0, "seeds": [0, 1]} and data["bootstrap"] == 200
     assert data["langs"] == ["ja", "en", "xx"] and data["families"] == {
         "ja": "Japonic",
         "en": "Germanic",
@@ -70,15 +73,24 @@ def test_specificity(model_folder, detected, en_ja_xx, tmp_path):
     one = data["sets"]["ja-type2"]
     assert one["lang"] == "ja" and one["type"] == "type2" and one["top_n"] == 20
     assert set(one) >= {"target", "family", "language"} and one["target"]["top"]["n"] == 20
+    share = one["target"]["top"]["share_eta2_gt_0.1"]
+    assert len(share["ci"]) == 2 and share["effect_vs_random"]["ci"] is not None and 0 < share["p_vs_random"] <= 1
+    assert (
+        one["target"]["random"]["mean_eta2"]["seeds"] == [0, 1]
+        and len(one["target"]["random"]["mean_eta2"]["per_seed"]) == 2
+    )
     tensors = load_file(out / "specificity.safetensors")
     assert tensors["eta2_target_ja"].shape == (4, 64) and tensors["p_target_ja"].dtype == torch.float64
     assert tensors["count"].tolist() == [20.0, 20.0, 20.0] and tensors["sum"].shape == (3, 4, 64)
     top = json.loads((detected["type2"] / "neurons.json").read_text())["top"][:20]
     expected = float(torch.stack([tensors["eta2_target_ja"][l, i] for l, i, _ in top]).double().mean())
-    assert one["target"]["top"]["mean_eta2"] == pytest.approx(expected, rel=1e-6)
+    assert one["target"]["top"]["mean_eta2"]["value"] == pytest.approx(expected, rel=1e-12)
+    assert tensors["top_neurons/ja-type2"].tolist() == [[l, i] for l, i, _ in top]  # rank order
+    assert tensors["random_neurons/ja-type2"].shape == (2, 20, 2)
     assert (out / "specificity.png").read_bytes()[:4] == b"\x89PNG"
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["command"] == "specificity" and manifest["seed"] == 0
+    assert manifest["settings"]["bootstrap"] == 200 and manifest["settings"]["baseline_seeds"] == 2
     assert set(manifest["files"]) == {"specificity.json", "specificity.safetensors", "specificity.png"}
     assert set(manifest["inputs"]) == {"model", "data_ja", "data_en", "data_xx", "neurons_ja-type1", "neurons_ja-type2"}
 

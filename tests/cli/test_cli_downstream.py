@@ -15,14 +15,14 @@ from transfer_neurons.analyses.logit_lens import logit_lens_tokens
 DEV = ["--device", "cpu", "--quiet"]
 
 
-def assert_downstream_files(out, name, command, rows=True):
+def assert_downstream_files(out, name, command):
     """Every downstream command writes the same set: per-item rows, both interventions, summary, manifest."""
-    expected = {f"{name}.json", f"{name}.png", "intervention.json", "baseline.json", "manifest.json"}
-    assert expected | ({f"{name}.jsonl"} if rows else set()) == {p.name for p in out.iterdir()}
+    expected = {f"{name}.jsonl", f"{name}.json", f"{name}.png", "intervention.json", "baseline.json", "manifest.json"}
+    assert expected == {p.name for p in out.iterdir()}
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["command"] == command and manifest["settings"]["top_k"] == 20
     assert json.loads((out / f"{name}.json").read_text())["schema_version"] == 1
-    assert set(manifest["files"]) == expected - {"manifest.json"} | ({f"{name}.jsonl"} if rows else set())
+    assert set(manifest["files"]) == expected - {"manifest.json"}
 
 
 def test_qa_three_conditions(model_folder, detected, tmp_path):
@@ -50,7 +50,10 @@ def test_qa_three_conditions(model_folder, detected, tmp_path):
     summary = json.loads((out / "qa.json").read_text())
     assert summary["positions"] == "prompt" and summary["conditions"]["normal"]["n"] == 5
     assert json.loads((out / "intervention.json").read_text())["positions"] == "prompt"
-    assert len(json.loads((out / "baseline.json").read_text())["neurons"]) == 20
+    baseline = json.loads((out / "baseline.json").read_text())
+    assert baseline["seeds"] == [0, 1, 2, 3, 4] and all(len(draw) == 20 for draw in baseline["draws"])
+    assert {r["seed"] for r in rows if r["condition"] == "random"} <= {0, 1, 2, 3, 4}
+    assert summary["conditions"]["deactivated"]["f1"]["p_vs_random"] is not None and summary["bootstrap"] == 1000
     assert_downstream_files(out, "qa", "qa")
 
 
@@ -101,7 +104,7 @@ def test_mc_three_conditions(model_folder, detected, tmp_path):
     summary = json.loads((out / "mc.json").read_text())
     assert summary["chance"] == 0.25 and summary["lang"] == "nl"
     normal = [r["correct"] for r in rows if r["condition"] == "normal"]
-    assert summary["conditions"]["normal"]["accuracy"] == pytest.approx(sum(normal) / 6)
+    assert summary["conditions"]["normal"]["accuracy"]["value"] == pytest.approx(sum(normal) / 6)
     letters = [r["predicted"] for r in rows if r["condition"] == "normal"]
     assert summary["conditions"]["normal"]["letters"] == {x: letters.count(x) for x in "ABCD"}
     assert summary["scoring"] == "letter" and isinstance(summary["conditions"]["normal"]["near_chance"], bool)
@@ -155,6 +158,10 @@ def test_output_lang(model_folder, detected, tmp_path):
         "4",
         "--max-new-tokens",
         "4",
+        "--bootstrap",
+        "0",
+        "--baseline-seeds",
+        "2",
         "--out",
         out,
         *DEV,
@@ -164,7 +171,9 @@ def test_output_lang(model_folder, detected, tmp_path):
     assert list(summary["conditions"]) == ["normal", "deactivated", "random"] and summary["positions"] == "all"
     for shares in summary["conditions"].values():
         assert set(shares) == {"ja", "en", "none", "undecodable", "other"}
-        assert sum(shares.values()) == pytest.approx(1.0)
+        assert sum(e["value"] for e in shares.values()) == pytest.approx(1.0)
+        assert all(e["ci"] is None for e in shares.values())
+    assert summary["conditions"]["random"]["ja"]["seeds"] == [0, 1] and summary["baseline_seeds"] == 2
     rows = [json.loads(line) for line in (out / "output_lang.jsonl").read_text().splitlines()]
     assert len(rows) == 12 and rows[0]["prompt"] == "私と踊っていただけませんか。"
     assert summary["langid"]["langs"] == ["en", "ja", "ko", "nl", "it"]
@@ -222,9 +231,10 @@ def test_logit_lens(model_folder, detected, tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads((out / "logit_lens.json").read_text())
     for curves in data["conditions"].values():
-        assert len(curves["ja"]) == 4
-        assert all(sum(c[layer] for c in curves.values()) == pytest.approx(1.0) for layer in range(4))
-    assert_downstream_files(out, "logit_lens", "logit-lens", rows=False)
+        assert len(curves["ja"]["values"]) == len(curves["ja"]["ci_low"]) == 4
+        assert all(sum(c["values"][layer] for c in curves.values()) == pytest.approx(1.0) for layer in range(4))
+    assert "p_vs_random" in data["last_layer"]["deactivated"]["ja"]
+    assert_downstream_files(out, "logit_lens", "logit-lens")
     bad = tmp_path / "x"
     result = run(
         "logit-lens",

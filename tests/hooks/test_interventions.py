@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,7 +12,13 @@ import transfer_neurons as tn
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.capture import collect
 from transfer_neurons.hooks.generation import generate
-from transfer_neurons.hooks.interventions import Intervention, apply_intervention, random_baseline
+from transfer_neurons.hooks.interventions import (
+    Intervention,
+    RandomBaseline,
+    apply_intervention,
+    deactivation_conditions,
+    random_baseline,
+)
 
 NEURONS = [(0, 5), (0, 17), (2, 40), (3, 1)]
 PROMPTS = ["Would you like to dance with me?", "I can't."]
@@ -195,3 +202,62 @@ def test_of_takes_detection_triples_and_the_package_exports_it():
 def test_library_functions_are_quiet_by_default():
     for function in (tn.capture, collect, tn.detect, tn.load_model):
         assert inspect.signature(function).parameters["progress"].default is False, function
+
+
+SENTENCES = ["Would you like to dance with me?", "I can't.", "The cat sleeps on the warm mat today.", "Yes", "No way"]
+
+
+def _baseline(width: int = 64, seeds: int = 3) -> RandomBaseline:
+    controlled = Intervention.of(NEURONS, 0.0, "last")
+    draws = tuple(random_baseline(controlled, width, seed=s) for s in range(seeds))
+    return RandomBaseline(draws, tuple(range(seeds)))
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gemma3_text"])
+def test_per_row_interventions_equal_each_row_run_alone(tiny, model_type):
+    """A multi-seed baseline runs all its draws in one pass: every sentence's states equal those
+    captured with its own draw applied to it alone (capture sorts by length, so rows move)."""
+    lm = tiny(model_type)
+    baseline = _baseline(lm.mlp_width)
+    per_unit = baseline.per_unit(len(SENTENCES))
+    together = collect(lm, SENTENCES, ("h", "act"), batch_size=2, intervention=per_unit)
+    for k, sentence in enumerate(SENTENCES):
+        alone = collect(lm, [sentence], ("h", "act"), intervention=per_unit[k])
+        for part in ("h", "act"):
+            torch.testing.assert_close(together[part][:, k], alone[part][:, 0], atol=1e-5, rtol=1e-4)
+    plain = collect(lm, SENTENCES, ("h",), batch_size=2)
+    assert (plain["h"] - together["h"]).abs().max() > 1e-4, "degenerate: the draws do not matter"
+
+
+def test_per_row_generation_equals_each_prompt_alone(tiny):
+    lm = tiny("llama")
+    baseline = RandomBaseline(tuple(Intervention(d.neurons, "all") for d in _baseline(lm.mlp_width).draws), (0, 1, 2))
+    per_unit = baseline.per_unit(len(SENTENCES))
+    together = generate(lm, SENTENCES, per_unit, max_new_tokens=4, batch_size=3)
+    alone = [generate(lm, [s], per_unit[k], max_new_tokens=4)[0] for k, s in enumerate(SENTENCES)]
+    assert together == alone
+
+
+def test_random_baseline_assignment_is_balanced_seeded_and_saved(tmp_path):
+    baseline = _baseline()
+    assignment = baseline.assignment(10)
+    assert sorted(np.bincount(assignment).tolist()) == [3, 3, 4]
+    assert (assignment == baseline.assignment(10)).all()
+    assert baseline.per_unit(10)[0] is baseline.draws[assignment[0]]
+    baseline.save(tmp_path / "baseline.json")
+    assert RandomBaseline.load(tmp_path / "baseline.json") == baseline
+    single = RandomBaseline(baseline.draws[:1], (0,))
+    assert (single.assignment(4) == 0).all()
+
+
+def test_deactivation_conditions_first_draw_is_the_single_seed_baseline(tmp_path):
+    from transfer_neurons.artifacts.neurons import NeuronSet
+
+    neurons = NeuronSet(
+        type="type1", lang="ja", model="m", layers=(0, 1, 2, 3), top=tuple((l, i, 1.0) for l, i in NEURONS)
+    )
+    one = deactivation_conditions(neurons, 4, 4, 64, seed=7)["random"]
+    five = deactivation_conditions(neurons, 4, 4, 64, seed=7, seeds=5)["random"]
+    assert isinstance(one, RandomBaseline) and isinstance(five, RandomBaseline)
+    assert five.draws[0] == one.draws[0] and five.seeds == (7, 8, 9, 10, 11)
+    assert len(set(five.draws)) == 5

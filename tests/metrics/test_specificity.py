@@ -12,6 +12,7 @@ from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.capture import collect
 from transfer_neurons.metrics import overlap as ov
 from transfer_neurons.metrics import specificity as spec
+from transfer_neurons.metrics import uncertainty as u
 
 
 def direct_eta2(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -104,6 +105,117 @@ def test_summarize_by_hand():
     # eta2 0.05, 0.2, 0.3 (p 0.2: not significant), 0.5 -> > 0.1 and p < 0.05: 0.2 and 0.5
     assert out["share_eta2_gt_0.1"] == 0.5 and out["share_eta2_gt_0.25"] == 0.25
     assert out["mean_eta2"] == pytest.approx(0.2625) and out["n"] == 4
+
+
+def direct_summary(eta2: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """Today's summary, one number at a time (median: torch's lower middle value)."""
+    return {
+        "mean_eta2": float(np.mean(eta2)),
+        "median_eta2": float(torch.from_numpy(eta2).median()),
+        "share_eta2_gt_0.1": float(np.mean([e > 0.1 and q < 0.05 for e, q in zip(eta2, p, strict=True)])),
+        "share_eta2_gt_0.25": float(np.mean([e > 0.25 and q < 0.05 for e, q in zip(eta2, p, strict=True)])),
+    }
+
+
+def eta_values(rng: np.random.Generator, shape, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Plausible (eta^2, p) of neurons: eta^2 mostly small, p small where eta^2 is large."""
+    eta2 = np.clip(rng.beta(1.2, 6, shape) + shift, 0, 1)
+    return eta2, np.clip(rng.random(shape) * (1 - eta2) ** 6, 0, 1)
+
+
+def test_statistics_equal_direct_summary_for_any_leading_shape():
+    rng = np.random.default_rng(0)
+    for n in (7, 8):  # odd and even: the median is the lower middle value, as before
+        eta2, p = eta_values(rng, (3, n))
+        out = spec.statistics(eta2, p)
+        assert list(out) == ["mean_eta2", "median_eta2", "share_eta2_gt_0.1", "share_eta2_gt_0.25"]
+        for row in range(3):
+            direct = direct_summary(eta2[row], p[row])
+            assert {k: float(v[row]) for k, v in out.items()} == pytest.approx(direct, rel=1e-12)
+    values = spec.neuron_values(np.array([0.3, 0.3, 0.05]), np.array([0.01, 0.2, 0.0]))
+    assert values["share_eta2_gt_0.1"].tolist() == [1.0, 0.0, 0.0]
+
+
+def test_resampled_is_indexing_per_resample():
+    values = np.random.default_rng(1).random((3, 5))
+    index = np.random.default_rng(2).integers(0, 5, size=(3, 4, 5))
+    out = spec.resampled(values, index)
+    assert out.shape == (3, 4, 5)
+    assert all(np.array_equal(out[s, b], values[s][index[s, b]]) for s in range(3) for b in range(4))
+    assert np.array_equal(spec.resampled(values[0], index[0]), values[0][index[0]])
+
+
+def test_permutation_p_rows_equal_permutation_p_of_each_row():
+    rng = np.random.default_rng(3)
+    a, b = rng.random((4, 30)), rng.random((4, 90))
+    a[1] += 0.2
+    a[2], b[2] = (a[2] > 0.4).astype(float), (b[2] > 0.6).astype(float)  # shares: ties everywhere
+    a[3], b[3] = 0.5, 0.5  # constant: p = 1
+    rows = spec.permutation_p_rows(a, b, seed=11, n_perm=3000)
+    assert rows.tolist() == [u.permutation_p(a[k], b[k], 11, n_perm=3000) for k in range(4)]
+    assert rows[3] == 1.0 and rows[1] < 0.05
+
+
+def naive_bootstrap(eta2: np.ndarray, p: np.ndarray, index: np.ndarray) -> dict[str, np.ndarray]:
+    """Each statistic of each resample of the draws [S, n] (index [S, B, n]), averaged over draws: [B]."""
+    draws, n_boot = index.shape[:2]
+    out = {key: np.zeros(n_boot) for key in direct_summary(eta2[0], p[0])}
+    for b in range(n_boot):
+        for s in range(draws):
+            for key, value in direct_summary(eta2[s][index[s, b]], p[s][index[s, b]]).items():
+                out[key][b] += value / draws
+    return out
+
+
+def test_compare_to_random_by_hand():
+    rng = np.random.default_rng(4)
+    n, draws, n_boot, seed = 40, 3, 200, 9
+    top = eta_values(rng, n, shift=0.1)
+    random = eta_values(rng, (draws, n))
+    (tops, randoms) = spec.compare_to_random({"a": top}, {"a": random}, (9, 10, 11), n_boot, seed)["a"]
+    direct = direct_summary(*top)
+    per_seed = [direct_summary(random[0][s], random[1][s]) for s in range(draws)]
+    top_samples = naive_bootstrap(top[0][None], top[1][None], u.resample_indices(n, n_boot, seed)[None])
+    index = u.resample_indices(n, draws * n_boot, seed + 1).reshape(draws, n_boot, n)
+    random_samples = naive_bootstrap(*random, index)
+    for key, value in direct.items():
+        top_e, random_e = tops[key], randoms[key]
+        assert top_e.value == pytest.approx(value, rel=1e-12)
+        assert random_e.per_seed == pytest.approx([d[key] for d in per_seed], rel=1e-12)
+        assert random_e.value == pytest.approx(np.mean(random_e.per_seed), rel=1e-12) and random_e.seeds == (9, 10, 11)
+        assert top_e.ci == pytest.approx(u.interval(top_samples[key]), rel=1e-9)
+        assert random_e.ci == pytest.approx(u.interval(random_samples[key]), rel=1e-9)
+        if key == "median_eta2":  # descriptive: no test
+            assert top_e.effect_vs_random is None and top_e.p_vs_random is None
+            continue
+        assert top_e.effect_vs_random is not None
+        assert top_e.effect_vs_random.value == pytest.approx(value - random_e.value, abs=1e-12)
+        assert top_e.effect_vs_random.ci == pytest.approx(
+            u.interval(top_samples[key] - random_samples[key]), rel=1e-9, abs=1e-12
+        )
+        per_neuron = spec.neuron_values(*top)[key], spec.neuron_values(*random)[key].reshape(-1)
+        assert top_e.p_vs_random == u.permutation_p(*per_neuron, seed)
+    assert tops["mean_eta2"].ci == u.mean_estimate(top[0], n_boot, seed).ci  # the shared bootstrap of means
+    assert tops["mean_eta2"].p_vs_random < 0.05
+
+
+def test_compare_to_random_seeded_and_without_bootstrap():
+    rng = np.random.default_rng(5)
+    top, random = {"a": eta_values(rng, 30), "b": eta_values(rng, 30)}, {k: eta_values(rng, (2, 30)) for k in "ab"}
+    once, again = (spec.compare_to_random(top, random, (0, 1), 300, 2) for _ in range(2))
+    assert once == again
+    assert once["a"][0]["mean_eta2"].ci != spec.compare_to_random(top, random, (0, 1), 300, 3)["a"][0]["mean_eta2"].ci
+    off = spec.compare_to_random(top, random, (0, 1), 0, 2)
+    for key in ("a", "b"):
+        for on_e, off_e in zip(
+            [*once[key][0].values(), *once[key][1].values()],
+            [*off[key][0].values(), *off[key][1].values()],
+            strict=True,
+        ):
+            assert off_e.ci is None and off_e.value == on_e.value and off_e.p_vs_random == on_e.p_vs_random
+            assert off_e.to_json()["ci"] is None
+        effect = off[key][0]["share_eta2_gt_0.1"].effect_vs_random
+        assert effect is not None and effect.ci is None
 
 
 def test_families_and_labelings():

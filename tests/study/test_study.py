@@ -27,7 +27,20 @@ def test_study_runs_resumes_and_reports(model_folder, tmp_path):
         steps
     )
     html = (out / "report.html").read_text(encoding="utf-8")
+    assert html.index('id="findings"') < html.index('id="summary"')  # the report opens with the findings
+    findings = json.loads((out / "findings.json").read_text())
+    claims = {(row["claim"], row["lang"]) for row in findings["rows"]}
+    assert claims == {
+        (claim, lang)
+        for claim in ("middle_peak", "type1_alignment", "type2_specific", "type2_output", "type1_qa")
+        for lang in ("ja", "ko")
+    }
+    assert findings["tests"] == len(findings["rows"]) == 10 and f"holds {findings['tests']} tests" in html
+    for row in findings["rows"]:
+        assert row["verdict"] in ("holds", "does not hold", "inconclusive") and row["n"] > 0
+        assert row["ci"] is not None and row["ci"][0] <= row["ci"][1] and 0 < row["p"] <= 1
     for section in (
+        "Findings",
         "Model and data",
         "Latent-space dynamics",
         "Transfer neurons",
@@ -37,7 +50,8 @@ def test_study_runs_resumes_and_reports(model_folder, tmp_path):
         "Steps and timings",
     ):
         assert section in html
-    assert html.count("data:image/png;base64,") >= 5 + 4 + 4 + 3  # latent, detection, ablation, characterisation
+    assert html.count("data:image/png;base64,") >= 5 + 4 + 3 + 3  # latent, ablation, characterisation, downstream
+    assert "<details" in html and "[" in html  # folded parts; intervals in the tables
     assert 'src=""' not in html  # every referenced figure exists
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["seed"] == 0 and all(len(h) == 64 for h in manifest["inputs"].values())

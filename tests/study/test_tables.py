@@ -20,7 +20,18 @@ def study(model_folder, tmp_path_factory):
 
 def test_load_run_reads_every_step_of_a_study(study):
     table = tn.load_run(study)
-    assert list(table.columns) == ["step", "analysis", "lang", "set", "condition", "metric", "layer", "value"]
+    assert list(table.columns) == [
+        "step",
+        "analysis",
+        "lang",
+        "set",
+        "condition",
+        "metric",
+        "layer",
+        "value",
+        "ci_low",
+        "ci_high",
+    ]
     steps = set(table["step"])
     assert {"detect/ja/type1", "detect/ko/type2", "latent", "ablate/ja", "specificity", "overlap"} <= steps
     assert {"qa/ja", "mc/ko", "output_lang/ja"} <= steps and not any(s.startswith("data") for s in steps)
@@ -30,7 +41,13 @@ def test_load_run_reads_every_step_of_a_study(study):
     assert ablation["layer"].notna().all() and ablation["layer"].max() == 3
     scalars = table[(table["analysis"] == "qa") & (table["metric"] == "f1")]
     assert scalars["layer"].isna().all() and len(scalars) == 2 * 3  # ja and ko, three conditions
-    shares = table[(table["step"] == "output_lang/ja") & table["metric"].str.startswith("share_")]
+    assert (scalars["ci_low"] <= scalars["value"]).all() and (scalars["value"] <= scalars["ci_high"]).all()
+    p = table[(table["analysis"] == "qa") & (table["metric"] == "f1.p_vs_random")]
+    assert set(p["condition"]) == {"deactivated"} and p["value"].between(0, 1).all()
+    assert not table[(table["metric"] == "f1.sd") & (table["condition"] == "random")].empty
+    bands = ablation[ablation["condition"] == "deactivated"]
+    assert bands["ci_low"].notna().all() and (bands["ci_low"] <= bands["ci_high"]).all()
+    shares = table[(table["step"] == "output_lang/ja") & table["metric"].str.fullmatch(r"share_[^.]+")]
     assert shares.groupby("condition")["value"].sum().round(6).eq(1).all()
     counts = table[(table["step"] == "detect/ja/type1") & (table["metric"] == "top_count")]
     assert counts["value"].sum() == 30 and set(counts["set"]) == {"type1"}

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from transfer_neurons.artifacts import names
@@ -14,7 +15,8 @@ from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.artifacts.result import Result, read_manifest
 from transfer_neurons.choices import Baseline, Positions
 from transfer_neurons.errors import InputError
-from transfer_neurons.hooks.interventions import Conditions, Intervention, deactivation_conditions
+from transfer_neurons.hooks.interventions import Conditions, Intervention, RandomBaseline, deactivation_conditions
+from transfer_neurons.metrics.uncertainty import Estimate, mean_estimate, paired_estimate, random_estimate
 from transfer_neurons.model.loading import LoadedModel
 
 
@@ -37,7 +39,11 @@ class ControlConfig(Config):
 
     top_k: int = Field(100, ge=1, description="Neurons of the set deactivated.")
     baseline: Baseline = Field(Baseline.per_layer, description="Random baseline placement.")
-    seed: int = Field(0, description="Seed of the random baseline.")
+    seed: int = Field(0, description="Seed of the random baseline and of the bootstrap.")
+    baseline_seeds: int = Field(
+        5, ge=1, description="Random draws of the baseline (seed, seed + 1, ...), spread over the units of one pass."
+    )
+    bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples of every interval (0: no intervals).")
 
 
 def conditions_for(
@@ -47,16 +53,34 @@ def conditions_for(
     if neurons is None:
         return {"normal": None}
     return deactivation_conditions(
-        neurons, config.top_k, lm.num_layers, lm.mlp_width, positions, config.baseline, config.seed
+        neurons,
+        config.top_k,
+        lm.num_layers,
+        lm.mlp_width,
+        positions,
+        config.baseline,
+        config.seed,
+        config.baseline_seeds,
     )
 
 
-def summarize_rows(rows: Sequence[dict], metrics: Sequence[str]) -> dict[str, dict[str, float]]:
-    """Mean of each metric per condition (in order of first appearance), with the count."""
-    out: dict[str, dict[str, float]] = {}
-    for name in dict.fromkeys(row["condition"] for row in rows):
-        chosen = [row for row in rows if row["condition"] == name]
-        out[name] = {"n": len(chosen)} | {m: sum(float(row[m]) for row in chosen) / len(chosen) for m in metrics}
+def condition_estimates(
+    values: dict[str, Sequence[float] | np.ndarray], conditions: Conditions, n_boot: int, seed: int
+) -> dict[str, Estimate]:
+    """Per condition, the mean of its per-unit `values` (the same units under every condition) with
+    its bootstrap interval; the deactivated condition adds its paired difference from the random
+    baseline and p; the random one the mean of each seed's draw over its units."""
+    random = conditions.get("random")
+    out = {}
+    for name, units in values.items():
+        units = np.asarray(units, dtype=np.float64)
+        condition = conditions.get(name)
+        if isinstance(condition, RandomBaseline):
+            out[name] = random_estimate(units, condition.assignment(len(units)), condition.seeds, n_boot, seed)
+        elif name == "deactivated" and random is not None:
+            out[name] = paired_estimate(units, np.asarray(values["random"], dtype=np.float64), n_boot, seed)
+        else:
+            out[name] = mean_estimate(units, n_boot, seed)
     return out
 
 
@@ -70,7 +94,7 @@ class ControlledResult(Result):
     lang: str
     seed: int
     deactivated: Intervention | None = None
-    random: Intervention | None = None
+    random: RandomBaseline | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # recorded settings besides lang
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -106,10 +130,9 @@ class ControlledResult(Result):
         """The shared fields of a complete folder written by `save`, as keyword arguments."""
         manifest = read_manifest(out, cls.command)
         settings = dict(manifest["settings"])
-        deactivated, random = (
-            Intervention.load(out / name) if name in manifest["files"] else None
-            for name in (names.INTERVENTION, names.BASELINE)
-        )
+        files = manifest["files"]
+        deactivated = Intervention.load(out / names.INTERVENTION) if names.INTERVENTION in files else None
+        random = RandomBaseline.load(out / names.BASELINE) if names.BASELINE in files else None
         return {
             "model": manifest["model"],
             "lang": settings.pop("lang"),

@@ -1,12 +1,16 @@
 """Latent-space dynamics (DESIGN.md 3.4): per layer and language pair, mutual kNN, parallel vs
 non-parallel similarity (raw and centred), MLP activation similarity; across languages, centroid
 similarities and a PCA. States are captured once per side; the intervention of an ablation applies
-to the L2 inputs only (English untouched)."""
+to the L2 inputs only (English untouched).
+
+Uncertainty (DESIGN.md 3.8): every curve has per-layer 95 % bounds from a bootstrap over the pairs
+(mutual kNN recomputed on each resample, one resample index shared by all layers); the per-pair
+values are kept in `latent_units.safetensors` for anyone to recompute them."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,8 +25,10 @@ from transfer_neurons.artifacts.result import Result, read_manifest
 from transfer_neurons.data.pairs import ParallelData
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.capture import collect
-from transfer_neurons.hooks.interventions import Intervention, apply_intervention
+from transfer_neurons.hooks.interventions import Applied
 from transfer_neurons.metrics import latent
+from transfer_neurons.metrics.latent import MiddlePeak, Peak
+from transfer_neurons.metrics.uncertainty import resample_indices
 from transfer_neurons.model.loading import LoadedModel
 
 PARTS = ("h", "act")
@@ -34,13 +40,15 @@ class LatentConfig(Config):
 
     k: int = Field(10, ge=1, description="Neighbours for mutual kNN.")
     clamp: float | None = Field(None, ge=0.5, le=1.0, description="Outlier clamp quantile before mutual kNN.")
-    seed: int = Field(0, description="Seed of the PCA.")
+    seed: int = Field(0, description="Seed of the PCA and of the bootstrap.")
     batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
+    bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples of every interval (0: no intervals).")
 
 
 @dataclass
 class PairCurves:
-    """Per-layer curves of one en-L2 pair set (one value per layer each)."""
+    """Per-layer curves of one en-L2 pair set (one value per layer each) and their 95 % bounds:
+    `ci_low[name]` / `ci_high[name]` per layer for each curve and "gap" (empty without bootstrap)."""
 
     mknn: list[float]
     parallel_sim: list[float]
@@ -49,6 +57,8 @@ class PairCurves:
     nonparallel_sim_centered: list[float]
     act_parallel_sim: list[float]
     act_nonparallel_sim: list[float]
+    ci_low: dict[str, list[float]] = field(default_factory=dict)
+    ci_high: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def gap(self) -> list[float]:
@@ -58,6 +68,25 @@ class PairCurves:
     def peak(self) -> int:
         """The layer where mutual kNN is highest."""
         return max(range(len(self.mknn)), key=self.mknn.__getitem__)
+
+    def band(self, name: str) -> tuple[list[float], list[float]] | None:
+        """The per-layer (low, high) bounds of curve `name` ("gap" included), None without bootstrap."""
+        return (self.ci_low[name], self.ci_high[name]) if name in self.ci_low else None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PairCurves:
+        """The curves of a pair object of latent.json / ablation.json (other keys ignored)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass
+class PairMeasures:
+    """One pair set measured: per-pair values [L, n] of every curve and "gap" (`latent.pair_units`),
+    mutual kNN recomputed on each resample of pairs [n_boot, L], and the curves with their bounds."""
+
+    units: dict[str, np.ndarray]
+    mknn_boot: np.ndarray
+    curves: PairCurves
 
 
 @dataclass
@@ -69,21 +98,40 @@ class PairStates:
     en_np: States
     l2_np: States
 
-    def curves(self, k: int = 10, clamp: float | None = None) -> PairCurves:
-        return PairCurves(
-            **latent.pair_metrics(
-                self.en["h"],
-                self.l2["h"],
-                self.en_np["h"],
-                self.l2_np["h"],
-                self.en["act"],
-                self.l2["act"],
-                self.en_np["act"],
-                self.l2_np["act"],
-                k=k,
-                clamp=clamp,
-            )
-        )
+    def measure(self, k: int, clamp: float | None, index: np.ndarray) -> PairMeasures:
+        """Per-pair values, mutual kNN on the resamples `index` [n_boot, n] and the curves."""
+        sides = (self.en, self.l2, self.en_np, self.l2_np)
+        units = latent.pair_units([side["h"] for side in sides], [side["act"] for side in sides], k, clamp)
+        boot = latent.mknn_resamples(self.en["h"], self.l2["h"], k, index, clamp)
+        low, high = latent.curve_intervals(units, boot, index)
+        curves = PairCurves(**{name: units[name].mean(1).tolist() for name in latent.CURVES}, ci_low=low, ci_high=high)
+        return PairMeasures(units, boot, curves)
+
+
+def units_tensors(units: dict[str, dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+    """Per-unit values as safetensors entries "{group}/{name}" (group: a language or a condition)."""
+    return {f"{group}/{name}": torch.from_numpy(values) for group, per in units.items() for name, values in per.items()}
+
+
+def read_units(path: Path) -> dict[str, dict[str, np.ndarray]]:
+    """The per-unit values written from `units_tensors`, grouped again."""
+    units: dict[str, dict[str, np.ndarray]] = {}
+    for key, values in read_tensors(path).items():
+        group, name = key.split("/", 1)
+        units.setdefault(group, {})[name] = values.numpy()
+    return units
+
+
+def plot_curves(series: dict[str, tuple[PairCurves, str]], title: str, ylabel: str, path: Path, n_label: str) -> None:
+    """One line per label: the curve `name` ("gap" included) of its PairCurves, with its 95 % band."""
+    plots.layer_curves(
+        {label: getattr(c, name) for label, (c, name) in series.items()},
+        title,
+        ylabel,
+        path,
+        bands={label: band for label, (c, name) in series.items() if (band := c.band(name)) is not None},
+        n_label=n_label,
+    )
 
 
 def check_pairs(pairs: ParallelData, k: int) -> None:
@@ -106,20 +154,21 @@ def capture_pair(
     lm: LoadedModel,
     pairs: ParallelData,
     nonparallel: ParallelData | None,
-    intervention: Intervention | None = None,
+    intervention: Applied = None,
     english: tuple[States, States] | None = None,
     batch_size: int = 16,
     progress: bool = False,
 ) -> PairStates:
     """Capture h and a for a pair set; the intervention applies to L2 inputs only (English untouched).
 
-    Without a non-parallel set, non-parallel pairs are made by shifting the L2 side by one
-    sentence. `english` reuses already captured (parallel, non-parallel) English states.
+    A sequence of interventions (`hooks.interventions.for_units`) gives one per pair, applied alike
+    to the pair's parallel and non-parallel L2 sentence. Without a non-parallel set, non-parallel
+    pairs are made by shifting the L2 side by one sentence. `english` reuses already captured
+    (parallel, non-parallel) English states.
     """
 
-    def states(sentences: list[str], name: str, iv: Intervention | None) -> States:
-        with apply_intervention(lm, iv):
-            return collect(lm, sentences, PARTS, batch_size=batch_size, desc=name, progress=progress)
+    def states(sentences: list[str], name: str, iv: Applied) -> States:
+        return collect(lm, sentences, PARTS, batch_size=batch_size, desc=name, progress=progress, intervention=iv)
 
     if english is None:
         en = states(pairs.en, "states (en)", None)
@@ -136,7 +185,9 @@ def capture_pair(
 
 @dataclass
 class LatentResult(Result):
-    """Curves per language pair, centred centroid similarities and 2-D PCA points per layer."""
+    """Curves per language pair with their bounds, where mutual kNN peaks (`peaks[lang]`) and how
+    much higher it is in the middle layers (`middle_peak[lang]`), centred centroid similarities,
+    2-D PCA points per layer, and the per-pair values (`units[lang][curve]`, [L, n])."""
 
     command: ClassVar[str] = "latent"
 
@@ -148,6 +199,9 @@ class LatentResult(Result):
     langs: list[str]  # en first, then the L2 codes
     centroid_similarity: list[np.ndarray]  # per layer, [langs, langs]
     pca: list[dict[str, np.ndarray]] = field(repr=False)  # per layer, lang -> [n, 2]
+    peaks: dict[str, Peak] = field(default_factory=dict)
+    middle_peak: dict[str, MiddlePeak | None] = field(default_factory=dict)  # None with fewer than 3 layers
+    units: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
     timings: dict[str, float] = field(default_factory=dict)
 
     FIGURES: ClassVar[list[str]] = [
@@ -158,31 +212,35 @@ class LatentResult(Result):
         names.ACT_SIMILARITY_FIGURE,
     ]
 
+    def n_pairs(self, lang: str) -> int:
+        return int(self.units[lang]["mknn"].shape[1])
+
     def write_files(self, out: Path) -> list[str]:
+        counts = sorted({self.n_pairs(lang) for lang in self.pairs})
+        n_label = f"n = {' / '.join(map(str, counts))} pairs"
         plots.pca_panels(self.pca, out / names.PCA_FIGURE)
         plots.heatmaps(
             self.centroid_similarity,
             self.langs,
             out / names.CENTROID_FIGURE,
-            "Cosine similarity of centred language centroids",
+            f"Cosine similarity of centred language centroids ({n_label} per language)",
+            layers=plots.chosen_layers(self.layers),
         )
-        plots.layer_curves(
-            {f"en-{lang}": c.mknn for lang, c in self.pairs.items()},
+        plot_curves(
+            {f"en-{lang}": (c, "mknn") for lang, c in self.pairs.items()},
             "Mutual k-NN alignment of parallel en / L2 states",
             "mutual kNN",
             out / names.MKNN_FIGURE,
+            n_label,
         )
-        sims: dict[str, list[float]] = {}
-        acts: dict[str, list[float]] = {}
-        for lang, c in self.pairs.items():
-            sims |= {f"{lang} parallel": c.parallel_sim_centered, f"{lang} non-parallel": c.nonparallel_sim_centered}
-            acts |= {f"{lang} parallel": c.act_parallel_sim, f"{lang} non-parallel": c.act_nonparallel_sim}
-        plots.layer_curves(
-            sims, "Cosine similarity of en / L2 states (centred)", "cosine", out / names.SIMILARITY_FIGURE
-        )
-        plots.layer_curves(
-            acts, "Cosine similarity of MLP activation vectors", "cosine", out / names.ACT_SIMILARITY_FIGURE
-        )
+        for figure, title, parallel in (
+            (names.SIMILARITY_FIGURE, "Cosine similarity of en / L2 states (centred)", "parallel_sim_centered"),
+            (names.ACT_SIMILARITY_FIGURE, "Cosine similarity of MLP activation vectors", "act_parallel_sim"),
+        ):
+            nonparallel = parallel.replace("parallel", "nonparallel")
+            series = {f"{lang} parallel": (c, parallel) for lang, c in self.pairs.items()}
+            series |= {f"{lang} non-parallel": (c, nonparallel) for lang, c in self.pairs.items()}
+            plot_curves(series, title, "cosine", out / figure, n_label)
         write_tensors(
             out / names.LATENT_PCA,
             {
@@ -191,6 +249,7 @@ class LatentResult(Result):
                 for lang, points in panel.items()
             },
         )
+        write_tensors(out / names.LATENT_UNITS, units_tensors(self.units))
         write_json(
             out / names.LATENT,
             {
@@ -200,8 +259,9 @@ class LatentResult(Result):
                 "k": self.config.k,
                 "clamp": self.config.clamp,
                 "seed": self.config.seed,
+                "bootstrap": self.config.bootstrap,
                 "nonparallel": self.nonparallel,
-                "pairs": {lang: asdict(c) for lang, c in self.pairs.items()},
+                "pairs": {lang: self.pair_json(lang) for lang in self.pairs},
                 "centroid_similarity": {
                     "langs": self.langs,
                     "centered": True,
@@ -210,7 +270,17 @@ class LatentResult(Result):
                 "figures": self.FIGURES,
             },
         )
-        return [names.LATENT, names.LATENT_PCA, *self.FIGURES]
+        return [names.LATENT, names.LATENT_PCA, names.LATENT_UNITS, *self.FIGURES]
+
+    def pair_json(self, lang: str) -> dict[str, Any]:
+        """A pair's object in latent.json: its curves with ci_low / ci_high, peak and middle_peak."""
+        middle = self.middle_peak.get(lang)
+        return {
+            "n": self.n_pairs(lang),
+            **asdict(self.pairs[lang]),
+            "peak": self.peaks[lang].to_json(),
+            "middle_peak": None if middle is None else middle.to_json(),
+        }
 
     def manifest_fields(self) -> dict[str, Any]:
         return {
@@ -231,23 +301,38 @@ class LatentResult(Result):
         pca = [
             {lang: tensors[f"pca_{layer}_{lang}"].double().numpy() for lang in langs} for layer in range(data["layers"])
         ]
+        pairs = data["pairs"]
         return cls(
             model=data["model"],
             layers=data["layers"],
             config=LatentConfig(**manifest["settings"]),
             nonparallel=data["nonparallel"],
-            pairs={lang: PairCurves(**c) for lang, c in data["pairs"].items()},
+            pairs={lang: PairCurves.from_json(c) for lang, c in pairs.items()},
             langs=langs,
             centroid_similarity=[np.array(m) for m in data["centroid_similarity"]["matrices"]],
             pca=pca,
+            peaks={lang: Peak.from_json(c["peak"]) for lang, c in pairs.items()},
+            middle_peak={
+                lang: None if c["middle_peak"] is None else MiddlePeak.from_json(c["middle_peak"])
+                for lang, c in pairs.items()
+            },
+            units=read_units(out / names.LATENT_UNITS),
             timings=manifest.get("timings_s", {}),
         )
 
     def summary_lines(self) -> list[str]:
-        return [
-            f"en-{lang}: mutual kNN peaks at layer {c.peak()} ({c.mknn[c.peak()]:.3f})"
-            for lang, c in self.pairs.items()
-        ]
+        lines = []
+        for lang, c in self.pairs.items():
+            peak, middle = self.peaks[lang], self.middle_peak.get(lang)
+            ci = "" if peak.ci is None else f" [{peak.ci[0]}, {peak.ci[1]}]"
+            line = f"en-{lang}: mutual kNN peaks at layer {peak.layer}{ci} ({c.mknn[peak.layer]:.3f})"
+            if middle is not None:
+                bounds = "" if middle.ci is None else f" [{middle.ci[0]:.3f}, {middle.ci[1]:.3f}]"
+                line += (
+                    f"; middle minus outer layers {middle.value:+.3f}{bounds} (p = {middle.p:.3g}, {middle.n} pairs)"
+                )
+            lines.append(line)
+        return lines
 
 
 def run(
@@ -258,18 +343,20 @@ def run(
     progress: bool = False,
 ) -> LatentResult:
     """Curves per language pair (test pairs, non-parallel pairs from a file or the L2 side shifted
-    by one), centroid similarities and PCA across languages."""
+    by one) with bootstrap bounds, the peak layer and the middle-layer peak; centroid similarities
+    and PCA across languages."""
     langs = [data.lang for data in datasets]
     if len(set(langs)) != len(langs):
         raise InputError(f"each language may have one pair set; got {', '.join(langs)}")
     for data in datasets:
         check_pairs(data, config.k)
     start = time.perf_counter()
-    pairs: dict[str, PairCurves] = {}
+    measured: dict[str, PairMeasures] = {}
     layer_states: dict[str, torch.Tensor] = {}
     for data in datasets:
         states = capture_pair(lm, data, nonparallel.get(data.lang), batch_size=config.batch_size, progress=progress)
-        pairs[data.lang] = states.curves(config.k, config.clamp)
+        index = resample_indices(len(data), config.bootstrap, config.seed)
+        measured[data.lang] = states.measure(config.k, config.clamp, index)
         layer_states.setdefault("en", states.en["h"])
         layer_states[data.lang] = states.l2["h"]
     per_layer = [{lang: states[layer] for lang, states in layer_states.items()} for layer in range(lm.num_layers)]
@@ -278,9 +365,14 @@ def run(
         layers=lm.num_layers,
         config=config,
         nonparallel={d.lang: "file" if d.lang in nonparallel else "shifted" for d in datasets},
-        pairs=pairs,
+        pairs={lang: m.curves for lang, m in measured.items()},
         langs=list(layer_states),
         centroid_similarity=[latent.centroid_cosines(states) for states in per_layer],
         pca=[latent.pca_2d(states, config.seed) for states in per_layer],
+        peaks={lang: Peak(m.curves.peak(), latent.peak_interval(m.mknn_boot)) for lang, m in measured.items()},
+        middle_peak={
+            lang: latent.middle_peak(m.units["mknn"], m.mknn_boot, config.seed) for lang, m in measured.items()
+        },
+        units={lang: m.units for lang, m in measured.items()},
         timings={"total": time.perf_counter() - start},
     )

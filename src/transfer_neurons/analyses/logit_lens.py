@@ -1,4 +1,6 @@
-"""Logit lens (DESIGN.md 3.6): language share of the top tokens of each layer's state through the unembedding."""
+"""Logit lens (DESIGN.md 3.6): language share of the top tokens of each layer's state through the
+unembedding, per sentence; per condition the mean over the sentences with a per-layer bootstrap
+interval, and the last layer's shares (the model's own next-token prediction) as estimates."""
 
 from __future__ import annotations
 
@@ -8,20 +10,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
+import numpy as np
 import torch
 from pydantic import Field
 from transformers import PreTrainedTokenizerBase
 
-from transfer_neurons.analyses.base import ControlConfig, ControlledResult, conditions_for
+from transfer_neurons.analyses.base import ControlConfig, ControlledResult, condition_estimates, conditions_for
 from transfer_neurons.analyses.output_lang import identifier_for
+from transfer_neurons.analyses.units import compared, describe, seed_fields
 from transfer_neurons.artifacts import names, plots
-from transfer_neurons.artifacts.io import read_json, write_json
+from transfer_neurons.artifacts.io import read_json, read_jsonl, write_json, write_jsonl
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Positions
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.capture import collect
-from transfer_neurons.hooks.interventions import Intervention, apply_intervention
-from transfer_neurons.metrics.langid import NONE, STUDY_LANGS, LanguageID, shares
+from transfer_neurons.hooks.interventions import Applied, for_units
+from transfer_neurons.metrics.langid import NONE, STUDY_LANGS, LanguageID
+from transfer_neurons.metrics.uncertainty import Estimate, bootstrap_means, percentile_interval, resample_indices
 from transfer_neurons.model.loading import LoadedModel
 
 TASK = "logit_lens"
@@ -43,25 +48,70 @@ class LogitLensConfig(ControlConfig):
     )
 
 
+@dataclass(frozen=True)
+class LayerCurve:
+    """A per-layer mean over the sentences, with its per-layer 95 % bootstrap interval over the
+    sentences (None without bootstrap)."""
+
+    values: list[float]
+    ci_low: list[float] | None = None
+    ci_high: list[float] | None = None
+
+    @classmethod
+    def of(cls, per_sentence: np.ndarray, n_boot: int, seed: int) -> LayerCurve:
+        """The curve of per-sentence values [n, layers]."""
+        values = per_sentence.mean(axis=0).tolist()
+        if n_boot == 0:
+            return cls(values)
+        low, high = percentile_interval(
+            bootstrap_means(per_sentence, resample_indices(len(per_sentence), n_boot, seed))
+        )
+        return cls(values, low.tolist(), high.tolist())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"values": self.values, "ci_low": self.ci_low, "ci_high": self.ci_high}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LayerCurve:
+        return cls(data["values"], data["ci_low"], data["ci_high"])
+
+
 @dataclass(kw_only=True)
 class LogitLensResult(ControlledResult):
     """Per condition and language label (the sentence language, en, none, other), the share of the
-    top tokens of each layer, with the interventions it compared."""
+    top tokens of each layer (a curve with its interval) and of the last layer (an estimate;
+    deactivated: paired vs random), the per-sentence shares (rows) and the interventions compared."""
 
     command: ClassVar[str] = "logit-lens"
 
     tokens: int
-    conditions: dict[str, dict[str, list[float]]]  # condition -> language label -> share per layer
+    conditions: dict[str, dict[str, LayerCurve]]  # condition -> language label -> share per layer
+    last_layer: dict[str, dict[str, Estimate]]  # condition -> language label -> share at the last layer
+    rows: list[dict]  # per sentence and condition: label -> share per layer
+
+    @property
+    def n_sentences(self) -> int:
+        """Sentences per condition (each condition reads the same ones)."""
+        return len(self.rows) // len(self.conditions)
 
     def write_files(self, out: Path) -> list[str]:
-        files = [names.summary(TASK), names.figure(TASK)]
-        write_json(out / names.summary(TASK), {**self.header(tokens=self.tokens), "conditions": self.conditions})
-        lines = {f"{name}: {key}": values[key] for name, values in self.conditions.items() for key in (self.lang, "en")}
+        files = [names.rows(TASK), names.summary(TASK), names.figure(TASK)]
+        write_jsonl(out / names.rows(TASK), self.rows)
+        summary = {
+            "conditions": {name: {k: c.to_json() for k, c in v.items()} for name, v in self.conditions.items()},
+            "last_layer": {name: {k: e.to_json() for k, e in v.items()} for name, v in self.last_layer.items()},
+        }
+        write_json(out / names.summary(TASK), {**self.header(tokens=self.tokens), **summary})
+        shown = {f"{name}: {key}": v[key] for name, v in self.conditions.items() for key in (self.lang, "en")}
         plots.layer_curves(
-            lines,
+            {label: c.values for label, c in shown.items()},
             f"Logit lens: language of the top-{self.tokens} tokens ({self.lang} inputs)",
             "share of tokens",
             out / names.figure(TASK),
+            bands={
+                k: (c.ci_low, c.ci_high) for k, c in shown.items() if c.ci_low is not None and c.ci_high is not None
+            },
+            n_label=f"n = {self.n_sentences} sentences",
         )
         return files + self.write_interventions(out)
 
@@ -75,16 +125,25 @@ class LogitLensResult(ControlledResult):
         out = Path(out)
         common = cls.read_common(out)
         tokens = common["settings"].pop("tokens")
-        return cls(**common, tokens=tokens, conditions=read_json(out / names.summary(TASK))["conditions"])
+        summary = read_json(out / names.summary(TASK))
+        return cls(
+            **common,
+            tokens=tokens,
+            conditions={
+                n: {k: LayerCurve.from_json(c) for k, c in v.items()} for n, v in summary["conditions"].items()
+            },
+            last_layer={n: {k: Estimate.from_json(e) for k, e in v.items()} for n, v in summary["last_layer"].items()},
+            rows=read_jsonl(out / names.rows(TASK)),
+        )
 
     def summary_lines(self) -> list[str]:
         lines = []
-        for name, values in self.conditions.items():
-            share = values[self.lang]
-            peak = max(range(len(share)), key=share.__getitem__)
+        for name, curves in self.conditions.items():
+            share, last = curves[self.lang], self.last_layer[name]
+            peak = max(range(len(share.values)), key=share.values.__getitem__)
             lines.append(
-                f"{name:>11}: {self.lang} share peaks at layer {peak} ({share[peak]:.1%}); last layer "
-                f"{self.lang} {share[-1]:.1%}, en {values['en'][-1]:.1%}"
+                f"{name:>11}: {self.lang} share peaks at layer {peak} ({share.values[peak]:.1%}); last layer "
+                f"{self.lang} {describe(last[self.lang])}, en {describe(last['en'])} ({self.n_sentences} sentences)"
             )
         return lines
 
@@ -106,15 +165,31 @@ def run(
     start = time.perf_counter()
     identifier = identifier_for(config.langid_langs, lang)
     conditions = conditions_for(lm, neurons, config, config.positions)
-    curves = {}
-    for name, intervention in conditions.items():
-        top = logit_lens_tokens(lm, sentences, config.tokens, intervention, config.batch_size, progress)
-        curves[name] = token_language_shares(lm.tokenizer, top, identifier, lang)
+    deactivated, random = compared(conditions)
+    per_sentence, rows = {}, []
+    for name, condition in conditions.items():
+        applied = for_units(condition, len(sentences))  # a random baseline: each sentence its own draw, one pass
+        top = logit_lens_tokens(lm, sentences, config.tokens, applied, config.batch_size, progress)
+        shares = per_sentence[name] = token_language_shares(lm.tokenizer, top, identifier, lang)
+        seeds = seed_fields(condition, len(sentences))
+        rows += [
+            {"condition": name, **seeds[i], "sentence": s, "shares": {k: v[i].tolist() for k, v in shares.items()}}
+            for i, s in enumerate(sentences)
+        ]
+    labels = list(per_sentence["normal"])
+    last = {
+        label: condition_estimates(
+            {name: v[label][:, -1] for name, v in per_sentence.items()}, conditions, config.bootstrap, config.seed
+        )
+        for label in labels
+    }
     settings = {
         "top_k": config.top_k if neurons else None,
         "positions": config.positions.value,
         "n_sentences": len(sentences),
         "baseline": config.baseline.value,
+        "baseline_seeds": config.baseline_seeds if neurons else None,
+        "bootstrap": config.bootstrap,
         "langid": {"library": "py3langid", "langs": list(identifier.langs or ["all"])},
     }
     return LogitLensResult(
@@ -122,9 +197,14 @@ def run(
         lang=lang,
         tokens=config.tokens,
         seed=config.seed,
-        conditions=curves,
-        deactivated=conditions.get("deactivated"),
-        random=conditions.get("random"),
+        conditions={
+            name: {label: LayerCurve.of(v, config.bootstrap, config.seed) for label, v in values.items()}
+            for name, values in per_sentence.items()
+        },
+        last_layer={name: {label: last[label][name] for label in labels} for name in conditions},
+        rows=rows,
+        deactivated=deactivated,
+        random=random,
         settings=settings,
         timings={"total": time.perf_counter() - start},
     )
@@ -134,13 +214,15 @@ def logit_lens_tokens(
     lm: LoadedModel,
     sentences: Sequence[str],
     k: int = 10,
-    intervention: Intervention | None = None,
+    intervention: Applied = None,
     batch_size: int = 16,
     progress: bool = True,
 ) -> torch.Tensor:
-    """Top-k token ids [L, n, k] of final norm + unembedding applied to each layer's last-token h^l."""
-    with apply_intervention(lm, intervention):
-        states = collect(lm, sentences, ("h",), batch_size=batch_size, desc="logit lens", progress=progress)["h"]
+    """Top-k token ids [L, n, k] of final norm + unembedding applied to each layer's last-token h^l
+    (`intervention`: one for every sentence, or one per sentence)."""
+    states = collect(
+        lm, sentences, ("h",), batch_size=batch_size, desc="logit lens", progress=progress, intervention=intervention
+    )["h"]
     norm = lm.adapter.final_norm_module(lm.model)
     head = lm.model.get_output_embeddings()
     top = torch.empty(lm.num_layers, len(sentences), k, dtype=torch.long)
@@ -154,15 +236,14 @@ def logit_lens_tokens(
 
 def token_language_shares(
     tokenizer: PreTrainedTokenizerBase, top: torch.Tensor, identifier: LanguageID, lang: str
-) -> dict[str, list[float]]:
-    """Per layer, the share of the top-k tokens (all sentences) labelled `lang`, 'en', 'none', 'other'."""
-    labels: dict[int, str] = {}
+) -> dict[str, np.ndarray]:
+    """Per label (`lang`, 'en', 'none', 'other'), the share of each sentence's top-k tokens of each
+    layer with that label [n, L] (a sentence's shares at a layer sum to 1 over the labels)."""
     categories = list(dict.fromkeys([lang, "en", NONE]))
-    curves: dict[str, list[float]] = {name: [] for name in [*categories, "other"]}
-    for layer in range(top.shape[0]):
-        ids = top[layer].flatten().tolist()
-        for token in set(ids) - set(labels):
-            labels[token] = identifier.token_language(cast(str, tokenizer.decode([token])))  # one id: one text
-        for name, value in shares((labels[t] for t in ids), categories).items():
-            curves[name].append(value)
-    return curves
+    known = {
+        token: identifier.token_language(cast(str, tokenizer.decode([token])))  # one id: one text
+        for token in top.unique().tolist()
+    }
+    labels = np.array([[[known[t] for t in row] for row in layer] for layer in top.tolist()])  # [L, n, k]
+    labels = np.where(np.isin(labels, categories), labels, "other")
+    return {name: (labels == name).mean(axis=-1).T for name in [*categories, "other"]}

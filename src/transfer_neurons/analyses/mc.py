@@ -7,25 +7,33 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
 
-from transfer_neurons.analyses.base import ControlConfig, ControlledResult, conditions_for, single_language
-from transfer_neurons.analyses.estimate import Say, with_estimate
+from transfer_neurons.analyses.base import (
+    ControlConfig,
+    ControlledResult,
+    condition_estimates,
+    conditions_for,
+    single_language,
+)
+from transfer_neurons.analyses.estimate import Say
+from transfer_neurons.analyses.units import compared, describe, in_parts, seed_fields
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.io import read_json, read_jsonl, write_json, write_jsonl
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Positions
 from transfer_neurons.data.mc import LETTERS, MCItem, letter_token_ids, mc_prompt, shifted_item, template_lang
 from transfer_neurons.hooks.generation import next_token_logprobs
-from transfer_neurons.hooks.interventions import Conditions
+from transfer_neurons.hooks.interventions import Applied, Conditions, Intervention, for_units
 from transfer_neurons.metrics.mc import choose, cyclic_scores, letter_counts, near_chance, wilson_interval
+from transfer_neurons.metrics.uncertainty import Estimate
 from transfer_neurons.model.loading import LoadedModel
 
 TASK = "mc"
@@ -55,22 +63,40 @@ class MCConfig(ControlConfig):
 
 @dataclass(frozen=True)
 class MCScores:
-    """Accuracy of one condition over its n questions, its 95 % Wilson interval, whether the chance
-    level lies inside that interval (within noise of chance), and how often each letter was chosen."""
+    """Accuracy of one condition over its n questions (bootstrap interval over the questions and,
+    deactivated, the paired difference from the random baseline), its 95 % Wilson interval, whether
+    the chance level lies inside that interval (within noise of chance), and how often each letter
+    was chosen."""
 
-    accuracy: float
+    accuracy: Estimate
     n: int
-    ci_low: float
-    ci_high: float
+    wilson: tuple[float, float]
     near_chance: bool
     letters: dict[str, int]  # option letter -> times chosen
 
     @classmethod
-    def of(cls, correct: Sequence[bool], predicted: Sequence[str], letters: str, chance: float) -> MCScores:
-        """The scores of one condition's rows: correctness and chosen letter per question."""
+    def of(
+        cls, accuracy: Estimate, correct: Sequence[bool], predicted: Sequence[str], letters: str, chance: float
+    ) -> MCScores:
+        """The scores of one condition's rows (correctness and chosen letter per question), given the
+        estimate of its accuracy."""
         hits, n = sum(correct), len(correct)
-        low, high = wilson_interval(hits, n)
-        return cls(hits / n, n, low, high, near_chance(hits, n, chance), letter_counts(predicted, letters))
+        wilson = wilson_interval(hits, n)
+        return cls(accuracy, n, wilson, near_chance(hits, n, chance), letter_counts(predicted, letters))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "accuracy": self.accuracy.to_json(),
+            "n": self.n,
+            "wilson": list(self.wilson),
+            "near_chance": self.near_chance,
+            "letters": self.letters,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MCScores:
+        low, high = data["wilson"]
+        return cls(Estimate.from_json(data["accuracy"]), data["n"], (low, high), data["near_chance"], data["letters"])
 
 
 @dataclass(kw_only=True)
@@ -89,24 +115,24 @@ class MCResult(ControlledResult):
         """Questions per condition (each condition answers the same ones)."""
         return next(iter(self.conditions.values())).n
 
+    def conditions_json(self) -> dict[str, dict[str, Any]]:
+        """The `conditions` of mc.json: per condition accuracy (`Estimate.to_json()`), n, wilson,
+        near_chance and letters."""
+        return {name: s.to_json() for name, s in self.conditions.items()}
+
     def write_files(self, out: Path) -> list[str]:
         files = [names.rows(TASK), names.summary(TASK), names.figure(TASK)]
         write_jsonl(out / names.rows(TASK), self.rows)
-        write_json(
-            out / names.summary(TASK),
-            {
-                **self.header(),
-                "chance": self.chance,
-                "conditions": {name: asdict(s) for name, s in self.conditions.items()},
-            },
-        )
-        bars = {name: {"accuracy": s.accuracy, "chance": self.chance} for name, s in self.conditions.items()}
+        summary = {**self.header(), "chance": self.chance, "conditions": self.conditions_json()}
+        write_json(out / names.summary(TASK), summary)
         plots.grouped_bars(
-            bars,
-            f"Multiple choice ({self.lang}, {self.n_questions} questions)",
+            {name: {"accuracy": s.accuracy.value, "chance": self.chance} for name, s in self.conditions.items()},
+            f"Multiple choice ({self.lang})",
             "accuracy",
             out / names.figure(TASK),
             (0, 1),
+            errors={name: {"accuracy": s.accuracy.ci} for name, s in self.conditions.items() if s.accuracy.ci},
+            n_label=f"n = {self.n_questions} questions",
         )
         return files + self.write_interventions(out)
 
@@ -120,21 +146,22 @@ class MCResult(ControlledResult):
             **common,
             chance=summary["chance"],
             rows=read_jsonl(out / names.rows(TASK)),
-            conditions={name: MCScores(**s) for name, s in summary["conditions"].items()},
+            conditions={name: MCScores.from_json(s) for name, s in summary["conditions"].items()},
         )
 
     def summary_lines(self) -> list[str]:
-        """Per condition: accuracy, its 95 % interval, chance, the letters chosen; and a line for each
-        condition whose accuracy is within noise of chance."""
+        """Per condition: accuracy with its bootstrap interval (and its difference from random), its
+        Wilson interval, chance, the letters chosen; and a line for each condition whose accuracy is
+        within noise of chance."""
         lines = []
         for name, s in self.conditions.items():
             letters = ", ".join(f"{letter} {count}" for letter, count in s.letters.items())
             lines.append(
-                f"{name:>11}: accuracy {s.accuracy:.3f} (95% interval {s.ci_low:.3f}-{s.ci_high:.3f}, "
-                f"{s.n} questions, chance {self.chance:.3f}); letters chosen: {letters}"
+                f"{name:>11}: accuracy {describe(s.accuracy)} (Wilson 95% interval {s.wilson[0]:.3f}-"
+                f"{s.wilson[1]:.3f}, {s.n} questions, chance {self.chance:.3f}); letters chosen: {letters}"
             )
         lines += [
-            f"{name:>11}: within noise of chance (chance {self.chance:.3f} lies inside the 95% interval)"
+            f"{name:>11}: within noise of chance (chance {self.chance:.3f} lies inside the Wilson 95% interval)"
             for name, s in self.conditions.items()
             if s.near_chance
         ]
@@ -150,14 +177,27 @@ def run(
     lang = single_language(items, "multiple choice")
     start = time.perf_counter()
     conditions = conditions_for(lm, neurons, config, config.positions)
+    deactivated, random = compared(conditions)
     rows = mc_study(lm, items, conditions, config.batch_size, config.scoring, say)
     n_options = [len(item.options) for item in items]
     chance = sum(1 / n for n in n_options) / len(items)
-    scores = {}
-    for name in conditions:
-        chosen = [row for row in rows if row["condition"] == name]
-        correct, predicted = [r["correct"] for r in chosen], [r["predicted"] for r in chosen]
-        scores[name] = MCScores.of(correct, predicted, LETTERS[: max(n_options)], chance)
+    chosen = {name: [row for row in rows if row["condition"] == name] for name in conditions}
+    accuracy = condition_estimates(
+        {name: [float(row["correct"]) for row in chosen[name]] for name in conditions},
+        conditions,
+        config.bootstrap,
+        config.seed,
+    )
+    scores = {
+        name: MCScores.of(
+            accuracy[name],
+            [row["correct"] for row in chosen[name]],
+            [row["predicted"] for row in chosen[name]],
+            LETTERS[: max(n_options)],
+            chance,
+        )
+        for name in conditions
+    }
     settings = {
         "top_k": config.top_k if neurons else None,
         "positions": config.positions.value,
@@ -167,6 +207,8 @@ def run(
         "max_questions": config.max_questions,
         "scoring": config.scoring.value,
         "baseline": config.baseline.value,
+        "baseline_seeds": config.baseline_seeds if neurons else None,
+        "bootstrap": config.bootstrap,
         "batch_size": config.batch_size,
     }
     return MCResult(
@@ -176,8 +218,8 @@ def run(
         chance=chance,
         conditions=scores,
         rows=rows,
-        deactivated=conditions.get("deactivated"),
-        random=conditions.get("random"),
+        deactivated=deactivated,
+        random=random,
         settings=settings,
         timings={"total": time.perf_counter() - start},
     )
@@ -193,23 +235,30 @@ def mc_study(
 ) -> list[dict]:
     """Option-letter log-likelihoods after each prompt under each condition; the choice is the argmax
     of the letters ('letter') or of the option scores averaged over the cyclic shifts ('cyclic',
-    recorded as `scores`, in the original option order); `say` gets a time estimate after the first batch."""
+    recorded as `scores`, in the original option order). Under a random baseline each question runs
+    under its own draw (all its shifted prompts under the same one; one pass) and its row records the
+    draw's `seed`. `say` gets a time estimate after the first batch."""
     n_options = [len(item.options) for item in items]
     token_ids, _ = letter_token_ids(lm.tokenizer, max(n_options))
     shifts = [1 if scoring is Scoring.letter else n for n in n_options]
     prompts = [mc_prompt(shifted_item(item, s)) for item, k in zip(items, shifts, strict=True) for s in range(k)]
+    step = partial(next_token_logprobs, lm, token_ids=token_ids, batch_size=batch_size)
     rows = []
-    for k, (name, intervention) in enumerate(conditions.items()):
-        step = partial(next_token_logprobs, lm, token_ids=token_ids, intervention=intervention, batch_size=batch_size)
-        logprobs = torch.cat(with_estimate(step, prompts, batch_size, len(conditions), say if k == 0 else None))
-        blocks = logprobs.split(shifts)  # per question: [shifts, letters], shift 0 first
+    for k, (name, condition) in enumerate(conditions.items()):
+        applied = per_prompt(for_units(condition, len(items)), shifts)
+        parts = in_parts(step, prompts, applied, batch_size, len(conditions), say if k == 0 else None)
+        blocks = torch.cat(parts).split(shifts)  # per question: [shifts, letters], shift 0 first
         scores = [
             b[0] if scoring is Scoring.letter else cyclic_scores(b[:, :n])
             for b, n in zip(blocks, n_options, strict=True)
         ]
-        for item, block, score, chosen in zip(items, blocks, scores, choose(scores, n_options), strict=True):
+        seeds = seed_fields(condition, len(items))
+        for item, block, score, chosen, seed in zip(
+            items, blocks, scores, choose(scores, n_options), seeds, strict=True
+        ):
             row = {
                 "condition": name,
+                **seed,
                 "id": item.id,
                 "lang": item.lang,
                 "answer": LETTERS[item.answer],
@@ -221,3 +270,10 @@ def mc_study(
                 row["scores"] = [round(float(x), 5) for x in score]
             rows.append(row)
     return rows
+
+
+def per_prompt(per_question: Applied, shifts: Sequence[int]) -> Applied:
+    """Each question's intervention repeated for its shifted prompts (one for all rows stays one)."""
+    if per_question is None or isinstance(per_question, Intervention):
+        return per_question
+    return [iv for iv, k in zip(per_question, shifts, strict=True) for _ in range(k)]

@@ -1,4 +1,5 @@
-"""Language of greedy continuations under deactivation (DESIGN.md 3.6)."""
+"""Language of greedy continuations under deactivation (DESIGN.md 3.6): per condition, the share of
+outputs in each language category, with its bootstrap interval over the prompts."""
 
 from __future__ import annotations
 
@@ -7,22 +8,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 
-from transfer_neurons.analyses.base import ControlConfig, ControlledResult, conditions_for
-from transfer_neurons.analyses.estimate import Say, with_estimate
+from transfer_neurons.analyses.base import ControlConfig, ControlledResult, condition_estimates, conditions_for
+from transfer_neurons.analyses.estimate import Say
+from transfer_neurons.analyses.units import compared, describe, in_parts, seed_fields
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.io import read_json, read_jsonl, write_json, write_jsonl
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Positions
 from transfer_neurons.hooks.generation import generate
-from transfer_neurons.hooks.interventions import Conditions
-from transfer_neurons.metrics.langid import NONE, STUDY_LANGS, UNDECODABLE, LanguageID, shares, undecodable
+from transfer_neurons.hooks.interventions import Conditions, for_units
+from transfer_neurons.metrics.langid import NONE, STUDY_LANGS, UNDECODABLE, LanguageID, undecodable
+from transfer_neurons.metrics.uncertainty import Estimate
 from transfer_neurons.model.loading import LoadedModel
 
 TASK = "output_lang"
+OTHER = "other"  # every label outside the categories
+
+
+def categories(lang: str) -> list[str]:
+    """The output categories of prompts in `lang`: the prompt language, English, no letters ('none'),
+    bytes that do not decode ('undecodable'), other languages ('other': every other label)."""
+    return list(dict.fromkeys([lang, "en", NONE, UNDECODABLE, OTHER]))
 
 
 def identifier_for(langs: Sequence[str] | None, lang: str) -> LanguageID:
@@ -50,11 +60,11 @@ class OutputLangConfig(ControlConfig):
 class OutputLangResult(ControlledResult):
     """Continuations with their identified language (rows) and, per condition, the share of outputs
     in the prompt language, English, none (no letters), undecodable (bytes that do not decode, U+FFFD)
-    and other languages."""
+    and other languages, each an estimate over the prompts (deactivated: paired vs random)."""
 
     command: ClassVar[str] = "output-lang"
 
-    conditions: dict[str, dict[str, float]]  # condition -> language label -> share of outputs
+    conditions: dict[str, dict[str, Estimate]]  # condition -> language label -> share of outputs
     rows: list[dict]
 
     @property
@@ -62,16 +72,22 @@ class OutputLangResult(ControlledResult):
         """Prompts per condition (each condition continues the same ones)."""
         return len(self.rows) // len(self.conditions)
 
+    def conditions_json(self) -> dict[str, dict[str, Any]]:
+        """The `conditions` of output_lang.json: per condition and category, `Estimate.to_json()`."""
+        return {name: {label: e.to_json() for label, e in v.items()} for name, v in self.conditions.items()}
+
     def write_files(self, out: Path) -> list[str]:
         files = [names.rows(TASK), names.summary(TASK), names.figure(TASK)]
         write_jsonl(out / names.rows(TASK), self.rows)
-        write_json(out / names.summary(TASK), {**self.header(), "conditions": self.conditions})
+        write_json(out / names.summary(TASK), {**self.header(), "conditions": self.conditions_json()})  # with n_prompts
         plots.grouped_bars(
-            self.conditions,
-            f"Language of continuations of {self.n_prompts} {self.lang} prompts",
+            {name: {label: e.value for label, e in v.items()} for name, v in self.conditions.items()},
+            f"Language of continuations of {self.lang} prompts",
             "share of outputs",
             out / names.figure(TASK),
             (0, 1),
+            errors={name: {k: e.ci for k, e in v.items() if e.ci is not None} for name, v in self.conditions.items()},
+            n_label=f"n = {self.n_prompts} prompts",
         )
         return files + self.write_interventions(out)
 
@@ -80,15 +96,18 @@ class OutputLangResult(ControlledResult):
         """An output-language folder written by `save` (from the command line, a study or Python)."""
         out = Path(out)
         common = cls.read_common(out)
+        conditions = read_json(out / names.summary(TASK))["conditions"]
         return cls(
             **common,
-            conditions=read_json(out / names.summary(TASK))["conditions"],
+            conditions={name: {k: Estimate.from_json(e) for k, e in v.items()} for name, v in conditions.items()},
             rows=read_jsonl(out / names.rows(TASK)),
         )
 
     def summary_lines(self) -> list[str]:
         return [
-            f"{name:>11}: " + ", ".join(f"{label} {share:.1%}" for label, share in values.items())
+            f"{name:>11}: "
+            + "; ".join(f"{label} {describe(e)}" for label, e in values.items())
+            + f" ({self.n_prompts} prompts)"
             for name, values in self.conditions.items()
         ]
 
@@ -107,7 +126,8 @@ def run(
     start = time.perf_counter()
     identifier = identifier_for(config.langid_langs, lang)
     conditions = conditions_for(lm, neurons, config, config.positions)
-    rows, summary = output_language_study(
+    deactivated, random = compared(conditions)
+    rows = output_language_study(
         lm, prompts, conditions, identifier, lang, config.max_new_tokens, config.batch_size, say
     )
     settings = {
@@ -116,6 +136,8 @@ def run(
         "max_new_tokens": config.max_new_tokens,
         "n_prompts": len(prompts),
         "baseline": config.baseline.value,
+        "baseline_seeds": config.baseline_seeds if neurons else None,
+        "bootstrap": config.bootstrap,
         "langid": {"library": "py3langid", "langs": list(identifier.langs or ["all"])},
         "batch_size": config.batch_size,
     }
@@ -123,10 +145,10 @@ def run(
         model=lm.name,
         lang=lang,
         seed=config.seed,
-        conditions=summary,
+        conditions=share_estimates(rows, conditions, lang, config.bootstrap, config.seed),
         rows=rows,
-        deactivated=conditions.get("deactivated"),
-        random=conditions.get("random"),
+        deactivated=deactivated,
+        random=random,
         settings=settings,
         timings={"total": time.perf_counter() - start},
     )
@@ -141,21 +163,54 @@ def output_language_study(
     max_new_tokens: int = 24,
     batch_size: int = 8,
     say: Say | None = None,
-) -> tuple[list[dict], dict[str, dict[str, float]]]:
-    """Greedy continuations under each condition, their identified language, and per condition
-    the share of outputs in `lang`, in English, without letters ('none'), with bytes that do not
-    decode ('undecodable', see `metrics.langid.undecodable`; identified no further) and in other
-    languages."""
-    rows, summary = [], {}
-    categories = list(dict.fromkeys([lang, "en", NONE, UNDECODABLE]))
-    for k, (name, intervention) in enumerate(conditions.items()):
-        step = partial(generate, lm, intervention=intervention, max_new_tokens=max_new_tokens, batch_size=batch_size)
-        parts = with_estimate(step, prompts, batch_size, len(conditions), say if k == 0 else None)
+) -> list[dict]:
+    """Greedy continuations under each condition and their identified language (`language`: `lang`,
+    'en', another language, 'none' without letters, or 'undecodable' with bytes that do not decode,
+    see `metrics.langid.undecodable`; identified no further), one row per prompt and condition. Under a
+    random baseline each prompt runs under its own draw (one pass) and its row records the draw's `seed`."""
+    rows = []
+    step = partial(generate, lm, max_new_tokens=max_new_tokens, batch_size=batch_size)
+    for k, (name, condition) in enumerate(conditions.items()):
+        applied = for_units(condition, len(prompts))
+        parts = in_parts(step, prompts, applied, batch_size, len(conditions), say if k == 0 else None)
         outputs = [output for part in parts for output in part]
         labels = [UNDECODABLE if undecodable(o) else identifier.identify(o.strip()) for o in outputs]
         rows += [
-            {"condition": name, "prompt": p, "output": o, "language": label}
-            for p, o, label in zip(prompts, outputs, labels, strict=True)
+            {"condition": name, **seed, "prompt": p, "output": o, "language": label}
+            for p, o, label, seed in zip(prompts, outputs, labels, seed_fields(condition, len(prompts)), strict=True)
         ]
-        summary[name] = shares(labels, categories)
-    return rows, summary
+    return rows
+
+
+def indicators(rows: Sequence[dict], lang: str) -> dict[str, dict[str, list[float]]]:
+    """Per condition (in order of first appearance) and output category, 1.0 for each of its rows
+    whose output falls in the category, else 0.0 (their mean is the category's share of outputs)."""
+    known = categories(lang)
+    out: dict[str, dict[str, list[float]]] = {}
+    for row in rows:
+        label = row["language"] if row["language"] in known else OTHER
+        values = out.setdefault(row["condition"], {category: [] for category in known})
+        for category in known:
+            values[category].append(float(label == category))
+    return out
+
+
+def plain_shares(rows: Sequence[dict], lang: str) -> dict[str, dict[str, float]]:
+    """Per condition and output category, the share of outputs (no interval)."""
+    return {
+        name: {category: sum(v) / len(v) for category, v in values.items()}
+        for name, values in indicators(rows, lang).items()
+    }
+
+
+def share_estimates(
+    rows: Sequence[dict], conditions: Conditions, lang: str, n_boot: int, seed: int
+) -> dict[str, dict[str, Estimate]]:
+    """Per condition and output category, the share of outputs with its bootstrap interval over the
+    prompts (deactivated: paired difference from the random baseline and p)."""
+    values = indicators(rows, lang)
+    per_category = {
+        category: condition_estimates({name: v[category] for name, v in values.items()}, conditions, n_boot, seed)
+        for category in categories(lang)
+    }
+    return {name: {category: per_category[category][name] for category in per_category} for name in values}

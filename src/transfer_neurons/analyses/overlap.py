@@ -44,6 +44,7 @@ class OverlapResult(Result):
     jaccard: list[list[float]]
     chance_jaccard: list[list[float]] | None
     layer_counts: dict[str, list[int]]  # label -> count per layer
+    types: list[str | None] | None = None  # each set's neuron type (None: a set without one)
 
     def write_files(self, out: Path) -> list[str]:
         write_json(
@@ -56,10 +57,15 @@ class OverlapResult(Result):
                 "jaccard": self.jaccard,
                 "chance_jaccard": self.chance_jaccard,
                 "layer_counts": self.layer_counts,
+                "types": self.types,
             },
         )
         title = f"Jaccard overlap of the top-{self.top_n} neurons"
-        plots.annotated_heatmap(np.array(self.jaccard), self.labels, title, out / names.OVERLAP_FIGURE)
+        types = self.types or [None] * len(self.labels)
+        if len(set(types)) > 1:  # one matrix per type: sets of different types hardly overlap
+            plots.jaccard_by_type(np.array(self.jaccard), self.labels, types, title, out / names.OVERLAP_FIGURE)
+        else:
+            plots.annotated_heatmap(np.array(self.jaccard), self.labels, title, out / names.OVERLAP_FIGURE)
         plots.layer_histograms(self.layer_counts, out / names.LAYERS_FIGURE, f"Layers of the top-{self.top_n} neurons")
         return [names.OVERLAP, names.OVERLAP_FIGURE, names.LAYERS_FIGURE]
 
@@ -79,6 +85,7 @@ class OverlapResult(Result):
             jaccard=data["jaccard"],
             chance_jaccard=data["chance_jaccard"],
             layer_counts=data["layer_counts"],
+            types=data.get("types"),
         )
 
     def summary_lines(self) -> list[str]:
@@ -151,4 +158,5 @@ def run(sets: Sequence[NeuronSet], num_layers: int | None, width: int | None, co
         jaccard=ov.jaccard_matrix(tops).tolist(),
         chance_jaccard=chance,
         layer_counts={label: ov.layer_counts(top, num_layers) for label, top in zip(labels, tops, strict=True)},
+        types=[s.type for s in sets],
     )

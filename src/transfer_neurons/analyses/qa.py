@@ -4,29 +4,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 
 from transfer_neurons.analyses.base import (
     ControlConfig,
     ControlledResult,
+    condition_estimates,
     conditions_for,
     single_language,
-    summarize_rows,
 )
-from transfer_neurons.analyses.estimate import Say, with_estimate
+from transfer_neurons.analyses.estimate import Say
+from transfer_neurons.analyses.units import compared, describe, in_parts, seed_fields
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.io import read_json, read_jsonl, write_json, write_jsonl
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Positions
 from transfer_neurons.data.qa import MAX_SHOTS, QAItem, qa_prompt, template_lang
 from transfer_neurons.hooks.generation import generate
-from transfer_neurons.hooks.interventions import Conditions
+from transfer_neurons.hooks.interventions import Conditions, for_units
 from transfer_neurons.metrics.qa import best_f1, exact_match, first_line
+from transfer_neurons.metrics.uncertainty import Estimate
 from transfer_neurons.model.loading import LoadedModel
 
 TASK = "qa"
@@ -46,11 +48,19 @@ class QAConfig(ControlConfig):
 
 @dataclass(frozen=True)
 class QAScores:
-    """Mean token F1 and exact match of one condition over its n questions."""
+    """Mean token F1 and exact match of one condition over its n questions, each with its bootstrap
+    interval over the questions (and, deactivated, its paired difference from the random baseline)."""
 
     n: int
-    f1: float
-    em: float
+    f1: Estimate
+    em: Estimate
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n": self.n, "f1": self.f1.to_json(), "em": self.em.to_json()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> QAScores:
+        return cls(data["n"], Estimate.from_json(data["f1"]), Estimate.from_json(data["em"]))
 
 
 @dataclass(kw_only=True)
@@ -67,19 +77,23 @@ class QAResult(ControlledResult):
         """Questions per condition (each condition answers the same ones)."""
         return next(iter(self.conditions.values())).n
 
+    def conditions_json(self) -> dict[str, dict[str, Any]]:
+        """The `conditions` of qa.json: per condition n, f1 and em (each `Estimate.to_json()`)."""
+        return {name: s.to_json() for name, s in self.conditions.items()}
+
     def write_files(self, out: Path) -> list[str]:
         files = [names.rows(TASK), names.summary(TASK), names.figure(TASK)]
         write_jsonl(out / names.rows(TASK), self.rows)
-        write_json(
-            out / names.summary(TASK),
-            {**self.header(), "conditions": {name: asdict(s) for name, s in self.conditions.items()}},
-        )
+        write_json(out / names.summary(TASK), {**self.header(), "conditions": self.conditions_json()})
+        bars = {name: {"F1": s.f1, "exact match": s.em} for name, s in self.conditions.items()}
         plots.grouped_bars(
-            {name: {"F1": s.f1, "exact match": s.em} for name, s in self.conditions.items()},
-            f"QA ({self.lang}, {self.n_questions} questions)",
+            {name: {metric: e.value for metric, e in metrics.items()} for name, metrics in bars.items()},
+            f"QA ({self.lang})",
             "score",
             out / names.figure(TASK),
             (0, 1),
+            errors={name: {m: e.ci for m, e in metrics.items() if e.ci is not None} for name, metrics in bars.items()},
+            n_label=f"n = {self.n_questions} questions",
         )
         return files + self.write_interventions(out)
 
@@ -91,13 +105,13 @@ class QAResult(ControlledResult):
         summary = read_json(out / names.summary(TASK))
         return cls(
             **common,
-            conditions={name: QAScores(**s) for name, s in summary["conditions"].items()},
+            conditions={name: QAScores.from_json(s) for name, s in summary["conditions"].items()},
             rows=read_jsonl(out / names.rows(TASK)),
         )
 
     def summary_lines(self) -> list[str]:
         return [
-            f"{name:>11}: F1 {s.f1:.3f}, exact match {s.em:.3f} ({s.n} questions)"
+            f"{name:>11}: F1 {describe(s.f1)}; exact match {describe(s.em)} ({s.n} questions)"
             for name, s in self.conditions.items()
         ]
 
@@ -111,8 +125,18 @@ def run(
     lang = single_language(items, "QA")
     start = time.perf_counter()
     conditions = conditions_for(lm, neurons, config, config.positions)
+    deactivated, random = compared(conditions)
     rows = qa_study(lm, items, conditions, config.shots, config.max_new_tokens, config.batch_size, say)
-    scores = {name: QAScores(int(s["n"]), s["f1"], s["em"]) for name, s in summarize_rows(rows, ("f1", "em")).items()}
+    f1, em = (
+        condition_estimates(
+            {name: [row[metric] for row in rows if row["condition"] == name] for name in conditions},
+            conditions,
+            config.bootstrap,
+            config.seed,
+        )
+        for metric in ("f1", "em")
+    )
+    scores = {name: QAScores(len(items), f1[name], em[name]) for name in conditions}
     settings = {
         "top_k": config.top_k if neurons else None,
         "positions": config.positions.value,
@@ -122,6 +146,8 @@ def run(
         "split": config.split,
         "max_questions": config.max_questions,
         "baseline": config.baseline.value,
+        "baseline_seeds": config.baseline_seeds if neurons else None,
+        "bootstrap": config.bootstrap,
         "batch_size": config.batch_size,
     }
     return QAResult(
@@ -130,8 +156,8 @@ def run(
         seed=config.seed,
         conditions=scores,
         rows=rows,
-        deactivated=conditions.get("deactivated"),
-        random=conditions.get("random"),
+        deactivated=deactivated,
+        random=random,
         settings=settings,
         timings={"total": time.perf_counter() - start},
     )
@@ -146,26 +172,22 @@ def qa_study(
     batch_size: int = 8,
     say: Say | None = None,
 ) -> list[dict]:
-    """Greedy answers under each condition, scored by token F1 / exact match (max over aliases);
-    `say` gets a time estimate after the first batch."""
+    """Greedy answers under each condition, scored by token F1 / exact match (max over aliases); under
+    a random baseline each question runs under its own draw (one pass), its row records the draw's
+    `seed`. `say` gets a time estimate after the first batch."""
     prompts = [qa_prompt(item.question, item.lang, shots) for item in items]
+    step = partial(generate, lm, max_new_tokens=max_new_tokens, batch_size=batch_size, stop_strings=["\n"])
     rows = []
-    for k, (name, intervention) in enumerate(conditions.items()):
-        step = partial(
-            generate,
-            lm,
-            intervention=intervention,
-            max_new_tokens=max_new_tokens,
-            batch_size=batch_size,
-            stop_strings=["\n"],
-        )
-        parts = with_estimate(step, prompts, batch_size, len(conditions), say if k == 0 else None)
+    for k, (name, condition) in enumerate(conditions.items()):
+        applied = for_units(condition, len(prompts))
+        parts = in_parts(step, prompts, applied, batch_size, len(conditions), say if k == 0 else None)
         outputs = [output for part in parts for output in part]
-        for item, output in zip(items, outputs, strict=True):
+        for item, output, seed in zip(items, outputs, seed_fields(condition, len(items)), strict=True):
             prediction = first_line(output)
             rows.append(
                 {
                     "condition": name,
+                    **seed,
                     "id": item.id,
                     "lang": item.lang,
                     "question": item.question,

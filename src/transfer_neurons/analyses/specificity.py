@@ -1,19 +1,27 @@
-"""Language specificity of neuron sets (DESIGN.md 3.5): streaming activation statistics, eta^2, ANOVA.
+"""Language specificity of neuron sets (DESIGN.md 3.5, 3.8): streaming activation statistics, eta^2, ANOVA.
 
 One pass over each language's sentences keeps per-language sufficient statistics of every
 neuron's last-token activation; eta^2 and the ANOVA p-value under each labelling (the set's
-target language vs the rest, language families, all languages) come from merging them. The top-n
-of each neuron set is compared with a seeded random baseline drawn over the same layers.
+target language vs the rest, language families, all languages) come from merging them. Each set's
+top-n is compared with a random baseline of the same layers drawn with `baseline_seeds` seeds (no
+extra model pass: a draw only picks other neurons); every summary is an Estimate with a bootstrap
+interval over the neurons (`metrics.specificity.compare_to_random`).
+
+specificity.safetensors keeps what every summary comes from: `eta2_<labelling>` [L, m] (float32,
+the values summarised) and `p_<labelling>`, the sufficient statistics, and per set
+`top_neurons/<set>` [n, 2] (layer, neuron; rank order) and `random_neurons/<set>` [S, n, 2] (draw s
+seeded seed + s). `SpecificityResult.values` looks per-neuron values up, `summarise` recomputes.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 from pydantic import Field
 
@@ -27,11 +35,18 @@ from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.capture import capture
 from transfer_neurons.hooks.interventions import Intervention, random_baseline
 from transfer_neurons.metrics import specificity as spec
+from transfer_neurons.metrics.uncertainty import Estimate
 from transfer_neurons.model.loading import LoadedModel
 
 ALPHA = 0.05  # significance level of the shares
 THRESHOLDS = (0.1, 0.25)  # eta^2 thresholds of the shares
 STATS = ("count", "sum", "sumsq", "shift")  # the GroupStats tensors kept beside eta^2 and p
+LABELLINGS = ("target", "family", "language")  # "family" only with two or more families
+TOP, RANDOM = "top_neurons/", "random_neurons/"  # tensor name prefixes of each set's neuron indices
+# JSON key of each summary -> EtaSummary field
+METRICS = {
+    key: key.replace(".", "_") for key in ("mean_eta2", "median_eta2", "share_eta2_gt_0.1", "share_eta2_gt_0.25")
+}
 
 
 class SpecificityConfig(Config):
@@ -39,49 +54,52 @@ class SpecificityConfig(Config):
 
     top_n: int = Field(1000, ge=1, description="Characterise the top-n neurons of each set.")
     baseline: Baseline = Field(Baseline.per_layer, description="Random baseline placement.")
-    seed: int = Field(0, description="Seed of the random baseline.")
+    seed: int = Field(0, description="Seed of the random baseline and of the bootstrap.")
+    baseline_seeds: int = Field(5, ge=1, description="Random baseline draws per set (seeds seed, seed + 1, ...).")
+    bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples of every interval (0: no intervals).")
     batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
     families: dict[str, str] | None = Field(None, description="Language families overriding the built-in table.")
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The seed of each random baseline draw."""
+        return tuple(self.seed + s for s in range(self.baseline_seeds))
 
 
 @dataclass(frozen=True)
 class EtaSummary:
-    """`metrics.specificity.summarize` of one neuron list: count, mean and median eta^2, and the
-    shares with eta^2 above 0.1 / 0.25 and p < ALPHA."""
+    """One neuron list's summaries (`metrics.specificity.statistics`), each an Estimate: mean and
+    median eta^2, and the shares with eta^2 above 0.1 / 0.25 and p < ALPHA. `n`: neurons (per draw
+    for a random baseline, whose Estimates hold each draw's value)."""
 
     n: int
-    mean_eta2: float
-    median_eta2: float
-    share_eta2_gt_0_1: float
-    share_eta2_gt_0_25: float
+    mean_eta2: Estimate
+    median_eta2: Estimate
+    share_eta2_gt_0_1: Estimate
+    share_eta2_gt_0_25: Estimate
 
     @property
-    def shares(self) -> dict[str, float]:
+    def shares(self) -> dict[str, Estimate]:
         """Threshold (as written in the JSON keys) -> share."""
         return {"0.1": self.share_eta2_gt_0_1, "0.25": self.share_eta2_gt_0_25}
 
-    def to_json(self) -> dict[str, float]:
-        return {
-            "n": self.n,
-            "mean_eta2": self.mean_eta2,
-            "median_eta2": self.median_eta2,
-            **{f"share_eta2_gt_{t}": share for t, share in self.shares.items()},
-        }
+    def to_json(self) -> dict[str, Any]:
+        return {"n": self.n} | {key: getattr(self, name).to_json() for key, name in METRICS.items()}
+
+    @classmethod
+    def of(cls, n: int, estimates: Mapping[str, Estimate]) -> EtaSummary:
+        """From Estimates under their JSON keys."""
+        return cls(n, **{name: estimates[key] for key, name in METRICS.items()})
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EtaSummary:
-        return cls(
-            int(data["n"]),
-            float(data["mean_eta2"]),
-            float(data["median_eta2"]),
-            float(data["share_eta2_gt_0.1"]),
-            float(data["share_eta2_gt_0.25"]),
-        )
+        return cls.of(int(data["n"]), {key: Estimate.from_json(data[key]) for key in METRICS})
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """A set's top-n and its random baseline under one labelling."""
+    """A set's top-n and its random baseline under one labelling; the top's mean and shares carry
+    their difference from the baseline (`effect_vs_random`, `p_vs_random`)."""
 
     top: EtaSummary
     random: EtaSummary
@@ -119,8 +137,9 @@ class SetSpecificity:
 
 @dataclass(eq=False)
 class SpecificityResult(Result):
-    """eta^2 / ANOVA p per neuron [L, m] under each labelling, per-set summaries, and the
-    per-language sufficient statistics they come from (languages in `langs` order)."""
+    """eta^2 / ANOVA p per neuron [L, m] under each labelling, per-set summaries, each set's top-n
+    and random draws as (layer, neuron) indices, and the per-language sufficient statistics the
+    tensors come from (languages in `langs` order)."""
 
     command: ClassVar[str] = "specificity"
 
@@ -131,12 +150,63 @@ class SpecificityResult(Result):
     sets: dict[str, SetSpecificity]
     eta2: dict[str, torch.Tensor]  # labelling key ("target_ja", "family", "language") -> [L, m] float32
     p: dict[str, torch.Tensor]  # same keys -> [L, m] float64
+    top_neurons: dict[str, torch.Tensor]  # set -> [n, 2] int64 (layer, neuron), rank order
+    random_neurons: dict[str, torch.Tensor]  # set -> [S, n, 2] int64, draw s seeded config.seed + s
     stats: spec.GroupStats
     config: SpecificityConfig
     timings: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def labellings(self) -> list[str]:
+        """The labellings every set is summarised under."""
+        return [name for name in LABELLINGS if name == "target" or name in self.eta2]
+
+    def values(
+        self, set_name: str, labelling: str = "target", which: Literal["top", "random"] = "top"
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(eta^2, p) of a set's top-n ([n], rank order) or of its random draws ([S, n]) under a
+        labelling ("target": the set's language vs the rest, "family", "language"), float64."""
+        if set_name not in self.sets:
+            raise InputError(f"no neuron set '{set_name}' in this result ({', '.join(self.sets)})")
+        if labelling not in self.labellings:
+            raise InputError(f"no labelling '{labelling}' in this result ({', '.join(self.labellings)})")
+        key = f"target_{self.sets[set_name].lang}" if labelling == "target" else labelling
+        neurons = (self.top_neurons if which == "top" else self.random_neurons)[set_name]
+        layer, neuron = neurons.unbind(-1)
+        return self.eta2[key][layer, neuron].double().numpy(), self.p[key][layer, neuron].double().numpy()
+
+    def top_eta2(self, set_name: str, labelling: str = "target") -> np.ndarray:
+        """Per-neuron eta^2 [n] of a set's top-n in rank order (e.g. to compare two sets with
+        `uncertainty.unpaired_difference`)."""
+        return self.values(set_name, labelling)[0]
+
+    def summarise(self) -> dict[str, SetSpecificity]:
+        """Every set's summaries, computed from the stored per-neuron values with the config's
+        bootstrap and seeds (`run` stores exactly these; a loaded result gives the same)."""
+        keys = [(name, labelling) for name in self.sets for labelling in self.labellings]
+        compared = spec.compare_to_random(
+            {key: self.values(*key) for key in keys},
+            {key: self.values(*key, which="random") for key in keys},
+            self.config.seeds,
+            self.config.bootstrap,
+            self.config.seed,
+            THRESHOLDS,
+            ALPHA,
+        )
+        return {
+            name: replace(
+                s,
+                labellings={
+                    labelling: Comparison(*(EtaSummary.of(s.top_n, e) for e in compared[name, labelling]))
+                    for labelling in self.labellings
+                },
+            )
+            for name, s in self.sets.items()
+        }
+
     def to_json(self) -> dict[str, Any]:
         """The content of specificity.json."""
+        config = self.config
         return {
             "schema_version": names.SCHEMA_VERSION,
             "model": self.model,
@@ -144,7 +214,8 @@ class SpecificityResult(Result):
             "families": self.families,
             "n_sentences": self.n_sentences,
             "alpha": ALPHA,
-            "baseline": {"mode": self.config.baseline.value, "seed": self.config.seed},
+            "baseline": {"mode": config.baseline.value, "seed": config.seed, "seeds": list(config.seeds)},
+            "bootstrap": config.bootstrap,
             "sets": {name: s.to_json() for name, s in self.sets.items()},
         }
 
@@ -153,22 +224,31 @@ class SpecificityResult(Result):
         for key in self.eta2:
             tensors[f"eta2_{key}"], tensors[f"p_{key}"] = self.eta2[key], self.p[key]
         tensors |= {name: getattr(self.stats, name) for name in STATS}
+        tensors |= {TOP + name: t for name, t in self.top_neurons.items()}
+        tensors |= {RANDOM + name: t for name, t in self.random_neurons.items()}
         metadata = {"langs": ",".join(self.langs), "families": ",".join(self.families[lang] for lang in self.langs)}
         write_tensors(out / names.SPECIFICITY_TENSORS, tensors, metadata)
         write_json(out / names.SPECIFICITY, self.to_json())
-        bars = {}
+        self.plot(out / names.SPECIFICITY_FIGURE)
+        return [names.SPECIFICITY, names.SPECIFICITY_TENSORS, names.SPECIFICITY_FIGURE]
+
+    def plot(self, path: Path) -> None:
+        """Shares of the top-n and of the random baseline per set (target and family labellings),
+        with their 95 % intervals."""
+        bars: dict[str, dict[str, float]] = {}
+        errors: dict[str, dict[str, tuple[float, float]]] = {}
         for name, s in self.sets.items():
             for labelling in ("target", "family"):
                 if labelling in s.labellings:
-                    c = s.labellings[labelling]
-                    bars[f"{name}\n{labelling}"] = {
-                        f"{which} eta2>{t}": share
-                        for which, summary in (("top", c.top), ("random", c.random))
-                        for t, share in summary.shares.items()
-                    }
-        title = f"Language specificity of the top-{self.config.top_n} neurons (share with p < {ALPHA:g})"
-        plots.grouped_bars(bars, title, "share", out / names.SPECIFICITY_FIGURE, (0, 1))
-        return [names.SPECIFICITY, names.SPECIFICITY_TENSORS, names.SPECIFICITY_FIGURE]
+                    c, group = s.labellings[labelling], f"{name}\n{labelling}"
+                    pairs = (("top", c.top), ("random", c.random))
+                    shares = {f"{which} eta2>{t}": e for which, summary in pairs for t, e in summary.shares.items()}
+                    bars[group] = {series: share.value for series, share in shares.items()}
+                    errors[group] = {series: share.ci for series, share in shares.items() if share.ci is not None}
+        n, draws = self.config.top_n, self.config.baseline_seeds
+        title = f"Language specificity of the top-{n} neurons (share with p < {ALPHA:g})"
+        n_label = f"n = {n} neurons per set; random: {draws} draw{'s' * (draws > 1)} of {n}"
+        plots.grouped_bars(bars, title, "share", path, (0, 1), errors=errors, n_label=n_label)
 
     def manifest_fields(self) -> dict[str, Any]:
         return {
@@ -188,39 +268,55 @@ class SpecificityResult(Result):
         stats = spec.GroupStats(len(tensors["count"]), tuple(tensors["sum"].shape[1:]))
         for name in STATS:
             setattr(stats, name, tensors[name])
-        eta2, p = _eta2_and_p(tensors)
         return cls(
             model=data["model"],
             langs=data["langs"],
             families=data["families"],
             n_sentences=data["n_sentences"],
             sets={name: SetSpecificity.from_json(value) for name, value in data["sets"].items()},
-            eta2=eta2,
-            p=p,
+            eta2=_prefixed(tensors, "eta2_"),
+            p=_prefixed(tensors, "p_"),
+            top_neurons=_prefixed(tensors, TOP),
+            random_neurons=_prefixed(tensors, RANDOM),
             stats=stats,
             config=SpecificityConfig.model_validate(manifest["settings"]),
             timings=manifest.get("timings_s", {}),
         )
 
     def summary_lines(self) -> list[str]:
-        """One line per set and labelling (target, family, language: every one computed)."""
+        """One line per set and labelling (target, family, language: every one computed): the
+        shares and the mean eta^2 of the top-n with their intervals, vs the random baseline."""
         lines = []
         for name, s in self.sets.items():
             for labelling, c in s.labellings.items():
-                top, rnd = c.top, c.random
-                lines.append(
-                    f"{name} ({labelling}): eta2>0.1 {top.share_eta2_gt_0_1:.1%} (random "
-                    f"{rnd.share_eta2_gt_0_1:.1%}), eta2>0.25 {top.share_eta2_gt_0_25:.1%} (random "
-                    f"{rnd.share_eta2_gt_0_25:.1%}), mean eta2 {top.mean_eta2:.3f} "
-                    f"(random {rnd.mean_eta2:.3f})"
-                )
+                (t, share), *more = c.top.shares.items()
+                parts = [
+                    f"eta^2 > {t} for {_text(share, '.1%')} of {c.top.n} neurons vs random "
+                    f"{_text(c.random.shares[t], '.1%')} ({_p_text(share.p_vs_random)})",
+                    *(
+                        f"> {t}: {_text(e, '.1%')} vs {_text(c.random.shares[t], '.1%')} ({_p_text(e.p_vs_random)})"
+                        for t, e in more
+                    ),
+                    f"mean {_text(c.top.mean_eta2, '.3f')} vs {_text(c.random.mean_eta2, '.3f')} "
+                    f"({_p_text(c.top.mean_eta2.p_vs_random)})",
+                ]
+                lines.append(f"{name} ({labelling}): " + "; ".join(parts))
         return lines
 
 
-def _eta2_and_p(tensors: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """The tensors named eta2_<labelling> and p_<labelling>, each by labelling key."""
-    eta2 = {k.removeprefix("eta2_"): v for k, v in tensors.items() if k.startswith("eta2_")}
-    return eta2, {k.removeprefix("p_"): v for k, v in tensors.items() if k.startswith("p_")}
+def _text(e: Estimate, spec_: str) -> str:
+    """'41.0% [38.2%, 44.1%]': the value and its interval (when there is one) in one format."""
+    interval = "" if e.ci is None else f" [{e.ci[0]:{spec_}}, {e.ci[1]:{spec_}}]"
+    return f"{e.value:{spec_}}{interval}"
+
+
+def _p_text(p: float | None) -> str:
+    return "p n/a" if p is None else "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _prefixed(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors whose name starts with `prefix`, by the rest of the name."""
+    return {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def name_sets(sets: Sequence[NeuronSet]) -> dict[str, NeuronSet]:
@@ -257,36 +353,36 @@ def run(
     call this). `sentences`: language -> sentences; `sets`: name -> neuron set (see `name_sets`)."""
     langs = list(sentences)
     families = check_inputs(langs, sets, config)
-    neuron_sets = {}
+    described = {name: SetSpecificity(str(s.lang), s.type, s.source, config.top_n, {}) for name, s in sets.items()}
+    top_neurons, random_neurons = {}, {}
     for name, s in sets.items():
         s.check_model(lm.num_layers, lm.mlp_width)
-        top = Intervention.of(s.neurons(config.top_n))
-        random = random_baseline(top, lm.mlp_width, config.baseline, list(s.layers) or None, config.seed)
-        neuron_sets[name] = {
-            "lang": s.lang,
-            "type": s.type,
-            "source": s.source,
-            "top_n": config.top_n,
-            "top": top.pairs(),
-            "random": random.pairs(),
-        }
+        top, layers = s.neurons(config.top_n), list(s.layers) or None
+        # draw k seeded seed + k: the first draw is the single-seed baseline
+        draws = [random_baseline(Intervention.of(top), lm.mlp_width, config.baseline, layers, k) for k in config.seeds]
+        top_neurons[name] = torch.tensor(top, dtype=torch.int64)
+        random_neurons[name] = torch.tensor([d.pairs() for d in draws], dtype=torch.int64)
     start = time.perf_counter()
     stats = activation_stats(lm, sentences, config.batch_size, progress)
-    summary, tensors = specificity_report(stats, langs, families, neuron_sets)
-    seconds = time.perf_counter() - start
-    eta2, p = _eta2_and_p(tensors)
-    return SpecificityResult(
+    measured = time.perf_counter()
+    eta2, p = spec.labelling_tensors(stats, langs, families, list(dict.fromkeys(d.lang for d in described.values())))
+    result = SpecificityResult(
         model=lm.name,
         langs=langs,
         families=dict(zip(langs, families, strict=True)),
         n_sentences={lang: len(texts) for lang, texts in sentences.items()},
-        sets={name: SetSpecificity.from_json(value) for name, value in summary.items()},
+        sets=described,
         eta2=eta2,
         p=p,
+        top_neurons=top_neurons,
+        random_neurons=random_neurons,
         stats=stats,
         config=config,
-        timings={"total": seconds},
     )
+    result.sets = result.summarise()
+    end = time.perf_counter()
+    result.timings = {"activations": measured - start, "summaries": end - measured, "total": end - start}
+    return result
 
 
 def activation_stats(
@@ -301,35 +397,3 @@ def activation_stats(
         ):
             stats.update(torch.stack([batch["act"][layer] for layer in layers], dim=1), group)
     return stats
-
-
-def specificity_report(
-    stats: spec.GroupStats,
-    langs: Sequence[str],
-    families: Sequence[str],
-    neuron_sets: dict[str, dict],
-) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Summaries per neuron set and per labelling, and the per-neuron eta^2 / p tensors.
-
-    `neuron_sets[name]` holds ``lang`` (the target language), ``top`` and ``random`` (lists of
-    (layer, neuron)). Labellings: the set's target language vs the rest, language families (when
-    there are at least two), and all languages.
-    """
-    targets = list(dict.fromkeys(info["lang"] for info in neuron_sets.values()))
-    results, tensors = {}, {}
-    for name, mapping in spec.labelings(langs, families, targets).items():
-        merged = stats.regroup(mapping)
-        eta2, p = merged.eta_squared(), merged.anova_p()
-        key = name.replace(":", "_")
-        tensors[f"eta2_{key}"], tensors[f"p_{key}"] = eta2.float(), p
-        results[name] = (eta2, p)
-    summary = {}
-    for set_name, info in neuron_sets.items():
-        per = {}
-        for name, (eta2, p) in results.items():
-            if name.startswith("target:") and name != f"target:{info['lang']}":
-                continue
-            label = "target" if name.startswith("target:") else name
-            per[label] = {which: spec.summarize(eta2, p, info[which], THRESHOLDS, ALPHA) for which in ("top", "random")}
-        summary[set_name] = {k: v for k, v in info.items() if k not in ("top", "random")} | per
-    return summary, tensors

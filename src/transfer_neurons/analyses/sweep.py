@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from transfer_neurons.analyses.base import Config
-from transfer_neurons.analyses.output_lang import identifier_for, output_language_study
+from transfer_neurons.analyses.output_lang import identifier_for, output_language_study, plain_shares
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.io import read_json, read_jsonl, write_json, write_jsonl
 from transfer_neurons.artifacts.neurons import NeuronSet
@@ -142,9 +142,8 @@ def run(lm: LoadedModel, prompts: Sequence[str], neurons: NeuronSet, config: Swe
         for f in factors:
             conditions[condition_name(f, k)] = Intervention.from_neurons(neurons, k, f, config.positions)
     identifier = identifier_for(config.langid_langs, lang)
-    rows, summary = output_language_study(
-        lm, prompts, conditions, identifier, lang, config.max_new_tokens, config.batch_size
-    )
+    rows = output_language_study(lm, prompts, conditions, identifier, lang, config.max_new_tokens, config.batch_size)
+    summary = plain_shares(rows, lang)
     cell_of = {condition_name(f, k): (f, k) for k in top_k for f in factors}
     for row in rows:
         row["factor"], row["top_k"] = cell_of.get(row["condition"], (None, None))

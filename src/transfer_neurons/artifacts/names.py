@@ -26,12 +26,14 @@ CENTROID_FIGURE = "centroid_similarity.png"
 MKNN_FIGURE = "mknn.png"
 SIMILARITY_FIGURE = "similarity.png"
 ACT_SIMILARITY_FIGURE = "act_similarity.png"
+LATENT_UNITS = "latent_units.safetensors"  # per-pair values per layer, for recomputing intervals
 
 # ablate
 ABLATION = "ablation.json"
 ABLATION_MKNN_FIGURE = "ablation_mknn.png"
 ABLATION_GAP_FIGURE = "ablation_similarity_gap.png"
 ABLATION_ACT_FIGURE = "ablation_act_similarity.png"
+ABLATION_UNITS = "ablation_units.safetensors"  # per-pair values per layer and condition
 
 # characterisation
 SPECIFICITY = "specificity.json"
@@ -39,6 +41,9 @@ SPECIFICITY_TENSORS = "specificity.safetensors"
 SPECIFICITY_FIGURE = "specificity.png"
 OVERLAP = "overlap.json"
 OVERLAP_FIGURE = "overlap.png"
+
+# study
+FINDINGS = "findings.json"
 
 # study data steps
 TRAIN, TEST, NONPARALLEL = "train.jsonl", "test.jsonl", "nonparallel.jsonl"

@@ -15,7 +15,9 @@ from transfer_neurons.artifacts.neurons import read_neurons
 from transfer_neurons.choices import Baseline
 from transfer_neurons.cli.common import (
     BaselineOpt,
+    BaselineSeedsOpt,
     BatchOpt,
+    BootstrapOpt,
     DeviceOpt,
     DtypeOpt,
     ModelOpt,
@@ -54,14 +56,23 @@ def specificity(
     max_sentences: Annotated[int | None, max_items("--max-sentences", "sentences per language")] = None,
     baseline: BaselineOpt = Baseline.per_layer,
     seed: SeedOpt = 0,
+    baseline_seeds: BaselineSeedsOpt = 5,
+    bootstrap: BootstrapOpt = 1000,
     batch_size: BatchOpt = 16,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
     quiet: QuietOpt = False,
 ) -> None:
-    """Language specificity (eta^2, ANOVA p) of the top-n neurons vs a random baseline of the same layers."""
+    """Language specificity (eta^2, ANOVA p) of the top-n neurons vs a random baseline of the same layers,
+    with bootstrap intervals over the neurons."""
     config = specificity_analysis.SpecificityConfig(
-        top_n=top_n, baseline=baseline, seed=seed, batch_size=batch_size, families=parse_families(families) or None
+        top_n=top_n,
+        baseline=baseline,
+        seed=seed,
+        baseline_seeds=baseline_seeds,
+        bootstrap=bootstrap,
+        batch_size=batch_size,
+        families=parse_families(families) or None,
     )
     codes = langs_for(data, langs)
     sets = specificity_analysis.name_sets([read_neurons(path) for path in neurons])

@@ -167,7 +167,15 @@ TopKOpt = Annotated[int, typer.Option(min=1, help="Use the top-k neurons of --ne
 BaselineOpt = Annotated[
     Baseline, typer.Option(help="Random baseline: same count per layer, or uniform over the candidate layers.")
 ]
-SeedOpt = Annotated[int, typer.Option(help="Seed of the random baseline.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the random baseline and of the bootstrap.")]
+BaselineSeedsOpt = Annotated[
+    int,
+    typer.Option(min=1, help="Random baseline draws (seeds seed, seed + 1, ...), spread over the items of one pass."),
+]
+BootstrapOpt = Annotated[
+    int,
+    typer.Option(min=0, help="Bootstrap resamples of every 95% interval (0: no intervals; the model is not rerun)."),
+]
 OptNeuronsOpt = Annotated[
     Path | None, typer.Option(help="neurons.json written by detect; adds the deactivated and random conditions.")
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -11,6 +11,7 @@ from transfer_neurons.analyses import logit_lens as logit_lens_analysis
 from transfer_neurons.analyses import mc as mc_analysis
 from transfer_neurons.analyses import output_lang as output_lang_analysis
 from transfer_neurons.analyses import qa as qa_analysis
+from transfer_neurons.analyses.base import Config
 from transfer_neurons.artifacts.io import locked, prepare_out_dir
 from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.artifacts.neurons import NeuronSet, read_neurons
@@ -18,7 +19,9 @@ from transfer_neurons.choices import Baseline, Positions
 from transfer_neurons.cli.common import (
     DEFAULT_LANGID,
     BaselineOpt,
+    BaselineSeedsOpt,
     BatchOpt,
+    BootstrapOpt,
     DeviceOpt,
     DtypeOpt,
     LangIdOpt,
@@ -41,6 +44,13 @@ from transfer_neurons.data.qa import load_qa
 from transfer_neurons.model.loading import load_model
 
 PromptsBatchOpt = Annotated[int, typer.Option(min=1, help="Prompts per batch.")]
+C = TypeVar("C", bound=Config)
+
+
+def _config(cls: type[C], options: dict[str, Any], **given: Any) -> C:
+    """The analysis config of a command's options, which are named like its fields (with the same
+    defaults: tests/analyses/test_downstream.py checks it); `given` overrides options."""
+    return cls(**{name: options[name] for name in cls.model_fields if name in options} | given)
 
 
 def _neuron_set(neurons: Path | None, top_k: int) -> NeuronSet | None:
@@ -73,23 +83,15 @@ def qa(
     positions: Annotated[Positions, typer.Option(help="Where to deactivate (the paper: prompt).")] = Positions.prompt,
     baseline: BaselineOpt = Baseline.per_layer,
     seed: SeedOpt = 0,
+    baseline_seeds: BaselineSeedsOpt = 5,
+    bootstrap: BootstrapOpt = 1000,
     batch_size: PromptsBatchOpt = 8,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
     quiet: QuietOpt = False,
 ) -> None:
     """Generative QA (MKQA style, token F1 over aliases): normal, top-k deactivated, random baseline."""
-    config = qa_analysis.QAConfig(
-        top_k=top_k,
-        positions=positions,
-        shots=shots,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        split=split,
-        max_questions=max_questions,
-        baseline=baseline,
-        seed=seed,
-    )
+    config = _config(qa_analysis.QAConfig, locals())
     neuron_set = _neuron_set(neurons, top_k)
     lang = neurons_lang(neuron_set, lang)
     items = load_qa(data, lang, config.max_questions, config.split)
@@ -127,6 +129,8 @@ def mc(
     ] = mc_analysis.Scoring.letter,
     baseline: BaselineOpt = Baseline.per_layer,
     seed: SeedOpt = 0,
+    baseline_seeds: BaselineSeedsOpt = 5,
+    bootstrap: BootstrapOpt = 1000,
     batch_size: PromptsBatchOpt = 8,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
@@ -135,16 +139,7 @@ def mc(
     """Multiple choice (the option letter with the highest log-likelihood, or --scoring cyclic): accuracy
     per condition, its 95 % interval against chance, and the letters chosen."""
 
-    config = mc_analysis.MCConfig(
-        top_k=top_k,
-        positions=positions,
-        batch_size=batch_size,
-        split=split,
-        max_questions=max_questions,
-        scoring=scoring,
-        baseline=baseline,
-        seed=seed,
-    )
+    config = _config(mc_analysis.MCConfig, locals())
     neuron_set = _neuron_set(neurons, top_k)
     lang = neurons_lang(neuron_set, lang)
     items = load_mc(data, lang, config.max_questions, config.split)
@@ -177,6 +172,8 @@ def output_lang(
     langid_langs: LangIdOpt = DEFAULT_LANGID,
     baseline: BaselineOpt = Baseline.per_layer,
     seed: SeedOpt = 0,
+    baseline_seeds: BaselineSeedsOpt = 5,
+    bootstrap: BootstrapOpt = 1000,
     batch_size: PromptsBatchOpt = 8,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
@@ -186,16 +183,7 @@ def output_lang(
     neuron_set = _neuron_set(neurons, top_k)
     lang = neurons_lang(neuron_set, lang)
     langs = language_identifier(langid_langs, lang).langs
-    config = output_lang_analysis.OutputLangConfig(
-        top_k=top_k,
-        positions=positions,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        max_prompts=max_prompts,
-        langid_langs=langs,
-        baseline=baseline,
-        seed=seed,
-    )
+    config = _config(output_lang_analysis.OutputLangConfig, locals(), langid_langs=langs)
     prompts = read_sentences(data, lang, config.max_prompts)
     with locked(prepare_out_dir(out)) as out:
         lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
@@ -218,6 +206,8 @@ def logit_lens(
     langid_langs: LangIdOpt = DEFAULT_LANGID,
     baseline: BaselineOpt = Baseline.per_layer,
     seed: SeedOpt = 0,
+    baseline_seeds: BaselineSeedsOpt = 5,
+    bootstrap: BootstrapOpt = 1000,
     batch_size: BatchOpt = 16,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
@@ -227,16 +217,7 @@ def logit_lens(
     neuron_set = _neuron_set(neurons, top_k)
     lang = neurons_lang(neuron_set, lang)
     langs = language_identifier(langid_langs, lang).langs
-    config = logit_lens_analysis.LogitLensConfig(
-        top_k=top_k,
-        positions=positions,
-        tokens=tokens,
-        batch_size=batch_size,
-        max_sentences=max_sentences,
-        langid_langs=langs,
-        baseline=baseline,
-        seed=seed,
-    )
+    config = _config(logit_lens_analysis.LogitLensConfig, locals(), langid_langs=langs)
     sentences = read_sentences(data, lang, config.max_sentences)
     with locked(prepare_out_dir(out)) as out:
         lm = load_model(model, device=device, dtype=dtype, progress=not quiet)

@@ -15,7 +15,9 @@ from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.artifacts.neurons import read_neurons
 from transfer_neurons.choices import Baseline
 from transfer_neurons.cli.common import (
+    BaselineSeedsOpt,
     BatchOpt,
+    BootstrapOpt,
     ClampOpt,
     DeviceOpt,
     DtypeOpt,
@@ -53,13 +55,14 @@ def latent(
     clamp: ClampOpt = None,
     max_sentences: MaxPairsOpt = None,
     batch_size: BatchOpt = 16,
-    seed: Annotated[int, typer.Option(help="Seed of the PCA.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the PCA and of the bootstrap.")] = 0,
+    bootstrap: BootstrapOpt = 1000,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
     quiet: QuietOpt = False,
 ) -> None:
     """Layer-by-layer latent dynamics: mutual kNN, parallel vs non-parallel similarity, PCA, centroids."""
-    config = latent_analysis.LatentConfig(k=k, clamp=clamp, seed=seed, batch_size=batch_size)
+    config = latent_analysis.LatentConfig(k=k, clamp=clamp, seed=seed, batch_size=batch_size, bootstrap=bootstrap)
     codes = langs_for(data, langs)
     datasets = [read_pairs(path, code, max_sentences) for path, code in zip(data, codes, strict=True)]
     for pairs in datasets:
@@ -93,7 +96,9 @@ def ablate(
     baseline: Annotated[
         Baseline, typer.Option(help="Random baseline: same count per layer, or uniform over the candidate layers.")
     ] = Baseline.per_layer,  # noqa: E501
-    seed: Annotated[int, typer.Option(help="Seed of the random baseline.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the random baseline and of the bootstrap.")] = 0,
+    baseline_seeds: BaselineSeedsOpt = 5,
+    bootstrap: BootstrapOpt = 1000,
     k: KOpt = 10,
     clamp: ClampOpt = None,
     max_sentences: MaxPairsOpt = None,
@@ -104,7 +109,14 @@ def ablate(
 ) -> None:
     """Latent analyses three times: normal, top-k neurons deactivated, random baseline (L2 inputs only)."""
     config = ablate_analysis.AblateConfig(
-        top_k=top_k, baseline=baseline, seed=seed, k=k, clamp=clamp, batch_size=batch_size
+        top_k=top_k,
+        baseline=baseline,
+        seed=seed,
+        baseline_seeds=baseline_seeds,
+        bootstrap=bootstrap,
+        k=k,
+        clamp=clamp,
+        batch_size=batch_size,
     )
     neuron_set = read_neurons(neurons)
     neuron_set.check_top_k(top_k)

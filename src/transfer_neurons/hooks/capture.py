@@ -25,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from transfer_neurons.errors import InputError
+from transfer_neurons.hooks.interventions import Applied, apply_intervention, rows_of
 from transfer_neurons.model.loading import LoadedModel
 
 PARTS = ("h", "mlp", "act", "scale", "final")
@@ -136,8 +137,10 @@ def capture(
     stop_early: bool = True,
     desc: str | None = None,
     progress: bool = False,
+    intervention: Applied = None,
 ) -> Iterator[Batch]:
-    """Yield one `Batch` per forward pass over `sentences` (sorted by length; see `Batch.index`).
+    """Yield one `Batch` per forward pass over `sentences` (sorted by length; see `Batch.index`),
+    under `intervention` (a sequence: one per sentence, in input order).
 
     With `stop_early` the forward pass stops after the highest requested layer when nothing
     later (final norm) is needed.
@@ -159,7 +162,8 @@ def capture(
             padded = lm.tokenizer.pad({"input_ids": [encoded[k] for k in index]}, return_tensors="pt")
             mask = padded["attention_mask"].to(lm.device)
             store: dict = {}
-            with hooks(lm, layers, parts, store, stop_after), torch.inference_mode():
+            applied = apply_intervention(lm, rows_of(intervention, index))
+            with applied, hooks(lm, layers, parts, store, stop_after), torch.inference_mode():
                 try:
                     decoder(
                         input_ids=padded["input_ids"].to(lm.device),
@@ -183,6 +187,7 @@ def collect(
     batch_size: int = 16,
     desc: str | None = None,
     progress: bool = False,
+    intervention: Applied = None,
 ) -> dict[str, torch.Tensor]:
     """Captured tensors per part as [layers, sentences, dim] float32 in input order (on CPU).
 
@@ -190,7 +195,8 @@ def collect(
     """
     layers = sorted(set(range(lm.num_layers) if layers is None else layers))
     out: dict[str, torch.Tensor] = {}
-    for batch in capture(lm, sentences, parts, layers, batch_size, desc=desc, progress=progress):
+    batches = capture(lm, sentences, parts, layers, batch_size, desc=desc, progress=progress, intervention=intervention)
+    for batch in batches:
         for part in parts:
             stacked = torch.stack([batch[part][layer] for layer in layers]).cpu()
             if part not in out:

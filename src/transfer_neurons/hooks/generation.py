@@ -7,14 +7,14 @@ from collections.abc import Sequence
 import torch
 
 from transfer_neurons.hooks.capture import check_context
-from transfer_neurons.hooks.interventions import Intervention, apply_intervention
+from transfer_neurons.hooks.interventions import Applied, apply_intervention, rows_of
 from transfer_neurons.model.loading import LoadedModel
 
 
 def generate(
     lm: LoadedModel,
     prompts: Sequence[str],
-    intervention: Intervention | None = None,
+    intervention: Applied = None,
     max_new_tokens: int = 32,
     batch_size: int = 8,
     stop_strings: Sequence[str] | None = None,
@@ -30,7 +30,8 @@ def generate(
     for start in range(0, len(prompts), batch_size):
         batch = lm.tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True)
         batch = {key: value.to(lm.device) for key, value in batch.items()}
-        with apply_intervention(lm, intervention), torch.inference_mode():
+        applied = rows_of(intervention, range(start, start + len(batch["input_ids"])))
+        with apply_intervention(lm, applied), torch.inference_mode():
             output = lm.model.generate(  # type: ignore[operator]  # GenerationMixin, not in the stub
                 **batch,
                 max_new_tokens=max_new_tokens,
@@ -47,18 +48,20 @@ def next_token_logprobs(
     lm: LoadedModel,
     prompts: Sequence[str],
     token_ids: Sequence[int],
-    intervention: Intervention | None = None,
+    intervention: Applied = None,
     batch_size: int = 8,
 ) -> torch.Tensor:
     """Log-probabilities [len(prompts), len(token_ids)] (float32, CPU) of `token_ids` as the next
-    token after each prompt, in left-padded batches with explicit position ids (as in capture)."""
+    token after each prompt, in left-padded batches with explicit position ids (as in capture); a
+    sequence of interventions gives one per prompt."""
     check_context(lm, lm.tokenizer(list(prompts))["input_ids"], what="prompt")
     ids = torch.tensor(list(token_ids))
     rows = []
     for start in range(0, len(prompts), batch_size):
         padded = lm.tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True)
         mask = padded["attention_mask"].to(lm.device)
-        with apply_intervention(lm, intervention), torch.inference_mode():
+        applied = rows_of(intervention, range(start, start + len(mask)))
+        with apply_intervention(lm, applied), torch.inference_mode():
             logits = lm.model(
                 input_ids=padded["input_ids"].to(lm.device),
                 attention_mask=mask,

@@ -14,7 +14,7 @@ forward pre-hooks and removes them on exit, so the model afterwards behaves exac
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,13 +124,38 @@ class Intervention:
         torch.save(config, path)
 
 
+Applied = Intervention | Sequence[Intervention | None] | None  # one for all rows, or one per row
+
+
+def rows_of(intervention: Applied, index: Iterable[int]) -> Applied:
+    """The part of `intervention` for the batch rows `index` (units in input order)."""
+    if intervention is None or isinstance(intervention, Intervention):
+        return intervention
+    return [intervention[k] for k in index]
+
+
 @contextmanager
-def apply_intervention(lm: LoadedModel, intervention: Intervention | None) -> Iterator[None]:
-    """Scale the intervention's neurons inside the block (no-op for None); hooks are removed on exit."""
-    if intervention is None or not intervention.neurons:
+def apply_intervention(lm: LoadedModel, intervention: Applied) -> Iterator[None]:
+    """Scale the intervention's neurons inside the block (no-op for None); hooks are removed on exit.
+
+    A sequence gives one intervention per row of the batch (None: that row untouched), all with
+    the same position policy: a multi-seed random baseline runs its draws in one pass this way.
+    """
+    rows: list[Intervention | None] | None
+    if intervention is None or isinstance(intervention, Intervention):
+        rows, listed = None, [intervention]
+    else:
+        rows = listed = list(intervention)
+    chosen = [iv for iv in listed if iv is not None and iv.neurons]
+    if not chosen:
         yield
         return
-    intervention.check(lm.num_layers, lm.mlp_width)
+    positions = {iv.positions for iv in chosen}
+    if len(positions) > 1:
+        raise ValueError(f"per-row interventions need one position policy, got {sorted(positions)}")
+    policy = positions.pop()
+    for iv in chosen:
+        iv.check(lm.num_layers, lm.mlp_width)
     state = {"decoding": False}
 
     def on_decoder(_module, _args, kwargs):
@@ -138,17 +163,25 @@ def apply_intervention(lm: LoadedModel, intervention: Intervention | None) -> It
         state["decoding"] = cache is not None and cache.get_seq_length() > 0
 
     handles = [lm.model.get_decoder().register_forward_pre_hook(on_decoder, with_kwargs=True)]
-    for layer in intervention.counts_per_layer():
+    layers = sorted({layer for iv in chosen for layer in iv.counts_per_layer()})
+    for layer in layers:
         down = lm.adapter.down_module(lm.model, layer)
         weight = down.weight
         assert isinstance(weight, torch.Tensor)
-        factors = intervention.factors(layer, lm.mlp_width).to(weight.device, weight.dtype)
+        if rows is None:
+            vector = chosen[0].factors(layer, lm.mlp_width)
+        else:
+            ones = torch.ones(lm.mlp_width)
+            vector = torch.stack([ones if iv is None else iv.factors(layer, lm.mlp_width) for iv in rows])[:, None]
+        factors = vector.to(weight.device, weight.dtype)  # [width], or [rows, 1, width]
 
         def scale(_module, args, factors=factors):
-            if state["decoding"] and intervention.positions != "all":
+            if state["decoding"] and policy != "all":
                 return None
             a = args[0]
-            if intervention.positions == "last" and not state["decoding"]:
+            if factors.dim() == 3 and a.shape[0] != factors.shape[0]:
+                raise ValueError(f"{factors.shape[0]} per-row interventions for a batch of {a.shape[0]} rows")
+            if policy == "last" and not state["decoding"]:
                 a = torch.cat([a[:, :-1], a[:, -1:] * factors], dim=1)
             else:
                 a = a * factors
@@ -195,7 +228,64 @@ def random_baseline(
     return Intervention.of(chosen, factor, controlled.positions)
 
 
-Conditions = dict[str, "Intervention | None"]
+@dataclass(frozen=True)
+class RandomBaseline:
+    """A random baseline drawn with several seeds and spread over the units of one pass: unit i
+    runs under draw `assignment(n)[i]`, a seeded balanced assignment, so S seeds cost one pass
+    (DESIGN.md 3.8), and each draw's mean over its units gives the spread between seeds."""
+
+    draws: tuple[Intervention, ...]
+    seeds: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not self.draws or len(self.draws) != len(self.seeds):
+            raise ValueError("a random baseline needs one seed per draw, and at least one draw")
+
+    def assignment(self, n: int) -> np.ndarray:
+        """The draw of each of n units: as even as n allows, in a seeded order (all 0 for one draw)."""
+        order = np.arange(n) % len(self.draws)
+        return np.random.default_rng(self.seeds[0]).permutation(order) if len(self.draws) > 1 else order
+
+    def per_unit(self, n: int) -> list[Intervention]:
+        """The intervention of each of n units, for `apply_intervention`."""
+        return [self.draws[s] for s in self.assignment(n)]
+
+    @property
+    def positions(self) -> str:
+        return self.draws[0].positions
+
+    def counts_per_layer(self) -> dict[int, int]:
+        """Neurons per layer of the first draw (every draw of a per-layer baseline has the same)."""
+        return self.draws[0].counts_per_layer()
+
+    def save(self, path: str | Path) -> None:
+        write_json(
+            path,
+            {
+                "schema_version": SCHEMA_VERSION,
+                "positions": self.positions,
+                "seeds": list(self.seeds),
+                "draws": [[list(n) for n in draw.neurons] for draw in self.draws],
+            },
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> RandomBaseline:
+        data = read_json(path)
+        draws = tuple(
+            Intervention(tuple((int(l), int(i), float(f)) for l, i, f in draw), data["positions"])
+            for draw in data["draws"]
+        )
+        return cls(draws, tuple(int(s) for s in data["seeds"]))
+
+
+Condition = Intervention | RandomBaseline | None
+Conditions = dict[str, Condition]
+
+
+def for_units(condition: Condition, n: int) -> Applied:
+    """What `apply_intervention` gets for n units (in input order) under a condition."""
+    return condition.per_unit(n) if isinstance(condition, RandomBaseline) else condition
 
 
 def deactivation_conditions(
@@ -206,11 +296,17 @@ def deactivation_conditions(
     positions: str = Positions.last,
     baseline: str = Baseline.per_layer,
     seed: int = 0,
+    seeds: int = 1,
 ) -> Conditions:
     """The three conditions of a controlled experiment: normal (None), the top-k neurons of a
-    neuron set deactivated, and a seeded random baseline of the same shape."""
+    neuron set deactivated, and a random baseline of the same shape drawn with `seeds` seeds
+    (seed, seed + 1, ...; the first draw is the single-seed baseline)."""
     neurons.check_model(num_layers, width)
     deactivated = Intervention.from_neurons(neurons, top_k, factor=0.0, positions=positions)
     candidates = list(neurons.layers) or sorted(deactivated.counts_per_layer())
-    random = random_baseline(deactivated, width, baseline, candidates, seed)
-    return {"normal": None, "deactivated": deactivated, "random": random}
+    draws = tuple(random_baseline(deactivated, width, baseline, candidates, seed + s) for s in range(seeds))
+    return {
+        "normal": None,
+        "deactivated": deactivated,
+        "random": RandomBaseline(draws, tuple(seed + s for s in range(seeds))),
+    }

@@ -5,17 +5,26 @@ memory is O(groups x features) whatever the number of sentences. From these suff
 statistics come the correlation ratio ``eta^2 = SS_between / SS_total`` and the one-way ANOVA
 p-value (F distribution from scipy). Statistics of languages can be merged into coarser labels
 (target language vs rest, language families) without another pass over the data.
+
+The summaries of a neuron list (mean and median eta^2, shares with eta^2 > t and p < alpha) come
+with bootstrap intervals over its neurons and a comparison with a multi-seed random baseline
+(DESIGN.md 3.8): `compare_to_random`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
 from scipy import stats
 
 from transfer_neurons.errors import InputError
+from transfer_neurons.metrics.uncertainty import CHUNK, PERMUTATIONS, Estimate, interval, resample_indices
+
+Key = TypeVar("Key", bound=Hashable)
+Values = tuple[np.ndarray, np.ndarray]  # (eta^2, ANOVA p) of listed neurons, same shape
 
 # ISO 639-1 code -> language family (genus level for Indo-European); override per run if needed.
 FAMILIES = {
@@ -192,6 +201,43 @@ def labelings(langs: Sequence[str], families: Sequence[str], targets: Sequence[s
     return out
 
 
+def labelling_tensors(
+    stats: GroupStats, langs: Sequence[str], families: Sequence[str], targets: Sequence[str]
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Per-neuron eta^2 ([L, m] float32) and ANOVA p (float64) under each labelling, by key:
+    `target_<lang>` for each target language (that language vs the rest), `family` (with at
+    least two families) and `language`."""
+    eta2, p = {}, {}
+    for name, mapping in labelings(langs, families, targets).items():
+        merged = stats.regroup(mapping)
+        key = name.replace(":", "_")
+        eta2[key], p[key] = merged.eta_squared().float(), merged.anova_p()
+    return eta2, p
+
+
+def neuron_values(
+    eta2: np.ndarray, p: np.ndarray, thresholds: Sequence[float] = (0.1, 0.25), alpha: float = 0.05
+) -> dict[str, np.ndarray]:
+    """Per-neuron values whose mean over the neurons is a summary: eta^2 itself (`mean_eta2`) and
+    1.0 where eta^2 > t and p < alpha, else 0.0 (`share_eta2_gt_<t>`); same shape as `eta2`."""
+    eta2, p = np.asarray(eta2, dtype=np.float64), np.asarray(p, dtype=np.float64)
+    significant = p < alpha
+    return {"mean_eta2": eta2} | {
+        f"share_eta2_gt_{t:g}": ((eta2 > t) & significant).astype(np.float64) for t in thresholds
+    }
+
+
+def statistics(
+    eta2: np.ndarray, p: np.ndarray, thresholds: Sequence[float] = (0.1, 0.25), alpha: float = 0.05
+) -> dict[str, np.ndarray]:
+    """mean_eta2, median_eta2 and share_eta2_gt_<t> over the last axis (the neurons) of any shape.
+    The median of an even count is the lower middle value (as `torch.median`)."""
+    values = neuron_values(eta2, p, thresholds, alpha)
+    means = {name: v.mean(axis=-1) for name, v in values.items()}
+    median = np.quantile(values["mean_eta2"], 0.5, axis=-1, method="lower")
+    return {"mean_eta2": means.pop("mean_eta2"), "median_eta2": median} | means
+
+
 def summarize(
     eta2: torch.Tensor,
     p: torch.Tensor,
@@ -203,8 +249,96 @@ def summarize(
     if not neurons:
         raise ValueError("summarize needs at least one neuron")
     layer, neuron = (torch.tensor(x) for x in zip(*neurons, strict=True))
-    e, q = eta2[layer, neuron].double(), p[layer, neuron].double()
-    out = {"n": len(neurons), "mean_eta2": float(e.mean()), "median_eta2": float(e.median())}
-    for t in thresholds:
-        out[f"share_eta2_gt_{t:g}"] = float(((e > t) & (q < alpha)).double().mean())
+    e, q = eta2[layer, neuron].double().numpy(), p[layer, neuron].double().numpy()
+    return {"n": len(neurons)} | {name: float(v) for name, v in statistics(e, q, thresholds, alpha).items()}
+
+
+def resampled(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """`values` [..., n] at the bootstrap resamples `index` [..., n_boot, n] (leading axes
+    broadcast): [..., n_boot, n]. One indexing operation, no loop over resamples."""
+    return np.take_along_axis(np.asarray(values)[..., None, :], index, axis=-1)
+
+
+def permutation_p_rows(a: np.ndarray, b: np.ndarray, seed: int, n_perm: int = PERMUTATIONS) -> np.ndarray:
+    """`uncertainty.permutation_p(a[k], b[k], seed)` for every row k of a [K, n] and b [K, m]: the
+    same label shuffles (drawn once) serve every row, and each shuffle's mean of a's side comes
+    from one matrix product, so K rows cost about one test."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    pooled = np.concatenate([a, b], axis=1)  # [K, N]
+    n, m = a.shape[1], b.shape[1]
+    if n == 0 or m == 0:
+        return np.ones(len(a))
+    observed = np.abs(a.mean(axis=1) - b.mean(axis=1))
+    total, hits = pooled.sum(axis=1), np.zeros(len(a), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    order = np.arange(n + m, dtype=np.int32)
+    for start in range(0, n_perm, CHUNK * 16):
+        rows = min(CHUNK * 16, n_perm - start)
+        first = rng.permuted(np.tile(order, (rows, 1)), axis=1)[:, :n]  # as permutation_p shuffles
+        chosen = np.zeros((rows, n + m))
+        np.put_along_axis(chosen, first, 1.0, axis=1)
+        side = chosen @ pooled.T  # [rows, K]: sum of a's side
+        hits += (np.abs(side / n - (total - side) / m) >= observed - 1e-12).sum(axis=0)
+    return np.where(np.ptp(pooled, axis=1) == 0, 1.0, (1 + hits) / (1 + n_perm))
+
+
+def compare_to_random(
+    top: Mapping[Key, Values],
+    random: Mapping[Key, Values],
+    seeds: Sequence[int],
+    n_boot: int,
+    seed: int,
+    thresholds: Sequence[float] = (0.1, 0.25),
+    alpha: float = 0.05,
+) -> dict[Key, tuple[dict[str, Estimate], dict[str, Estimate]]]:
+    """Per key, the `statistics` of a neuron list (`top[key]`: eta^2 and p, [n] each) and of its
+    random baseline (`random[key]`: [S, n] each, draw s seeded `seeds[s]`) as Estimates.
+
+    Intervals: percentile bootstrap over the neurons, `n_boot` resamples (none for 0); the top
+    resampled with `resample_indices(n, n_boot, seed)`, each draw on its own (seed + 1). The
+    baseline's value is the mean over its draws of each statistic, with each draw's value. The top's
+    mean and shares (means of per-neuron values) add `effect_vs_random` (top minus baseline, interval
+    from the two independent resamples) and `p_vs_random`, the label-permutation p of
+    `uncertainty.permutation_p` (top neurons vs all drawn ones), as `unpaired_difference` does; the
+    median has no test. One set of shuffles serves every key: all need the same n and S.
+    """
+    tops = {key: neuron_values(*values, thresholds, alpha) for key, values in top.items()}
+    draws = {key: neuron_values(*random[key], thresholds, alpha) for key in top}
+    rows = [(key, name) for key, values in tops.items() for name in values]
+    p_values = permutation_p_rows(
+        np.stack([tops[key][name] for key, name in rows]),
+        np.stack([draws[key][name].reshape(-1) for key, name in rows]),
+        seed,
+    )
+    tested = dict(zip(rows, p_values.tolist(), strict=True))
+    out = {}
+    for key, (eta2, p) in top.items():
+        draw_eta2, draw_p = (np.asarray(x, dtype=np.float64) for x in random[key])
+        value, per_seed = statistics(eta2, p, thresholds, alpha), statistics(draw_eta2, draw_p, thresholds, alpha)
+        samples: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None
+        if n_boot:
+            n, s = len(eta2), len(draw_eta2)
+            index = resample_indices(n, n_boot, seed)
+            draw_index = resample_indices(n, s * n_boot, seed + 1).reshape(s, n_boot, n)
+            boot_top = statistics(resampled(eta2, index), resampled(p, index), thresholds, alpha)
+            boot_random = statistics(resampled(draw_eta2, draw_index), resampled(draw_p, draw_index), thresholds, alpha)
+            samples = (boot_top, {name: v.mean(axis=0) for name, v in boot_random.items()})
+        top_estimates, random_estimates = {}, {}
+        for name in value:
+            ci, random_ci, effect_ci = (None, None, None) if samples is None else _intervals(samples, name)
+            baseline = Estimate(
+                float(per_seed[name].mean()), random_ci, seeds=tuple(seeds), per_seed=tuple(per_seed[name].tolist())
+            )
+            effect = Estimate(float(value[name]) - baseline.value, effect_ci) if (key, name) in tested else None
+            top_estimates[name] = Estimate(float(value[name]), ci, tested.get((key, name)), effect)
+            random_estimates[name] = baseline
+        out[key] = (top_estimates, random_estimates)
     return out
+
+
+def _intervals(
+    samples: tuple[dict[str, np.ndarray], dict[str, np.ndarray]], name: str
+) -> tuple[tuple[float, float], tuple[float, float], tuple[float, float]]:
+    """Intervals of the top, of the baseline and of their difference from bootstrap samples."""
+    top, random = samples[0][name], samples[1][name]
+    return interval(top), interval(random), interval(top - random)

@@ -107,7 +107,9 @@ class StudyConfig(Section):
     device: str = Field("auto", description="cpu, cuda, cuda:N or auto.")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Model weights dtype.")
     batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
-    seed: int = Field(0, description="Seed of data splits, random baselines and PCA.")
+    seed: int = Field(0, description="Seed of data splits, random baselines, bootstrap and PCA.")
+    bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples of every 95% interval (0: no intervals).")
+    baseline_seeds: int = Field(5, ge=1, description="Random baseline draws, spread over the units of one pass.")
     data: DataConfig = Field(default_factory=DataConfig)
     detect: DetectSection = Field(default_factory=DetectSection)
     latent: LatentSection = Field(default_factory=LatentSection)
@@ -129,10 +131,10 @@ class StudyConfig(Section):
 
     @model_validator(mode="after")
     def _shared_defaults(self) -> StudyConfig:
-        """Top-level batch_size and seed are the defaults of each analysis section; ablate takes
-        latent's k and clamp unless it sets its own."""
+        """Top-level batch_size, seed, bootstrap and baseline_seeds are the defaults of each analysis
+        section; ablate takes latent's k and clamp unless it sets its own."""
         for section in (self.detect, self.latent, self.ablate):
-            for name in ("batch_size", "seed"):
+            for name in INHERITED:
                 if name in type(section).model_fields and name not in section.model_fields_set:
                     setattr(section, name, getattr(self, name))
         for name in ("k", "clamp"):
@@ -235,7 +237,7 @@ def _resolve_paths(raw: dict, base: Path) -> None:
                     entry[name] = str((base / entry[name]).expanduser())
 
 
-INHERITED = {"batch_size": "the top-level batch_size", "seed": "the top-level seed"}
+INHERITED = {name: f"the top-level {name}" for name in ("batch_size", "seed", "bootstrap", "baseline_seeds")}
 FROM_LATENT = {"k": "latent.k", "clamp": "latent.clamp"}
 
 

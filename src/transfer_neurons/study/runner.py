@@ -44,8 +44,8 @@ class Step:
 
 
 PACKAGE = Path(__file__).resolve().parent.parent
-# help texts, the report template and the run tables change no step's results
-NOT_RESULTS = ("cli", "study/report.py", "study/tables.py")
+# help texts, the report, its findings and the run tables change no step's results
+NOT_RESULTS = ("cli", "study/report.py", "study/template.py", "study/findings.py", "study/tables.py")
 
 
 def result_sources() -> list[Path]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 from transfer_neurons.analyses import ablate, detect, latent, mc, output_lang, overlap, qa, specificity
@@ -191,7 +190,8 @@ def ablate_step(lang: str) -> StepFn:
                 nonparallel=study.split_file(lang, "nonparallel") if result.nonparallel == "file" else None,
             ),
         )
-        return {"top_k": result.config.top_k, **{name: asdict(s) for name, s in result.summary.items()}}
+        summary = {name: {m: e.to_json() for m, e in s.items()} for name, s in result.summary.items()}
+        return {"top_k": result.config.top_k, **summary}
 
     return compute
 
@@ -208,7 +208,12 @@ def specificity_step(study: Study, folder: Path) -> dict:
     sentences = {"en": study.pairs(cfg.languages[0], "test").en}
     sentences |= {lang: study.pairs(lang, "test").l2 for lang in cfg.languages}
     config = specificity.SpecificityConfig(
-        top_n=cfg.characterise.top_n, baseline=cfg.ablate.baseline, seed=cfg.seed, batch_size=cfg.batch_size
+        top_n=cfg.characterise.top_n,
+        baseline=cfg.ablate.baseline,
+        seed=cfg.seed,
+        batch_size=cfg.batch_size,
+        bootstrap=cfg.bootstrap,
+        baseline_seeds=cfg.baseline_seeds,
     )
     sets = {name: read_neurons(path) for name, path in _detected(study).items()}
     result = specificity.run(study.lm, sentences, sets, config, study.progress)
@@ -243,19 +248,26 @@ def downstream_step(task: str, lang: str, kind: NeuronType) -> StepFn:
     def compute(study: Study, folder: Path) -> dict:
         cfg, down, lm = study.config, study.config.downstream, study.lm
         neurons = study.neurons(lang, kind)
-        shared = {"top_k": down.top_k, "baseline": cfg.ablate.baseline, "seed": cfg.seed, "batch_size": cfg.batch_size}
+        shared = {
+            "top_k": down.top_k,
+            "baseline": cfg.ablate.baseline,
+            "seed": cfg.seed,
+            "batch_size": cfg.batch_size,
+            "bootstrap": cfg.bootstrap,
+            "baseline_seeds": cfg.baseline_seeds,
+        }
         inputs = study.inputs(neurons=study.neurons_file(lang, kind))
-        conditions: dict[str, dict[str, float]]
+        conditions: dict[str, dict]
         if task == "qa":
             questions = load_qa(None, lang, down.max_questions)
             qa_result = qa.run(lm, questions, neurons, qa.QAConfig(**shared, max_questions=down.max_questions))
             qa_result.save(folder, inputs)
-            conditions = {name: asdict(s) for name, s in qa_result.conditions.items()}
+            conditions = qa_result.conditions_json()
         elif task == "mc":
             choices = load_mc(None, lang, down.max_questions)
             mc_result = mc.run(lm, choices, neurons, mc.MCConfig(**shared, max_questions=down.max_questions))
             mc_result.save(folder, inputs)
-            conditions = {name: asdict(s) for name, s in mc_result.conditions.items()}
+            conditions = mc_result.conditions_json()
         else:
             prompts = study.pairs(lang, "test").l2[: down.max_questions]
             config = output_lang.OutputLangConfig(
@@ -263,7 +275,7 @@ def downstream_step(task: str, lang: str, kind: NeuronType) -> StepFn:
             )
             ol_result = output_lang.run(lm, prompts, neurons, config, lang)
             ol_result.save(folder, inputs | study.inputs(data=study.split_file(lang, "test")))
-            conditions = ol_result.conditions
+            conditions = ol_result.conditions_json()
         return {"top_k": down.top_k, "neurons": str(kind), "conditions": conditions}
 
     return compute

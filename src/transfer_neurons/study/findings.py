@@ -1,0 +1,124 @@
+"""Findings (DESIGN.md 3.8): each of the paper's claims that a study measured, one row per language,
+with a verdict from the effect, its interval and its p-value (`metrics.uncertainty.verdict`). Read
+from the finished steps' folders, written to findings.json and shown first in the report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from transfer_neurons.analyses import ablate, latent, output_lang, qa, specificity
+from transfer_neurons.artifacts import names
+from transfer_neurons.artifacts.io import write_json
+from transfer_neurons.metrics.uncertainty import ALPHA, Estimate, Finding, unpaired_difference
+from transfer_neurons.study.config import StudyConfig
+
+CLAIMS = {
+    "middle_peak": "Mutual-kNN alignment peaks in the middle layers",
+    "type1_alignment": "Type-1 deactivation lowers alignment more than random",
+    "type2_specific": "Type-2 neurons are more language-specific than Type-1",
+    "type2_output": "Type-2 deactivation moves the output away from L2",
+    "type1_qa": "Type-1 deactivation lowers QA more than random",
+}
+
+
+def _compared(claim: str, lang: str, estimate: Estimate, n: int, units: str, source: str) -> Finding:
+    """A finding from a deactivated condition's Estimate: its effect vs random, that interval and p."""
+    effect = estimate.effect_vs_random
+    assert effect is not None, f"{source}: no comparison with the random baseline"
+    return Finding(claim, CLAIMS[claim], lang, effect.value, effect.ci, estimate.p_vs_random, n, units, -1, source)
+
+
+def _middle_peak(out: Path, config: StudyConfig) -> Iterator[Finding]:
+    result = latent.LatentResult.load(out / "latent")
+    for lang, peak in result.middle_peak.items():
+        if peak is None:  # fewer than three layers: no middle
+            continue
+        yield Finding(
+            "middle_peak", CLAIMS["middle_peak"], lang, peak.value, peak.ci, peak.p, peak.n, "test pairs", +1, "latent"
+        )
+
+
+def _type1_alignment(out: Path, config: StudyConfig) -> Iterator[Finding]:
+    for lang in config.languages:
+        folder = out / "ablate" / lang
+        if (folder / names.MANIFEST).is_file():
+            result = ablate.AblationResult.load(folder)
+            estimate = result.summary["deactivated"]["mean_mknn"]
+            yield _compared("type1_alignment", lang, estimate, result.n_pairs, "test pairs", f"ablate/{lang}")
+
+
+def _type2_specific(out: Path, config: StudyConfig) -> Iterator[Finding]:
+    result = specificity.SpecificityResult.load(out / "specificity")
+    for lang in config.languages:
+        sets = {kind: f"{lang}-{kind}" for kind in ("type1", "type2")}
+        if all(name in result.sets for name in sets.values()):
+            type2, type1 = (result.top_eta2(sets[kind]) for kind in ("type2", "type1"))
+            difference = unpaired_difference(type2, type1, config.bootstrap, config.seed)
+            yield Finding(
+                "type2_specific",
+                CLAIMS["type2_specific"],
+                lang,
+                difference.value,
+                difference.ci,
+                difference.p_vs_random,
+                min(len(type2), len(type1)),
+                "neurons per type (mean eta^2, target vs rest)",
+                +1,
+                "specificity",
+            )
+
+
+def _type2_output(out: Path, config: StudyConfig) -> Iterator[Finding]:
+    for lang in config.languages:
+        folder = out / "output_lang" / lang
+        if (folder / names.MANIFEST).is_file():
+            result = output_lang.OutputLangResult.load(folder)
+            estimate = result.conditions["deactivated"][lang]
+            yield _compared("type2_output", lang, estimate, result.n_prompts, "prompts", f"output_lang/{lang}")
+
+
+def _type1_qa(out: Path, config: StudyConfig) -> Iterator[Finding]:
+    for lang in config.languages:
+        folder = out / "qa" / lang
+        if (folder / names.MANIFEST).is_file():
+            result = qa.QAResult.load(folder)
+            estimate = result.conditions["deactivated"].f1
+            yield _compared("type1_qa", lang, estimate, result.n_questions, "questions", f"qa/{lang}")
+
+
+READERS: dict[str, tuple[str, Callable[[Path, StudyConfig], Iterator[Finding]]]] = {
+    "middle_peak": ("latent", _middle_peak),
+    "type1_alignment": ("ablate", _type1_alignment),
+    "type2_specific": ("specificity", _type2_specific),
+    "type2_output": ("output_lang", _type2_output),
+    "type1_qa": ("qa", _type1_qa),
+}
+
+
+def findings(out: Path, config: StudyConfig) -> list[Finding]:
+    """Every claim the study measured (its step folder is complete), one row per language."""
+    rows: list[Finding] = []
+    for folder, reader in READERS.values():
+        if (out / folder).is_dir() and any((out / folder).rglob(names.MANIFEST)):
+            rows += list(reader(out, config))
+    return rows
+
+
+def write_findings(out: Path, config: StudyConfig) -> list[Finding]:
+    """findings.json: the rows, how many tests they are, the level of each verdict."""
+    rows = findings(out, config)
+    write_json(
+        out / names.FINDINGS,
+        {
+            "schema_version": names.SCHEMA_VERSION,
+            "model": config.model,
+            "alpha": ALPHA,
+            "tests": len(rows),
+            "bootstrap": config.bootstrap,
+            "verdicts": "holds: the effect has the claimed sign, its 95% interval excludes 0 and p < alpha; "
+            "does not hold: the interval excludes 0 on the other side; inconclusive: otherwise",
+            "rows": [row.to_json() for row in rows],
+        },
+    )
+    return rows

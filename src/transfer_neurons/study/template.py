@@ -1,0 +1,146 @@
+"""The Jinja template of report.html (rendered by study.report from a view of the run's results)."""
+
+TEMPLATE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Transfer neurons: {{ config.model }}</title>
+<style>
+ body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; line-height: 1.45; }
+ h1 { font-size: 1.6rem; } h2 { border-bottom: 2px solid #ddd; padding-bottom: .2rem; margin-top: 2.2rem; }
+ table { border-collapse: collapse; margin: .6rem 0 1rem; font-size: .88rem; }
+ th, td { border: 1px solid #ccc; padding: .25rem .55rem; text-align: right; vertical-align: top; }
+ th { background: #f3f3f3; } td.l, th.l { text-align: left; }
+ img { max-width: 100%; border: 1px solid #eee; margin: .4rem 0; }
+ .grid { display: grid; grid-template-columns: 1fr 1fr; gap: .8rem; }
+ .note { color: #666; font-size: .85rem; }
+ .holds { background: #dff3df; } .does-not-hold { background: #f8dcdc; } .inconclusive { background: #f4f4f4; color: #555; }
+ details { margin: .5rem 0; } summary { cursor: pointer; font-weight: 600; }
+ nav a { margin-right: 1rem; }
+</style></head><body>
+<h1>Transfer neurons in {{ config.model }}</h1>
+<nav>{% for id, title in sections %}<a href="#{{ id }}">{{ title }}</a>{% endfor %}</nav>
+
+<h2 id="findings">Findings</h2>
+{% if findings %}
+<p>Each claim of the paper that this study measured, per language. <b>holds</b>: the effect has the claimed sign, its
+95% bootstrap interval excludes 0 and p &lt; {{ alpha }}; <b>does not hold</b>: the interval excludes 0 on the other
+side; <b>inconclusive</b>: otherwise. The table holds {{ findings | length }} tests: at p &lt; {{ alpha }} about
+{{ "%.1f" | format(findings | length * alpha) }} of them could pass by chance alone if no effect existed
+(no correction for multiple tests is applied). Intervals: {{ config.bootstrap }} resamples of the units; random
+baselines: {{ config.baseline_seeds }} seeds.</p>
+<table><tr><th class="l">claim</th><th class="l">language</th><th class="l">verdict</th><th>effect [95% CI]</th><th>p</th><th>n</th></tr>
+{% for f in findings %}<tr class="{{ f.verdict | replace(' ', '-') }}"><td class="l">{{ f.text }}</td><td class="l">{{ f.lang }}</td>
+<td class="l">{{ f.verdict }}</td><td>{{ f.effect_text }}</td><td>{{ f.p_text }}</td><td class="l">{{ f.n }} {{ f.units }}</td></tr>
+{% endfor %}</table>
+<p class="note">Effects: middle-layer peak = mean mutual kNN over layers {{ middle_layers }} minus the other layers;
+alignment = mean mutual kNN (deactivated minus random); specificity = mean eta&sup2; of the Type-2 top-n minus the
+Type-1 top-n; output = share of continuations in the prompt language (deactivated minus random); QA = token F1
+(deactivated minus random). The same rows are in findings.json.</p>
+{% else %}<p>No step of this study measured one of the paper's claims.</p>{% endif %}
+
+<h2 id="summary">Model and data</h2>
+<table>
+ <tr><th class="l">model</th><td class="l">{{ config.model }} ({{ config.dtype }}, device {{ config.device }})</td></tr>
+ <tr><th class="l">languages</th><td class="l">en + {{ config.languages | join(", ") }}</td></tr>
+ <tr><th class="l">data source</th><td class="l">{{ config.data.source }}</td></tr>
+ <tr><th class="l">seed</th><td class="l">{{ config.seed }}</td></tr>
+</table>
+<table><tr><th class="l">language</th><th>train pairs</th><th>test pairs</th><th>non-parallel</th></tr>
+{% for lang in config.languages %}{% set d = summary("data/" ~ lang) %}
+ <tr><td class="l">{{ lang }}</td><td>{{ d.train }}</td><td>{{ d.test }}</td>
+ <td>{{ d.nonparallel if d.nonparallel is not none else "shifted" }}</td></tr>{% endfor %}
+</table>
+
+{% if latent %}
+<h2 id="latent">Latent-space dynamics</h2>
+<p>Per layer, on each language's test pairs (bands: 95% bootstrap intervals over the pairs). Similarities are centred
+on the per-layer mean (raw cosines are near 1 in models with massive dimensions).</p>
+<table><tr><th class="l">language</th><th>pairs</th><th>mutual kNN peak layer [95% CI]</th><th>peak value</th>
+<th>middle minus other layers [95% CI]</th><th>p</th></tr>
+{% for row in latent %}<tr><td class="l">en-{{ row.lang }}</td><td>{{ row.n }}</td><td>{{ row.peak }}</td><td>{{ row.peak_value }}</td>
+<td>{{ row.middle }}</td><td>{{ row.p }}</td></tr>{% endfor %}</table>
+<div class="grid">
+ <img alt="mutual kNN" src="{{ image('latent/mknn.png') }}">
+ <img alt="parallel vs non-parallel similarity" src="{{ image('latent/similarity.png') }}">
+ <img alt="centroid similarity" src="{{ image('latent/centroid_similarity.png') }}">
+ <img alt="MLP activation similarity" src="{{ image('latent/act_similarity.png') }}">
+</div>
+<details><summary>PCA of the sentence states, every layer</summary>
+<img alt="PCA per layer" src="{{ image('latent/pca.png') }}"></details>
+{% endif %}
+
+<h2 id="detect">Transfer neurons</h2>
+<p>The top-10 neurons of each set (score: DESIGN.md 3.2); the layer distributions of the full top-n are in the
+overlap section.</p>
+{% for lang in config.languages %}<details><summary>{{ lang }}</summary><div class="grid">
+{% for kind in config.detect.types %}{% set d = summary("detect/" ~ lang ~ "/" ~ kind) %}<div>
+<h3>{{ kind }} <span class="note">({{ d.sentences }} sentences, top {{ d.top_n }})</span></h3>
+<table><tr><th>rank</th><th>layer</th><th>neuron</th><th>score</th></tr>
+{% for layer, neuron, score in d.top %}<tr><td>{{ loop.index }}</td><td>{{ layer }}</td><td>{{ neuron }}</td><td>{{ "%+.5f" | format(score) }}</td></tr>{% endfor %}
+</table></div>{% endfor %}
+</div></details>{% endfor %}
+
+{% if ablations %}
+<h2 id="ablate">Deactivation vs random baseline</h2>
+<p>The top {{ config.ablate.top_k }} Type-1 neurons of each language deactivated at the last token of its L2 inputs
+(English untouched), against a random baseline of the same shape ({{ config.ablate.baseline }}, {{ config.baseline_seeds }}
+seeds; its cell shows the mean and, in brackets, the spread between seeds). Values: mean over layers with 95% intervals
+over the test pairs; p: paired permutation test, deactivated vs random, on the same pairs ({{ ablations | length * 2 }} tests).</p>
+{% for metric, title in (("mean_mknn", "mean mutual kNN"), ("mean_gap", "mean centred parallel minus non-parallel similarity")) %}
+<h3>{{ title }}</h3>
+<table><tr><th class="l">language</th><th>pairs</th><th>normal</th><th>deactivated</th><th>random (sd over seeds)</th>
+<th>deactivated minus random</th><th>p</th></tr>
+{% for row in ablations %}{% set c = row.metrics[metric] %}<tr><td class="l">{{ row.lang }}</td><td>{{ row.n }}</td>
+<td>{{ c.normal }}</td><td>{{ c.deactivated }}</td><td>{{ c.random }}</td><td>{{ c.effect }}</td><td>{{ c.p }}</td></tr>{% endfor %}
+</table>{% endfor %}
+{% for row in ablations %}<details><summary>{{ row.lang }}: curves per layer</summary><div class="grid">
+ <img alt="ablation mutual kNN" src="{{ image('ablate/' ~ row.lang ~ '/ablation_mknn.png') }}">
+ <img alt="ablation similarity gap" src="{{ image('ablate/' ~ row.lang ~ '/ablation_similarity_gap.png') }}">
+</div></details>{% endfor %}
+{% endif %}
+
+{% if specificity or overlap %}
+<h2 id="characterise">Language specificity and overlap</h2>
+{% if specificity %}
+<p>Correlation ratio eta&sup2; of each neuron's last-token activation with the label "the set's language vs the rest",
+over the test sentences of every language, for the top neurons of each set and a random baseline of the same layers
+({{ config.baseline_seeds }} seeds). Intervals: bootstrap over the neurons; p: permutation test, top vs random.</p>
+<table><tr><th class="l">set</th><th>neurons</th><th>top: share eta&sup2; &gt; 0.1</th><th>random</th><th>p</th>
+<th>top: mean eta&sup2;</th><th>random</th><th>p</th></tr>
+{% for row in specificity %}<tr><td class="l">{{ row.name }}</td><td>{{ row.n }}</td><td>{{ row.share_top }}</td><td>{{ row.share_random }}</td>
+<td>{{ row.share_p }}</td><td>{{ row.mean_top }}</td><td>{{ row.mean_random }}</td><td>{{ row.mean_p }}</td></tr>{% endfor %}
+</table>
+<img alt="specificity" src="{{ image('specificity/specificity.png') }}">
+{% endif %}
+{% if overlap %}
+<p>Jaccard overlap of the sets' top-{{ overlap.top_n }}, one matrix per type (a Type-1 and a Type-2 set never share
+neurons when their candidate layers are disjoint).</p>
+<img alt="Jaccard overlap" src="{{ image('overlap/overlap.png') }}">
+<details><summary>Layer distribution of every set's top-{{ overlap.top_n }}</summary>
+<img alt="layer distributions" src="{{ image('overlap/layers.png') }}"></details>
+{% endif %}
+{% endif %}
+
+{% if downstream %}
+<h2 id="downstream">Downstream effects</h2>
+<p>Normal, the top {{ config.downstream.top_k }} neurons deactivated (Type-1 for QA and multiple choice, at the prompt;
+Type-2 for the output language, at every position) and a random baseline of the same shape ({{ config.baseline_seeds }}
+seeds, spread over the items). 95% intervals over the items; p: paired permutation test, deactivated vs random.</p>
+{% for task in downstream %}
+<h3>{{ task.title }}</h3>
+<table><tr><th class="l">language</th><th>n</th><th>normal</th><th>deactivated</th><th>random (sd over seeds)</th>
+<th>deactivated minus random</th><th>p</th></tr>
+{% for row in task.rows %}<tr><td class="l">{{ row.lang }}</td><td>{{ row.n }}</td><td>{{ row.normal }}</td><td>{{ row.deactivated }}</td>
+<td>{{ row.random }}</td><td>{{ row.effect }}</td><td>{{ row.p }}</td></tr>{% endfor %}
+</table>
+<img alt="{{ task.title }}" src="{{ task.figure }}">
+{% endfor %}
+{% endif %}
+
+<details id="timings"><summary>Steps and timings ({{ "%.0f" | format(total_seconds) }} s in all)</summary>
+<table><tr><th class="l">step</th><th class="l">status</th><th>seconds</th></tr>
+{% for name, r in records.items() %}<tr><td class="l">{{ name }}</td><td class="l">{{ r.status }}</td><td>{{ "%.1f" | format(r.seconds) }}</td></tr>{% endfor %}
+</table></details>
+<p class="note">Versions: {% for k, v in versions.items() %}{{ k }} {{ v }}{% if not loop.last %}, {% endif %}{% endfor %}.
+Every artifact is in the run directory (manifest.json lists inputs with hashes, seeds and timings).</p>
+</body></html>
+"""
