@@ -158,3 +158,14 @@ def test_code_version_covers_what_computes_results():
     hashed = {path.relative_to(PACKAGE).as_posix() for path in result_sources()}
     assert {"analyses/detect.py", "hooks/capture.py", "metrics/scoring.py", "study/steps.py"} <= hashed
     assert "study/report.py" not in hashed and not any(name.startswith("cli/") for name in hashed)
+
+
+def test_changed_bootstrap_recomputes_the_steps_that_report_intervals(model_folder, tmp_path):
+    config = write_study(tmp_path, model_folder("llama"), "seed: 0\n")
+    out = tmp_path / "run"
+    assert run("run", config, "--out", out, "--quiet").exit_code == 0
+    config.write_text(config.read_text() + "bootstrap: 50\n")
+    steps = step_lines(run("run", config, "--out", out, "--quiet").output)
+    redone = {name for name, status in steps.items() if status == "done"}
+    assert not any(name.startswith(("data/", "detect/")) for name in redone)
+    assert {"latent", "ablate/ja", "specificity", "qa/ja", "mc/ko", "output_lang/ja"} <= redone

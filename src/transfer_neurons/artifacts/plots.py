@@ -125,8 +125,8 @@ def heatmaps(
 def _layer_heatmaps(
     matrices: list[np.ndarray], labels: list[str], path: str | Path, title: str, layers: list[int]
 ) -> None:
-    """The chosen layers' matrices in [-1, 1], annotated, at most 4 per row, one shared colorbar."""
-    cols = max(1, min(4, len(layers)))
+    """The chosen layers' matrices in [-1, 1], annotated, two per row (readable at page width), one shared colorbar."""
+    cols = max(1, min(2, len(layers)))
     rows = max(1, math.ceil(len(layers) / cols))
     size = max(3.6, 0.42 * len(labels) + 1.0)
     fig, axes = plt.subplots(rows, cols, figsize=(size * cols + 0.8, size * rows), squeeze=False, layout="constrained")

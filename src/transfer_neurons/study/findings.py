@@ -63,7 +63,7 @@ def _type2_specific(out: Path, config: StudyConfig) -> Iterator[Finding]:
                 difference.ci,
                 difference.p_vs_random,
                 min(len(type2), len(type1)),
-                "neurons per type (mean eta^2, target vs rest)",
+                "neurons per type",
                 +1,
                 "specificity",
             )

@@ -64,9 +64,25 @@ def _complete(folder: Path) -> bool:
     return (folder / names.MANIFEST).is_file()
 
 
-def _finding_view(f: Finding) -> dict[str, Any]:
-    effect = Estimate(f.effect, f.ci)
-    return {**f.to_json(), "effect_text": effect.text(3), "p_text": p_text(f.p)}
+def _effects(middle_layers: str) -> dict[str, str]:
+    """What each claim's effect measures, in words."""
+    return {
+        "middle_peak": f"mean mutual kNN over layers {middle_layers or 'in the middle third'} minus the other layers",
+        "type1_alignment": "mean mutual kNN over layers, deactivated minus random",
+        "type2_specific": "mean eta\u00b2 (target vs rest) of the Type-2 top-n minus the Type-1 top-n",
+        "type2_output": "share of continuations in the prompt language, deactivated minus random",
+        "type1_qa": "token F1, deactivated minus random",
+    }
+
+
+def _claims_view(findings: list[Finding], middle_layers: str) -> list[dict[str, Any]]:
+    """The findings grouped by claim (in the order measured), each row ready to print."""
+    effects = _effects(middle_layers)
+    claims: dict[str, dict[str, Any]] = {}
+    for f in findings:
+        claim = claims.setdefault(f.claim, {"text": f.text, "effect": effects[f.claim], "units": f.units, "rows": []})
+        claim["rows"].append({**f.to_json(), "effect_text": Estimate(f.effect, f.ci).text(3), "p_text": p_text(f.p)})
+    return list(claims.values())
 
 
 def _latent_view(out: Path) -> tuple[list[dict[str, Any]] | None, str]:
@@ -168,13 +184,20 @@ def _downstream_view(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
             title,
             "score",
             figure,
-            (0, 1),
+            (0, 1.12),
             errors={lang: {c: ci for c in CONDITIONS if (ci := e[c].ci) is not None} for lang, _, e in rows},
-            n_label=", ".join(f"{lang}: n = {n}" for lang, n, _ in rows) + f" {units}",
+            n_label=_n_label({lang: n for lang, n, _ in rows}, units),
         )
         table = [{"lang": lang, "n": n, **vars(Compared.of(e))} for lang, n, e in rows]
         tasks.append({"title": title, "rows": table, "figure": _data_uri(figure)})
     return tasks
+
+
+def _n_label(counts: dict[str, int], units: str) -> str:
+    """'n = 16 questions per language', or the count of each language when they differ."""
+    if len(set(counts.values())) == 1:
+        return f"n = {next(iter(counts.values()))} {units} per language"
+    return ", ".join(f"{lang}: n = {n}" for lang, n in counts.items()) + f" {units}"
 
 
 def _data_uri(path: Path) -> str:
@@ -183,7 +206,7 @@ def _data_uri(path: Path) -> str:
 
 def write_report(out: Path, config: StudyConfig, records: dict[str, dict], versions: dict[str, str]) -> Path:
     """Write findings.json and render report.html from the step records and artifacts in `out`."""
-    findings = [_finding_view(f) for f in write_findings(out, config)]
+    findings = write_findings(out, config)
     latent_rows, middle_layers = _latent_view(out)
     ablations = _ablation_view(out, config)
     spec = _specificity_view(out)
@@ -201,9 +224,9 @@ def write_report(out: Path, config: StudyConfig, records: dict[str, dict], versi
         config=config,
         records=records,
         versions=versions,
-        findings=findings,
+        claims=_claims_view(findings, middle_layers),
+        tests=len(findings),
         alpha=ALPHA,
-        middle_layers=middle_layers,
         latent=latent_rows,
         ablations=ablations,
         specificity=spec,

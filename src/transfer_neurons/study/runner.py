@@ -94,12 +94,20 @@ def plan(config: StudyConfig) -> list[Step]:
             "seed": config.seed,
             "baseline": config.ablate.baseline,
             "batch_size": config.batch_size,
+            "bootstrap": config.bootstrap,
+            "baseline_seeds": config.baseline_seeds,
         }
         steps.append(Step("specificity", s.specificity_step, settings, data_steps + detected))
     if config.characterise.overlap and len(detected) > 1:
         steps.append(Step("overlap", s.overlap_step, config.characterise.model_dump(mode="json"), detected))
     down = config.downstream
-    settings = {**down.model_dump(mode="json"), "seed": config.seed, "baseline": config.ablate.baseline}
+    settings = {
+        **down.model_dump(mode="json"),
+        "seed": config.seed,
+        "baseline": config.ablate.baseline,
+        "bootstrap": config.bootstrap,
+        "baseline_seeds": config.baseline_seeds,
+    }
     tasks = (
         ("qa", down.qa, NeuronType.type1),
         ("mc", down.mc, NeuronType.type1),

@@ -8,7 +8,8 @@ TEMPLATE = """<!doctype html>
  h1 { font-size: 1.6rem; } h2 { border-bottom: 2px solid #ddd; padding-bottom: .2rem; margin-top: 2.2rem; }
  table { border-collapse: collapse; margin: .6rem 0 1rem; font-size: .88rem; }
  th, td { border: 1px solid #ccc; padding: .25rem .55rem; text-align: right; vertical-align: top; }
- th { background: #f3f3f3; } td.l, th.l { text-align: left; }
+ th { background: #f3f3f3; } td.l, th.l { text-align: left; } td { white-space: nowrap; } td.l { white-space: normal; }
+ tr.claim td { background: #fafafa; font-weight: 600; border-top: 2px solid #bbb; }
  img { max-width: 100%; border: 1px solid #eee; margin: .4rem 0; }
  .grid { display: grid; grid-template-columns: 1fr 1fr; gap: .8rem; }
  .note { color: #666; font-size: .85rem; }
@@ -20,21 +21,20 @@ TEMPLATE = """<!doctype html>
 <nav>{% for id, title in sections %}<a href="#{{ id }}">{{ title }}</a>{% endfor %}</nav>
 
 <h2 id="findings">Findings</h2>
-{% if findings %}
+{% if claims %}
 <p>Each claim of the paper that this study measured, per language. <b>holds</b>: the effect has the claimed sign, its
 95% bootstrap interval excludes 0 and p &lt; {{ alpha }}; <b>does not hold</b>: the interval excludes 0 on the other
-side; <b>inconclusive</b>: otherwise. The table holds {{ findings | length }} tests: at p &lt; {{ alpha }} about
-{{ "%.1f" | format(findings | length * alpha) }} of them could pass by chance alone if no effect existed
+side; <b>inconclusive</b>: otherwise. The table holds {{ tests }} tests: at p &lt; {{ alpha }} about
+{{ "%.1f" | format(tests * alpha) }} of them could pass by chance alone if no effect existed
 (no correction for multiple tests is applied). Intervals: {{ config.bootstrap }} resamples of the units; random
 baselines: {{ config.baseline_seeds }} seeds.</p>
-<table><tr><th class="l">claim</th><th class="l">language</th><th class="l">verdict</th><th>effect [95% CI]</th><th>p</th><th>n</th></tr>
-{% for f in findings %}<tr class="{{ f.verdict | replace(' ', '-') }}"><td class="l">{{ f.text }}</td><td class="l">{{ f.lang }}</td>
-<td class="l">{{ f.verdict }}</td><td>{{ f.effect_text }}</td><td>{{ f.p_text }}</td><td class="l">{{ f.n }} {{ f.units }}</td></tr>
-{% endfor %}</table>
-<p class="note">Effects: middle-layer peak = mean mutual kNN over layers {{ middle_layers }} minus the other layers;
-alignment = mean mutual kNN (deactivated minus random); specificity = mean eta&sup2; of the Type-2 top-n minus the
-Type-1 top-n; output = share of continuations in the prompt language (deactivated minus random); QA = token F1
-(deactivated minus random). The same rows are in findings.json.</p>
+<table><tr><th class="l">language</th><th class="l">verdict</th><th>effect [95% CI]</th><th>p</th><th>n</th></tr>
+{% for claim in claims %}
+<tr class="claim"><td class="l" colspan="5">{{ claim.text }} <span class="note">(effect: {{ claim.effect }}; n counts {{ claim.units }})</span></td></tr>
+{% for f in claim.rows %}<tr class="{{ f.verdict | replace(' ', '-') }}"><td class="l">{{ f.lang }}</td>
+<td class="l">{{ f.verdict }}</td><td>{{ f.effect_text }}</td><td>{{ f.p_text }}</td><td>{{ f.n }}</td></tr>
+{% endfor %}{% endfor %}</table>
+<p class="note">The same rows are in findings.json.</p>
 {% else %}<p>No step of this study measured one of the paper's claims.</p>{% endif %}
 
 <h2 id="summary">Model and data</h2>
@@ -103,10 +103,11 @@ over the test pairs; p: paired permutation test, deactivated vs random, on the s
 {% if specificity %}
 <p>Correlation ratio eta&sup2; of each neuron's last-token activation with the label "the set's language vs the rest",
 over the test sentences of every language, for the top neurons of each set and a random baseline of the same layers
-({{ config.baseline_seeds }} seeds). Intervals: bootstrap over the neurons; p: permutation test, top vs random.</p>
-<table><tr><th class="l">set</th><th>neurons</th><th>top: share eta&sup2; &gt; 0.1</th><th>random</th><th>p</th>
+({{ config.baseline_seeds }} seeds, spread in brackets). Intervals: bootstrap over the neurons; p: permutation test, top vs
+random.</p>
+<table><tr><th class="l">set (top-{{ specificity[0].n }})</th><th>top: share eta&sup2; &gt; 0.1</th><th>random</th><th>p</th>
 <th>top: mean eta&sup2;</th><th>random</th><th>p</th></tr>
-{% for row in specificity %}<tr><td class="l">{{ row.name }}</td><td>{{ row.n }}</td><td>{{ row.share_top }}</td><td>{{ row.share_random }}</td>
+{% for row in specificity %}<tr><td>{{ row.name }}</td><td>{{ row.share_top }}</td><td>{{ row.share_random }}</td>
 <td>{{ row.share_p }}</td><td>{{ row.mean_top }}</td><td>{{ row.mean_random }}</td><td>{{ row.mean_p }}</td></tr>{% endfor %}
 </table>
 <img alt="specificity" src="{{ image('specificity/specificity.png') }}">
