@@ -218,7 +218,7 @@ class LatentResult(Result):
     def write_files(self, out: Path) -> list[str]:
         counts = sorted({self.n_pairs(lang) for lang in self.pairs})
         n_label = f"n = {' / '.join(map(str, counts))} pairs"
-        plots.pca_panels(self.pca, out / names.PCA_FIGURE)
+        plots.pca_panels(self.pca, out / names.PCA_FIGURE, f"PCA of sentence states ({n_label} per language)")
         plots.heatmaps(
             self.centroid_similarity,
             self.langs,
