@@ -29,3 +29,13 @@ class Baseline(StrEnum):
 
     per_layer = "per-layer"
     uniform = "uniform"
+
+
+class Method(StrEnum):
+    """How `detect` ranks neurons: the transfer-neuron score raw (the paper's) or centred on a
+    multilingual reference mean, or a language-specific-neuron method (LAPE, AP) for comparison."""
+
+    tn = "tn"
+    tn_centred = "tn-centred"
+    lape = "lape"
+    ap = "ap"

@@ -5,6 +5,10 @@ English and L2 of the pairs, the shared space; Type-2: the L2 sentences). Pass 2
 sentences again, stops after the last candidate layer, and adds every neuron's closed-form score
 for every sentence into one running sum per layer. Memory does not grow with the sentence count.
 
+With a reference pool (`--center`, DESIGN.md 3.2) the mean layer output over the pool, `mu^l`,
+is subtracted from `r` and from the centroid before the cosine (`LayerScorer(center=...)`): the
+centred score, which massive hidden dimensions shared by every state no longer dominate.
+
 Under torch.distributed each rank runs its shard of the sentences and the running sums are added
 over ranks (`distributed.all_reduce_sum`): every rank ends with the same result.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -21,11 +26,12 @@ import torch
 from pydantic import Field
 
 from transfer_neurons.analyses.base import Config
+from transfer_neurons.analyses.pool import Sentences, check_languages, describe
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.io import read_tensors, write_tensors
 from transfer_neurons.artifacts.neurons import NeuronSet, read_neurons
 from transfer_neurons.artifacts.result import Result, read_manifest
-from transfer_neurons.choices import NeuronType
+from transfer_neurons.choices import Method, NeuronType
 from transfer_neurons.data.pairs import ParallelData
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.capture import capture
@@ -71,43 +77,62 @@ class DetectConfig(Config):
 
 @dataclass
 class Detection(Result):
-    """Result of one detection: scores [L, m] (NaN outside candidates), centroids [L, d], top-n."""
+    """Result of one detection: scores [L, m] (NaN outside candidates and for neurons a method leaves
+    unscored), the top-n, and for the TN methods the target centroids [L, d] (and the centred
+    score's reference mean [L, d]). `kind` is the type (None for LAPE and AP), `method` a `Method`
+    value, `pool` the reference pool's description (None for the raw score)."""
 
     command: ClassVar[str] = "detect"
 
-    kind: str
+    kind: str | None
     lang: str
     model: str
     layers: list[int]
     scores: torch.Tensor
-    centroids: torch.Tensor
+    centroids: torch.Tensor | None
     top: list[tuple[int, int, float]]
     settings: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    method: str = Method.tn.value
+    pool: dict | None = None
+    reference_mean: torch.Tensor | None = None
 
     @property
     def neuron_set(self) -> NeuronSet:
-        return NeuronSet(tuple(self.top), self.lang, self.kind, self.model, tuple(self.layers))
+        return NeuronSet(tuple(self.top), self.lang, self.kind, self.model, tuple(self.layers), self.method)
+
+    @property
+    def label(self) -> str:
+        """`type1` for the raw score, `type1 tn-centred`, or the method (`lape`, `ap`)."""
+        return " ".join(x for x in (self.kind, None if self.method == Method.tn else self.method) if x)
 
     def write_files(self, out: Path) -> list[str]:
         write_tensors(out / names.SCORES, {"scores": self.scores.float()})
-        write_tensors(out / names.CENTROIDS, {"centroids": self.centroids.float()})
+        files = [names.SCORES]
+        if self.centroids is not None:
+            tensors = {"centroids": self.centroids.float()}
+            if self.reference_mean is not None:
+                tensors["reference_mean"] = self.reference_mean.float()
+            write_tensors(out / names.CENTROIDS, tensors)
+            files.append(names.CENTROIDS)
         self.neuron_set.save(out / names.NEURONS)
         counts = Counter(layer for layer, _, _ in self.top)
         per_layer = [counts.get(layer, 0) for layer in range(self.scores.shape[0])]
         plots.layer_histograms(
-            {f"{self.kind} {self.lang}": per_layer},
+            {f"{self.label} {self.lang}": per_layer},
             out / names.LAYERS_FIGURE,
-            f"Layers of the top-{len(self.top)} {self.kind} neurons, {self.lang}",
+            f"Layers of the top-{len(self.top)} {self.label} neurons, {self.lang}",
         )
-        return [names.SCORES, names.CENTROIDS, names.NEURONS, names.LAYERS_FIGURE]
+        return [*files, names.NEURONS, names.LAYERS_FIGURE]
 
     def manifest_fields(self) -> dict[str, Any]:
         return {
             "model": self.model,
+            "method": self.method,
             "type": self.kind,
             "lang": self.lang,
             "layers": self.layers,
+            "pool": self.pool,
             "settings": self.settings,
             "seed": None,
             "timings_s": self.timings,
@@ -119,37 +144,81 @@ class Detection(Result):
         out = Path(out)
         manifest = read_manifest(out, cls.command)
         neurons = read_neurons(out / names.NEURONS)
+        tensors = read_tensors(out / names.CENTROIDS) if names.CENTROIDS in manifest.get("files", {}) else {}
         return cls(
-            kind=str(neurons.type),
+            kind=neurons.type,
             lang=str(neurons.lang),
             model=str(neurons.model),
             layers=list(neurons.layers),
             scores=read_tensors(out / names.SCORES)["scores"],
-            centroids=read_tensors(out / names.CENTROIDS)["centroids"],
+            centroids=tensors.get("centroids"),
             top=list(neurons.top),
             settings=manifest.get("settings", {}),
             timings=manifest.get("timings_s", {}),
+            method=neurons.method,
+            pool=manifest.get("pool"),
+            reference_mean=tensors.get("reference_mean"),
         )
 
     def summary_lines(self) -> list[str]:
         counts = Counter(layer for layer, _, _ in self.top)
+        what = f"{self.kind} transfer neurons" if self.kind else "language-specific neurons"
+        pool = ""
+        if self.pool:
+            sizes = self.pool["sizes"]
+            pool = f", pool {'/'.join(sizes)} of {sum(sizes.values())} sentences"
         lines = [
-            f"{self.kind} transfer neurons for '{self.lang}' in {self.model}: scored {len(self.layers)} layers "
-            f"x {self.scores.shape[1]} neurons on {self.settings.get('n_sentences')} sentences in "
+            f"{what} for '{self.lang}' in {self.model} (method {self.method}{pool}): scored {len(self.layers)} "
+            f"layers x {self.scores.shape[1]} neurons on {self.settings.get('n_sentences')} sentences in "
             f"{sum(self.timings.values()):.1f} s",
             "top neurons (layer, neuron, score):",
         ]
         lines += [f"  L{layer:<3} #{neuron:<6} {score:+.6f}" for layer, neuron, score in self.top[:10]]
         spread = ", ".join(f"L{layer}: {counts[layer]}" for layer in sorted(counts))
         lines.append(f"layers of the top {len(self.top)}: {spread}")
+        if len(self.top) < self.settings.get("top_n", 0):
+            lines.append(
+                f"only {len(self.top)} neurons pass {self.method}'s filter for '{self.lang}', "
+                f"fewer than top-n {self.settings['top_n']}"
+            )
         return lines
 
 
 def run(
-    lm: LoadedModel, data: ParallelData, kind: NeuronType | str, config: DetectConfig, progress: bool = False
+    lm: LoadedModel,
+    data: ParallelData,
+    kind: NeuronType | str,
+    config: DetectConfig,
+    progress: bool = False,
+    pool: Sequence[Sentences] | None = None,
 ) -> Detection:
-    """`detect` with the settings of a config (the command line and the study call this)."""
-    return detect(lm, data, kind, config.layers, config.top_n, config.batch_size, config.paper_compat, progress)
+    """`detect` with the settings of a config (the command line and the study call this); with a
+    `pool`, the centred score."""
+    return detect(
+        lm, data, kind, config.layers, config.top_n, config.batch_size, config.paper_compat, progress, pool=pool
+    )
+
+
+def candidate_layers(lm: LoadedModel, layers: list[int], top_n: int) -> list[int]:
+    """`layers` sorted, once each; InputError for a layer outside the model or top_n out of range."""
+    num_layers = lm.num_layers
+    layers = sorted(set(layers))
+    if not layers or not all(0 <= layer < num_layers for layer in layers):
+        raise InputError(f"candidate layers {layers} must lie inside the model's layers 0-{num_layers - 1}")
+    candidates = len(layers) * lm.mlp_width
+    if not 1 <= top_n <= candidates:
+        raise InputError(f"--top-n {top_n} must be between 1 and the {candidates} candidate neurons")
+    return layers
+
+
+def run_settings(lm: LoadedModel) -> dict[str, Any]:
+    """How the model ran (recorded with every detection's settings)."""
+    return {
+        "dtype": str(lm.dtype).removeprefix("torch."),
+        "device": str(lm.device),
+        "device_map": _device_map(lm),
+        "world_size": world_size(),
+    }
 
 
 def detect(
@@ -161,35 +230,45 @@ def detect(
     batch_size: int = 16,
     paper_compat: bool = False,
     progress: bool = False,
+    pool: Sequence[Sentences] | None = None,
 ) -> Detection:
     """Score every neuron of the candidate layers for moving L2 sentences toward the target space.
 
-    Under torch.distributed (see `distributed`), call it on every rank with the same arguments.
+    With `pool` (at least three languages; see `analyses.pool`), the centred score: `r` and the
+    centroid minus the pool's mean layer output. Under torch.distributed (see `distributed`), call
+    it on every rank with the same arguments.
     """
     kind = str(getattr(kind, "value", kind))
     if kind not in TYPES:
         raise InputError(f"unknown type '{kind}'; use type1 or type2")
+    if pool is not None:
+        check_languages(pool, 3, "the centred score (--center)")
     num_layers, width = lm.num_layers, lm.mlp_width
-    layers = default_layers(num_layers, kind) if layers is None else sorted(set(layers))
-    if not layers or not all(0 <= layer < num_layers for layer in layers):
-        raise InputError(f"candidate layers {layers} must lie inside the model's layers 0-{num_layers - 1}")
-    candidates = len(layers) * width
-    if not 1 <= top_n <= candidates:
-        raise InputError(f"--top-n {top_n} must be between 1 and the {candidates} candidate neurons")
+    layers = candidate_layers(lm, default_layers(num_layers, kind) if layers is None else layers, top_n)
 
     progress = progress and is_main()
     timings: dict[str, float] = {}
-    start = time.perf_counter()
-    sides = {"en": data.en, data.lang: data.l2} if kind == "type1" else {data.lang: data.l2}
-    means = [
-        _mean_states(lm, sentences, batch_size, paper_compat, progress, f"centroid ({name})")
-        for name, sentences in sides.items()
-    ]
-    centroids = torch.stack(means).mean(0)
-    timings["centroids"] = time.perf_counter() - start
+    known: dict[int, torch.Tensor] = {}  # mean states per sentence list (by identity): each run once
+
+    def mean_of(sentences: list[str], name: str) -> torch.Tensor:
+        if id(sentences) not in known:
+            known[id(sentences)] = _mean_states(lm, sentences, batch_size, paper_compat, progress, name)
+        return known[id(sentences)]
 
     start = time.perf_counter()
-    sums = _score_sums(lm, data.l2, centroids, layers, batch_size, progress, f"scoring ({data.lang})")
+    sides = {"en": data.en, data.lang: data.l2} if kind == "type1" else {data.lang: data.l2}
+    centroids = torch.stack([mean_of(sentences, f"centroid ({name})") for name, sentences in sides.items()]).mean(0)
+    timings["centroids"] = time.perf_counter() - start
+
+    reference_mean = None
+    if pool is not None:
+        start = time.perf_counter()
+        reference_mean = _pool_mean(pool, mean_of)
+        timings["reference_mean"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    desc = f"scoring ({data.lang})"
+    sums = _score_sums(lm, data.l2, centroids, layers, batch_size, progress, desc, reference_mean)
     scores = torch.full((num_layers, width), float("nan"))
     scores[layers] = (sums / len(data.l2)).float()
     timings["scoring"] = time.perf_counter() - start
@@ -198,12 +277,9 @@ def detect(
         "top_n": top_n,
         "batch_size": batch_size,
         "paper_compat": paper_compat,
-        "center": False,
+        "center": pool is not None,
         "n_sentences": len(data.l2),
-        "dtype": str(lm.dtype).removeprefix("torch."),
-        "device": str(lm.device),
-        "device_map": _device_map(lm),
-        "world_size": world_size(),
+        **run_settings(lm),
     }
     return Detection(
         kind=kind,
@@ -215,7 +291,19 @@ def detect(
         top=rank_neurons(scores, layers, top_n),
         settings=settings,
         timings=timings,
+        method=Method.tn.value if pool is None else Method.tn_centred.value,
+        pool=None if pool is None else describe(pool),
+        reference_mean=None if reference_mean is None else reference_mean.float(),
     )
+
+
+def _pool_mean(pool: Sequence[Sentences], mean_of: Callable[[list[str], str], torch.Tensor]) -> torch.Tensor:
+    """`mu^l`: the mean layer output over every sentence of the pool, [L, d] float64."""
+    total = sum(len(part.sentences) for part in pool)
+    mean = torch.zeros((), dtype=torch.float64)
+    for part in pool:
+        mean = mean + mean_of(part.sentences, f"reference mean ({part.lang})") * (len(part.sentences) / total)
+    return mean
 
 
 def _mean_states(
@@ -240,11 +328,18 @@ def _score_sums(
     batch_size: int,
     progress: bool,
     desc: str,
+    center: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Sum over sentences of every candidate neuron's cosine change, [len(layers), m] float64."""
+    """Sum over sentences of every candidate neuron's cosine change, [len(layers), m] float64
+    (centred on `center` [L, d] when given)."""
     adapter, model = lm.adapter, lm.model
     scorers = {
-        layer: LayerScorer(adapter.value_vectors(model, layer), adapter.post_norm_gain(model, layer), centroids[layer])
+        layer: LayerScorer(
+            adapter.value_vectors(model, layer),
+            adapter.post_norm_gain(model, layer),
+            centroids[layer],
+            None if center is None else center[layer],
+        )
         for layer in layers
     }
     sums = torch.zeros(len(layers), lm.mlp_width, dtype=torch.float64, device=lm.device)

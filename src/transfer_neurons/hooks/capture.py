@@ -13,6 +13,9 @@ when a device map spreads the layers over several devices:
 - ``scale``: ``1 / rms(a W_down)`` of a post-MLP norm (1 where the model has none), so that the
   effective value vector of neuron i is ``scale * g * v_i``;
 - ``final``: the final norm's output (only at the last layer; for ``--paper-compat``).
+
+With ``tokens=reduce`` every token's activation-function output is reduced per batch as well
+(`hooks.tokens`: LAPE's positive counts, AP's per-sentence medians), under ``batch["tokens"]``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from tqdm.auto import tqdm
 
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.interventions import Applied, apply_intervention, rows_of
+from transfer_neurons.hooks.tokens import TokenReduce, token_hooks
 from transfer_neurons.model.loading import LoadedModel
 
 PARTS = ("h", "mlp", "act", "scale", "final")
@@ -37,6 +41,7 @@ class Batch:
 
     index: torch.Tensor  # positions of the batch's sentences in the input list
     parts: dict[str, dict[int, torch.Tensor]] = field(default_factory=dict)
+    lengths: torch.Tensor | None = None  # real (non-padding) tokens of each sentence
 
     def __getitem__(self, name: str) -> dict[int, torch.Tensor]:
         return self.parts[name]
@@ -138,9 +143,11 @@ def capture(
     desc: str | None = None,
     progress: bool = False,
     intervention: Applied = None,
+    tokens: TokenReduce | None = None,
 ) -> Iterator[Batch]:
     """Yield one `Batch` per forward pass over `sentences` (sorted by length; see `Batch.index`),
-    under `intervention` (a sequence: one per sentence, in input order).
+    under `intervention` (a sequence: one per sentence, in input order); with `tokens`, also the
+    reduced token-level activation-function outputs of every layer (`hooks.tokens`).
 
     With `stop_early` the forward pass stops after the highest requested layer when nothing
     later (final norm) is needed.
@@ -163,7 +170,8 @@ def capture(
             mask = padded["attention_mask"].to(lm.device)
             store: dict = {}
             applied = apply_intervention(lm, rows_of(intervention, index))
-            with applied, hooks(lm, layers, parts, store, stop_after), torch.inference_mode():
+            tokens_on = token_hooks(lm, layers, tokens, mask.bool(), store)
+            with applied, hooks(lm, layers, parts, store, stop_after), tokens_on, torch.inference_mode():
                 try:
                     decoder(
                         input_ids=padded["input_ids"].to(lm.device),
@@ -174,7 +182,7 @@ def capture(
                 except _StopForward:
                     pass
             bar.update(len(index))
-            yield Batch(index=torch.tensor(index), parts=store)
+            yield Batch(index=torch.tensor(index), parts=store, lengths=mask.sum(-1))
     finally:
         bar.close()
 

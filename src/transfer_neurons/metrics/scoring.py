@@ -10,6 +10,11 @@ the change in cosine similarity to a centroid ``c`` caused by neuron i's own con
 computed for all neurons at once from one [B, d] x [d, m] product per layer. The gain is folded
 into ``r`` and ``c`` (``r.(g v_i) = (g r).v_i``), so the value vectors are used as the model stores
 them (a view of the down projection's weight, cast to float32 per batch, never copied for good).
+
+The centred variant (DESIGN.md 3.2) replaces ``r`` and ``c`` by ``r - mu`` and ``c - mu`` for a
+reference mean ``mu`` (the contributions ``a_i u_i`` are unchanged), which is the same formula
+with shifted inputs: a few massive hidden dimensions shared by every state then no longer
+dominate the cosine.
 """
 
 from __future__ import annotations
@@ -27,14 +32,18 @@ class LayerScorer:
     """Score terms of one layer for one target centroid; the per-neuron constants are computed once.
 
     values: [m, d] value vectors ``v_i`` as rows, any dtype and device (computations run there, in
-    float32/float64); gain: [d] post-MLP norm gain or None; c: [d] target centroid.
+    float32/float64); gain: [d] post-MLP norm gain or None; c: [d] target centroid; center: [d]
+    reference mean ``mu`` subtracted from ``r`` and ``c`` (in float64) before the cosine, or None.
     """
 
-    def __init__(self, values: torch.Tensor, gain: torch.Tensor | None, c: torch.Tensor) -> None:
+    def __init__(
+        self, values: torch.Tensor, gain: torch.Tensor | None, c: torch.Tensor, center: torch.Tensor | None = None
+    ) -> None:
         self.values = values
         self.device = values.device
         self.gain = None if gain is None else gain.float().to(self.device)
-        self.c = c.float().to(self.device)
+        self.center = None if center is None else center.double().to(self.device)
+        self.c = (c if self.center is None else c.double().to(self.device) - self.center).float().to(self.device)
         v = values.float()
         gc = self.c if self.gain is None else self.gain * self.c
         squares = v.pow(2)
@@ -49,6 +58,8 @@ class LayerScorer:
         """
         out_device = r.device
         r, a, scale = (t.to(self.device).float() for t in (r, a, scale))
+        if self.center is not None:
+            r = (r.double() - self.center).float()
         rg = r if self.gain is None else r * self.gain
         s = scale.double()[:, None]  # [B, 1]
         rc = (r @ self.c).double()  # [B]
@@ -64,8 +75,12 @@ class LayerScorer:
 
 
 def rank_neurons(scores: torch.Tensor, layers: list[int], top_n: int) -> list[tuple[int, int, float]]:
-    """Top-n (layer, neuron, score) over the candidate layers: score descending, ties by (layer, neuron)."""
+    """Top-n (layer, neuron, score) over the candidate layers: score descending, ties by (layer, neuron).
+
+    NaN scores (neurons a method leaves unscored, e.g. LAPE's filter) never rank, so fewer than
+    top_n may come back."""
     candidate = scores[layers].reshape(-1)
-    order = torch.sort(-candidate.double(), stable=True).indices[:top_n]
+    order = torch.sort(-candidate.double(), stable=True).indices  # NaN sorts last
+    order = order[~torch.isnan(candidate[order])][:top_n]
     width = scores.shape[1]
     return [(layers[int(k) // width], int(k) % width, float(candidate[k])) for k in order]
