@@ -117,8 +117,9 @@ def same_model(name: str | None) -> str | None:
 
 
 def labels_of(sets: Sequence[NeuronSet]) -> list[str]:
-    """`ja type1` per set, or the folders of their files when two sets would share a label."""
-    labels = [f"{s.lang} {s.type}" for s in sets]
+    """`ja type1` per set (`ja lape` for a set without a type, `ja type1 tn-centred` for another
+    transfer-neuron score), or the folders of their files when two sets would share a label."""
+    labels = [" ".join(p for p in (s.lang, s.type, None if s.method == "tn" else s.method) if p) for s in sets]
     if len(set(labels)) < len(labels):
         labels = [
             str(Path(s.source).parent) if s.source else f"{label} ({k})"

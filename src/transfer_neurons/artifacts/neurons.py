@@ -35,8 +35,11 @@ class NeuronSet:
 
     @property
     def name(self) -> str:
-        """A short label: `ja-type1`, or the method for sets without a type."""
-        return f"{self.lang}-{self.type or self.method}"
+        """A short label: `ja-type1`, `ja-type1-tn-centred` for another transfer-neuron score, or
+        `ja-lape` for sets without a type."""
+        if self.type is None:
+            return f"{self.lang}-{self.method}"
+        return f"{self.lang}-{self.type}" + ("" if self.method == "tn" else f"-{self.method}")
 
     def neurons(self, top_k: int | None = None) -> list[Neuron]:
         """The (layer, neuron) pairs of the top-k (all when None)."""
