@@ -72,13 +72,25 @@ def _curves(lang: str | None, condition: str | None, curves: PairCurves) -> Iter
 
 
 def _detect(r: detect.Detection) -> Iterator[Row]:
+    """Per layer the top-n count and the highest score (NaN scores, e.g. LAPE's unscored neurons,
+    left out); the set is the type, or the method for sets without one."""
+    subject = r.kind or str(r.method)
     counts = [0] * r.scores.shape[0]
     for layer, _, _ in r.top:
         counts[layer] += 1
-    yield from _layers(r.lang, r.kind, None, "top_count", counts, None, None)
+    yield from _layers(r.lang, subject, None, "top_count", counts, None, None)
     for layer in r.layers:
-        yield r.lang, r.kind, None, "max_score", layer, float(r.scores[layer].max()), NAN, NAN
-    yield r.lang, r.kind, None, "mean_top_score", None, sum(s for _, _, s in r.top) / len(r.top), NAN, NAN
+        yield (
+            r.lang,
+            subject,
+            None,
+            "max_score",
+            layer,
+            float(r.scores[layer].nan_to_num(float("-inf")).max()),
+            NAN,
+            NAN,
+        )
+    yield r.lang, subject, None, "mean_top_score", None, sum(s for _, _, s in r.top) / len(r.top), NAN, NAN
 
 
 def _latent(r: latent.LatentResult) -> Iterator[Row]:
