@@ -66,3 +66,14 @@ def summary(task: str) -> str:
 
 def figure(task: str) -> str:
     return f"{task}.png"
+
+
+# neuron pages
+NEURON_INDEX = "index.html"  # the sortable, filterable table of every neuron
+NEURON_ROWS = "neurons.jsonl"  # one card's data per line
+NEURON_CARDS = "n"  # the folder of one page per neuron
+
+
+def neuron_card(layer: int, neuron: int) -> str:
+    """The page of one neuron, relative to the neuron-pages folder."""
+    return f"{NEURON_CARDS}/{layer}_{neuron}.html"

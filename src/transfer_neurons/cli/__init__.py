@@ -6,7 +6,7 @@ Bad input: one `error:` line and exit status 2. The commands are registered here
 
 from __future__ import annotations
 
-from transfer_neurons.cli import characterise, detect, downstream, latent, resources, steering, study, sweep
+from transfer_neurons.cli import characterise, detect, downstream, latent, neurons, resources, steering, study, sweep
 from transfer_neurons.cli.common import app
 
 __all__ = ["app", "main"]
@@ -20,6 +20,8 @@ app.command()(downstream.qa)
 app.command()(downstream.mc)
 app.command("output-lang")(downstream.output_lang)
 app.command("logit-lens")(downstream.logit_lens)
+app.command()(neurons.neurons)
+app.command()(neurons.neuron)
 app.command()(sweep.sweep)
 app.command()(steering.generate)
 app.command("export-steering")(steering.export_steering)

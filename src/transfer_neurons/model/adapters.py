@@ -28,7 +28,8 @@ class Adapter:
     weight_in_out: the down projection's weight is stored [in, out] = [m, d] (transformers' Conv1D,
         GPT-2), so value vectors are its rows; otherwise [out, in] = [d, m] (nn.Linear), its columns.
     post_mlp_norm: an RMS norm applied to the MLP output inside the layer (Gemma-2/3, OLMo-2).
-    norm_gain_offset: the norm's gain is `weight + offset` (Gemma stores `gain - 1`).
+    norm_gain_offset: the RMS norms' gain is `weight + offset` (Gemma stores `gain - 1`), for the
+        post-MLP norm and the final norm alike.
     mlp_kind, block: descriptions for the table of supported architectures; the method needs
         neither (`r = h - mlp` is right for sequential blocks and for parallel ones, where
         attention and MLP both read one norm of h^{l-1}).
@@ -75,6 +76,11 @@ class Adapter:
             return None
         return module_weight(norm).float() + self.norm_gain_offset
 
+    def final_norm_gain(self, model: nn.Module) -> torch.Tensor:
+        """The final norm's per-dimension gain `g_final` [d] in float32 (what it multiplies the
+        normalised state by; the unembedding reads `g_final * x / rms(x)`)."""
+        return module_weight(self.final_norm_module(model)).float() + self.norm_gain_offset
+
     def post_norm_eps(self, model: nn.Module, layer: int) -> float:
         norm = self.post_norm_module(model, layer)
         return float(getattr(norm, "eps", getattr(norm, "variance_epsilon", 1e-6)))
@@ -111,7 +117,7 @@ ADAPTERS: tuple[Adapter, ...] = (
     Adapter("Mistral", ("mistral",)),
     Adapter("Qwen2", ("qwen2",)),
     Adapter("Qwen3", ("qwen3",)),
-    Adapter("Gemma", ("gemma",)),
+    Adapter("Gemma", ("gemma",), norm_gain_offset=1.0),
     Adapter("Gemma-2", ("gemma2",), **_GEMMA_POST_NORM),
     Adapter("Gemma-3 (text)", ("gemma3_text",), **_GEMMA_POST_NORM),
     Adapter("OLMo-2, OLMo-3", ("olmo2", "olmo3"), post_mlp_norm="post_feedforward_layernorm"),
