@@ -22,7 +22,7 @@ def test_study_runs_resumes_and_reports(model_folder, tmp_path):
     first = run("run", config, "--out", out, "--quiet")
     assert first.exit_code == 0, first.output
     steps = step_lines(first.output)
-    assert set(steps.values()) == {"done"} and len(steps) == 17
+    assert set(steps.values()) == {"done"} and len(steps) == 18
     assert {"specificity", "overlap", "qa/ja", "qa/ko", "mc/ja", "mc/ko", "output_lang/ja", "output_lang/ko"} < set(
         steps
     )
@@ -52,6 +52,8 @@ def test_study_runs_resumes_and_reports(model_folder, tmp_path):
         assert section in html
     assert html.count("data:image/png;base64,") >= 5 + 4 + 3 + 3  # latent, ablation, characterisation, downstream
     assert "<details" in html and "[" in html  # folded parts; intervals in the tables
+    links = re.findall(r'href="(neurons/n/\d+_\d+\.html)"', html)  # top-neuron rows link to their pages
+    assert links and all((out / link).is_file() for link in links) and (out / "neurons" / "index.html").is_file()
     assert 'src=""' not in html  # every referenced figure exists
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["seed"] == 0 and all(len(h) == 64 for h in manifest["inputs"].values())

@@ -89,6 +89,8 @@ class CharacteriseConfig(Section):
     specificity: bool = Field(True, description="eta^2 / ANOVA language specificity of every detected set.")
     overlap: bool = Field(True, description="Jaccard overlap of the detected sets and their layer distribution.")
     top_n: int = Field(1000, ge=1, description="Top neurons per set (at most detect.top_n).")
+    pages: bool = Field(True, description="Neuron pages (index.html and one card per neuron) for every detected set.")
+    pages_top_n: int = Field(20, ge=1, description="Neurons per set with a page (at most detect.top_n).")
 
 
 class DownstreamConfig(Section):
@@ -147,7 +149,12 @@ class StudyConfig(Section):
         """Later steps take the top of each detected set, so they cannot ask for more than detect
         keeps: a value set above detect.top_n is an error, a default above it becomes top_n."""
         limit = self.detect.top_n
-        for key, name in (("ablate", "top_k"), ("characterise", "top_n"), ("downstream", "top_k")):
+        for key, name in (
+            ("ablate", "top_k"),
+            ("characterise", "top_n"),
+            ("characterise", "pages_top_n"),
+            ("downstream", "top_k"),
+        ):
             section = getattr(self, key)
             value = getattr(section, name)
             if value <= limit:

@@ -13,7 +13,7 @@ from typing import Any
 
 from jinja2 import Environment, select_autoescape
 
-from transfer_neurons.analyses import ablate, latent, mc, output_lang, overlap, qa, specificity
+from transfer_neurons.analyses import ablate, latent, mc, neuron_pages, output_lang, overlap, qa, specificity
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.io import atomic_path
 from transfer_neurons.metrics.uncertainty import ALPHA, Estimate, Finding
@@ -212,6 +212,11 @@ def write_report(out: Path, config: StudyConfig, records: dict[str, dict], versi
     spec = _specificity_view(out)
     overlap_result = overlap.OverlapResult.load(out / "overlap") if _complete(out / "overlap") else None
     downstream = _downstream_view(out, config)
+    pages = (
+        {(card["layer"], card["neuron"]) for card in neuron_pages.NeuronPages.load(out / "neurons").cards}
+        if _complete(out / "neurons")
+        else set()
+    )
     sections = [("findings", "Findings"), ("summary", "Model and data")]
     sections += [("latent", "Latent space")] if latent_rows else []
     sections += [("detect", "Transfer neurons")]
@@ -233,6 +238,8 @@ def write_report(out: Path, config: StudyConfig, records: dict[str, dict], versi
         overlap=overlap_result,
         downstream=downstream,
         sections=sections,
+        pages=pages,
+        card=lambda layer, neuron: f"neurons/{names.neuron_card(layer, neuron)}",
         image=lambda relative: _data_uri(out / relative),
         summary=lambda name: records.get(name, {}).get("summary") or {},
         total_seconds=sum(r.get("seconds", 0.0) for r in records.values()),

@@ -66,6 +66,9 @@ def code_version() -> str:
     return digest.hexdigest()[:16]
 
 
+PAGES = {"pages", "pages_top_n"}  # the neuron pages' settings: no other step reads them
+
+
 def plan(config: StudyConfig) -> list[Step]:
     """The steps of a study in dependency order."""
     steps: list[Step] = []
@@ -90,7 +93,7 @@ def plan(config: StudyConfig) -> list[Step]:
     data_steps = [f"data/{lang}" for lang in config.languages]
     if config.characterise.specificity and detected:
         settings = {
-            **config.characterise.model_dump(mode="json"),
+            **config.characterise.model_dump(mode="json", exclude=PAGES),
             "seed": config.seed,
             "baseline": config.ablate.baseline,
             "batch_size": config.batch_size,
@@ -99,7 +102,16 @@ def plan(config: StudyConfig) -> list[Step]:
         }
         steps.append(Step("specificity", s.specificity_step, settings, data_steps + detected))
     if config.characterise.overlap and len(detected) > 1:
-        steps.append(Step("overlap", s.overlap_step, config.characterise.model_dump(mode="json"), detected))
+        settings = config.characterise.model_dump(mode="json", exclude=PAGES)
+        steps.append(Step("overlap", s.overlap_step, settings, detected))
+    if config.characterise.pages and detected:
+        settings = {
+            "top_n": config.characterise.pages_top_n,
+            "bootstrap": config.bootstrap,
+            "seed": config.seed,
+            "batch_size": config.batch_size,
+        }
+        steps.append(Step("neurons", s.pages_step, settings, data_steps + detected))
     down = config.downstream
     settings = {
         **down.model_dump(mode="json"),

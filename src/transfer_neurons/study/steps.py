@@ -8,7 +8,7 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from transfer_neurons.analyses import ablate, detect, latent, mc, output_lang, overlap, qa, specificity
+from transfer_neurons.analyses import ablate, detect, latent, mc, neuron_pages, output_lang, overlap, qa, specificity
 from transfer_neurons.artifacts import names
 from transfer_neurons.artifacts.io import file_digest, write_jsonl
 from transfer_neurons.artifacts.manifest import data_inputs, write_manifest
@@ -231,6 +231,23 @@ def overlap_step(study: Study, folder: Path) -> dict:
     result = overlap.run(sets, shape[0], shape[1], overlap.OverlapConfig(top_n=study.config.characterise.top_n))
     result.save(folder, study.inputs(**{f"set{k}": path for k, path in enumerate(_detected(study).values())}))
     return {"sets": result.labels, "jaccard": [[round(float(x), 3) for x in row] for row in result.jaccard]}
+
+
+def pages_step(study: Study, folder: Path) -> dict:
+    """Neuron pages for the top of every detected set, from one pass over the test sentences."""
+    cfg = study.config
+    sets = specificity.name_sets([read_neurons(path) for path in _detected(study).values()])
+    test = {lang: study.pairs(lang, "test") for lang in cfg.languages}
+    sentences = {lang: pairs.l2 for lang, pairs in test.items()}
+    sentences["en"] = list(dict.fromkeys(s for pairs in test.values() for s in pairs.en))
+    config = neuron_pages.NeuronPagesConfig(
+        top_n=cfg.characterise.pages_top_n, bootstrap=cfg.bootstrap, seed=cfg.seed, batch_size=cfg.batch_size
+    )
+    result = neuron_pages.run(study.lm, sets, sentences, config, progress=study.progress)
+    files = {f"neurons_{name}": path for name, path in _detected(study).items()}
+    files |= {f"data_{lang}": study.split_file(lang, "test") for lang in cfg.languages}
+    result.save(folder, study.inputs(**files))
+    return {"pages": len(result.cards), "top_n": config.top_n}
 
 
 TASK_LANGS = {"qa": BUILTIN_TASK_LANGS, "mc": BUILTIN_TASK_LANGS}

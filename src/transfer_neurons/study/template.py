@@ -70,12 +70,14 @@ on the per-layer mean (raw cosines are near 1 in models with massive dimensions)
 
 <h2 id="detect">Transfer neurons</h2>
 <p>The top-10 neurons of each set (score: DESIGN.md 3.2); the layer distributions of the full top-n are in the
-overlap section.</p>
+overlap section.{% if pages %} Each linked neuron has a page: what its value vector writes, where it fires, what removing it
+does (<a href="neurons/index.html">index of all {{ pages | length }} pages</a>).{% endif %}</p>
 {% for lang in config.languages %}<details><summary>{{ lang }}</summary><div class="grid">
 {% for kind in config.detect.types %}{% set d = summary("detect/" ~ lang ~ "/" ~ kind) %}<div>
 <h3>{{ kind }} <span class="note">({{ d.sentences }} sentences, top {{ d.top_n }})</span></h3>
 <table><tr><th>rank</th><th>layer</th><th>neuron</th><th>score</th></tr>
-{% for layer, neuron, score in d.top %}<tr><td>{{ loop.index }}</td><td>{{ layer }}</td><td>{{ neuron }}</td><td>{{ "%+.5f" | format(score) }}</td></tr>{% endfor %}
+{% for layer, neuron, score in d.top %}<tr><td>{{ loop.index }}</td><td>{{ layer }}</td>
+<td>{% if (layer, neuron) in pages %}<a href="{{ card(layer, neuron) }}">{{ neuron }}</a>{% else %}{{ neuron }}{% endif %}</td><td>{{ "%+.5f" | format(score) }}</td></tr>{% endfor %}
 </table></div>{% endfor %}
 </div></details>{% endfor %}
 
