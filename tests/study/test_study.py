@@ -171,3 +171,16 @@ def test_changed_bootstrap_recomputes_the_steps_that_report_intervals(model_fold
     redone = {name for name, status in steps.items() if status == "done"}
     assert not any(name.startswith(("data/", "detect/")) for name in redone)
     assert {"latent", "ablate/ja", "specificity", "qa/ja", "mc/ko", "output_lang/ja"} <= redone
+
+
+def test_methods_section_compares_the_methods_and_the_report_shows_them(model_folder, tmp_path):
+    extra = "methods: {enabled: true, languages: [ja], methods: [tn, tn-centred, ap]}\n"
+    config = write_study(tmp_path, model_folder("llama"), extra)
+    out = tmp_path / "run"
+    result = run("run", config, "--out", out, "--quiet")
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "methods" / "ja" / "methods.json").read_text())
+    assert set(data["methods"]) == {"tn", "tn-centred", "ap"} and data["top_k"] == 8
+    assert "p_vs_random" in data["methods"]["ap"]["ablation"]["deactivated"]["mean_mknn"]
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert 'id="methods"' in html and "tn-centred" in html and not (out / "methods" / "ko").exists()

@@ -77,3 +77,8 @@ NEURON_CARDS = "n"  # the folder of one page per neuron
 def neuron_card(layer: int, neuron: int) -> str:
     """The page of one neuron, relative to the neuron-pages folder."""
     return f"{NEURON_CARDS}/{layer}_{neuron}.html"
+
+
+# compare-methods
+METHODS = "methods.json"
+METHODS_FIGURE = "methods.png"

@@ -6,7 +6,18 @@ Bad input: one `error:` line and exit status 2. The commands are registered here
 
 from __future__ import annotations
 
-from transfer_neurons.cli import characterise, detect, downstream, latent, neurons, resources, steering, study, sweep
+from transfer_neurons.cli import (
+    characterise,
+    detect,
+    downstream,
+    latent,
+    methods,
+    neurons,
+    resources,
+    steering,
+    study,
+    sweep,
+)
 from transfer_neurons.cli.common import app
 
 __all__ = ["app", "main"]
@@ -16,6 +27,7 @@ app.command()(latent.latent)
 app.command()(latent.ablate)
 app.command()(characterise.specificity)
 app.command()(characterise.overlap)
+app.command("compare-methods")(methods.compare_methods)
 app.command()(downstream.qa)
 app.command()(downstream.mc)
 app.command("output-lang")(downstream.output_lang)

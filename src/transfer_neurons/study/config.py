@@ -19,7 +19,7 @@ from transfer_neurons.analyses.ablate import AblateConfig
 from transfer_neurons.analyses.base import Config
 from transfer_neurons.analyses.detect import DetectConfig
 from transfer_neurons.analyses.latent import LatentConfig
-from transfer_neurons.choices import NeuronType
+from transfer_neurons.choices import Method, NeuronType
 from transfer_neurons.errors import InputError
 
 LANG_CODE = re.compile(r"^[a-z]{2,3}([_-][A-Za-z0-9]+)*$")
@@ -101,6 +101,18 @@ class DownstreamConfig(Section):
     max_questions: int = Field(30, ge=1, description="Questions (or prompts) per language and condition.")
 
 
+class MethodsSection(Section):
+    """`compare-methods` per language: each method's top-k (ablate's top_k, k, clamp and baseline)
+    under the same tests; the reference pool is every other study language's train sentences."""
+
+    enabled: bool = Field(False, description="Compare the methods' neurons (DESIGN.md 3.7).")
+    methods: list[Method] = Field(default_factory=lambda: list(Method), min_length=1, description="Methods compared.")
+    languages: list[str] | None = Field(None, description="Languages compared; default: the first two study languages.")
+    output_lang: bool = Field(False, description="Also the output language under each method's deactivation.")
+    qa: bool = Field(False, description="Also QA F1 where the built-in set covers the language.")
+    max_items: int = Field(16, ge=1, description="Prompts / questions of the downstream parts.")
+
+
 class StudyConfig(Section):
     """Everything a `transfer-neurons run` does, with the defaults used when a key is left out."""
 
@@ -118,6 +130,7 @@ class StudyConfig(Section):
     ablate: AblateSection = Field(default_factory=AblateSection)
     characterise: CharacteriseConfig = Field(default_factory=CharacteriseConfig)
     downstream: DownstreamConfig = Field(default_factory=DownstreamConfig)
+    methods: MethodsSection = Field(default_factory=MethodsSection)
 
     @field_validator("languages")
     @classmethod
@@ -163,6 +176,17 @@ class StudyConfig(Section):
                 raise ValueError(f"{key}.{name} {value} exceeds detect.top_n {limit}; lower it or raise detect.top_n")
             setattr(section, name, limit)
         return self
+
+    @model_validator(mode="after")
+    def _methods_languages(self) -> StudyConfig:
+        unknown = [code for code in self.methods.languages or [] if code not in self.languages]
+        if unknown:
+            raise ValueError(f"methods.languages: {', '.join(unknown)} not in languages")
+        return self
+
+    def methods_languages(self) -> list[str]:
+        """The languages the methods are compared for."""
+        return self.methods.languages or self.languages[:2]
 
     @model_validator(mode="after")
     def _files_cover_languages(self) -> StudyConfig:

@@ -13,7 +13,17 @@ from typing import Any
 
 from jinja2 import Environment, select_autoescape
 
-from transfer_neurons.analyses import ablate, latent, mc, neuron_pages, output_lang, overlap, qa, specificity
+from transfer_neurons.analyses import (
+    ablate,
+    compare_methods,
+    latent,
+    mc,
+    neuron_pages,
+    output_lang,
+    overlap,
+    qa,
+    specificity,
+)
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.io import atomic_path
 from transfer_neurons.metrics.uncertainty import ALPHA, Estimate, Finding
@@ -121,6 +131,20 @@ def _ablation_view(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
     return rows
 
 
+def _methods_view(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
+    """Per compared language: one row per method (compare_methods.report_rows) and its figure."""
+    views = []
+    for lang in config.methods_languages() if config.methods.enabled else []:
+        folder = out / "methods" / lang
+        if _complete(folder):
+            result = compare_methods.MethodsResult.load(folder)
+            figure = f"methods/{lang}/{names.METHODS_FIGURE}"
+            views.append(
+                {"lang": lang, "n": result.n_pairs, "rows": compare_methods.report_rows(result), "figure": figure}
+            )
+    return views
+
+
 def _specificity_view(out: Path) -> list[dict[str, Any]] | None:
     if not _complete(out / "specificity"):
         return None
@@ -221,6 +245,8 @@ def write_report(out: Path, config: StudyConfig, records: dict[str, dict], versi
     sections += [("latent", "Latent space")] if latent_rows else []
     sections += [("detect", "Transfer neurons")]
     sections += [("ablate", "Ablations")] if ablations else []
+    methods = _methods_view(out, config)
+    sections += [("methods", "Methods")] if methods else []
     sections += [("characterise", "Specificity and overlap")] if spec or overlap_result else []
     sections += [("downstream", "Downstream")] if downstream else []
     sections += [("timings", "Timings")]
@@ -234,6 +260,7 @@ def write_report(out: Path, config: StudyConfig, records: dict[str, dict], versi
         alpha=ALPHA,
         latent=latent_rows,
         ablations=ablations,
+        methods=methods,
         specificity=spec,
         overlap=overlap_result,
         downstream=downstream,

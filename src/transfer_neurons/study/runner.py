@@ -112,6 +112,13 @@ def plan(config: StudyConfig) -> list[Step]:
             "batch_size": config.batch_size,
         }
         steps.append(Step("neurons", s.pages_step, settings, data_steps + detected))
+    if config.methods.enabled:
+        settings = {
+            **config.methods.model_dump(mode="json", exclude={"languages", "enabled"}),
+            **config.ablate.model_dump(mode="json", exclude={"enabled"}),
+        }
+        for lang in config.methods_languages():
+            steps.append(Step(f"methods/{lang}", s.methods_step(lang), settings, data_steps))
     down = config.downstream
     settings = {
         **down.model_dump(mode="json"),

@@ -8,7 +8,19 @@ import random
 from collections.abc import Callable
 from pathlib import Path
 
-from transfer_neurons.analyses import ablate, detect, latent, mc, neuron_pages, output_lang, overlap, qa, specificity
+from transfer_neurons.analyses import (
+    ablate,
+    compare_methods,
+    detect,
+    latent,
+    mc,
+    neuron_pages,
+    output_lang,
+    overlap,
+    qa,
+    specificity,
+)
+from transfer_neurons.analyses.pool import Sentences
 from transfer_neurons.artifacts import names
 from transfer_neurons.artifacts.io import file_digest, write_jsonl
 from transfer_neurons.artifacts.manifest import data_inputs, write_manifest
@@ -248,6 +260,41 @@ def pages_step(study: Study, folder: Path) -> dict:
     files |= {f"data_{lang}": study.split_file(lang, "test") for lang in cfg.languages}
     result.save(folder, study.inputs(**files))
     return {"pages": len(result.cards), "top_n": config.top_n}
+
+
+def methods_step(lang: str) -> StepFn:
+    """The methods compared on `lang`'s train / test pairs; the pool: every other study language's train sentences."""
+
+    def compute(study: Study, folder: Path) -> dict:
+        cfg = study.config
+        others = [code for code in cfg.languages if code != lang]
+        reference = [
+            Sentences(code, study.pairs(code, "train").l2, str(study.split_file(code, "train"))) for code in others
+        ]
+        config = compare_methods.MethodsConfig(
+            **cfg.ablate.model_dump(include={"top_k", "baseline", "seed", "baseline_seeds", "bootstrap", "k", "clamp"}),
+            batch_size=cfg.batch_size,
+            methods=cfg.methods.methods,
+            output_lang=cfg.methods.output_lang,
+            qa=cfg.methods.qa,
+            max_items=cfg.methods.max_items,
+        )
+        train = study.pairs(lang, "train")
+        result = compare_methods.run(
+            study.lm,
+            train,
+            study.pairs(lang, "test"),
+            study.nonparallel(lang),
+            reference,
+            config,
+            str(study.split_file(lang, "train")),
+            study.progress,
+        )
+        files = {f"train_{code}": study.split_file(code, "train") for code in cfg.languages}
+        result.save(folder, study.inputs(**files, test=study.split_file(lang, "test")))
+        return {"methods": [m.value for m in config.methods], "top_k": config.top_k}
+
+    return compute
 
 
 TASK_LANGS = {"qa": BUILTIN_TASK_LANGS, "mc": BUILTIN_TASK_LANGS}

@@ -9,6 +9,7 @@ TEMPLATE = """<!doctype html>
  table { border-collapse: collapse; margin: .6rem 0 1rem; font-size: .88rem; }
  th, td { border: 1px solid #ccc; padding: .25rem .55rem; text-align: right; vertical-align: top; }
  th { background: #f3f3f3; } td.l, th.l { text-align: left; } td { white-space: nowrap; } td.l { white-space: normal; }
+ table.wide { font-size: .78rem; } table.wide td { white-space: normal; }
  tr.claim td { background: #fafafa; font-weight: 600; border-top: 2px solid #bbb; }
  img { max-width: 100%; border: 1px solid #eee; margin: .4rem 0; }
  .grid { display: grid; grid-template-columns: 1fr 1fr; gap: .8rem; }
@@ -98,6 +99,25 @@ over the test pairs; p: paired permutation test, deactivated vs random, on the s
  <img alt="ablation mutual kNN" src="{{ image('ablate/' ~ row.lang ~ '/ablation_mknn.png') }}">
  <img alt="ablation similarity gap" src="{{ image('ablate/' ~ row.lang ~ '/ablation_similarity_gap.png') }}">
 </div></details>{% endfor %}
+{% endif %}
+
+{% if methods %}
+<h2 id="methods">Language-neuron methods side by side</h2>
+<p>For each language, the top {{ config.ablate.top_k }} neurons of each method, found on the same train pairs with the
+same reference pool (every other study language): <b>tn</b> the paper's Type-1 score, <b>tn-centred</b> the score
+centred on the pool's mean state, <b>lape</b> and <b>ap</b> language-specific neurons (DESIGN.md 3.7). Under the same
+tests and seeds: the ablation's effect vs random on mean mutual kNN and on the mean centred gap (95% intervals over
+the test pairs, paired p), the share of the top-k with eta&sup2; &gt; 0.1 (target vs rest), the share of their value
+vectors' squared norm in the massive dimensions, Jaccard overlap with the raw Type-1 / Type-2 sets and their mean
+Type-1 / Type-2 transfer score (how many of them have one). methods.json holds every number.</p>
+{% for view in methods %}<h3>{{ view.lang }} <span class="note">({{ view.n }} test pairs)</span></h3>
+<table class="wide"><tr><th class="l">method</th><th>mutual kNN vs random</th><th>p</th><th>centred gap vs random</th><th>p</th>
+<th>eta&sup2; &gt; 0.1</th><th>massive share</th><th>Jaccard Type-1</th><th>Jaccard Type-2</th><th>Type-1 score</th><th>Type-2 score</th></tr>
+{% for r in view.rows %}<tr><td class="l">{{ r.method }}</td><td>{{ r.mknn_effect }}</td><td>{{ r.mknn_p }}</td><td>{{ r.gap_effect }}</td>
+<td>{{ r.gap_p }}</td><td>{{ r.eta2_share }}</td><td>{{ r.massive_share }}</td><td>{{ r.jaccard_type1 }}</td><td>{{ r.jaccard_type2 }}</td>
+<td>{{ r.tn_type1_score }}</td><td>{{ r.tn_type2_score }}</td></tr>{% endfor %}</table>
+<img alt="methods {{ view.lang }}" src="{{ image(view.figure) }}">
+{% endfor %}
 {% endif %}
 
 {% if specificity or overlap %}
