@@ -108,6 +108,9 @@ class MethodsSection(Section):
     enabled: bool = Field(False, description="Compare the methods' neurons (DESIGN.md 3.7).")
     methods: list[Method] = Field(default_factory=lambda: list(Method), min_length=1, description="Methods compared.")
     languages: list[str] | None = Field(None, description="Languages compared; default: the first two study languages.")
+    reference: list[str] | None = Field(
+        None, description="Study languages whose train sentences form the reference pool; default: all the others."
+    )
     output_lang: bool = Field(False, description="Also the output language under each method's deactivation.")
     qa: bool = Field(False, description="Also QA F1 where the built-in set covers the language.")
     max_items: int = Field(16, ge=1, description="Prompts / questions of the downstream parts.")
@@ -179,9 +182,10 @@ class StudyConfig(Section):
 
     @model_validator(mode="after")
     def _methods_languages(self) -> StudyConfig:
-        unknown = [code for code in self.methods.languages or [] if code not in self.languages]
+        named = [*(self.methods.languages or []), *(self.methods.reference or [])]
+        unknown = [code for code in named if code not in self.languages]
         if unknown:
-            raise ValueError(f"methods.languages: {', '.join(unknown)} not in languages")
+            raise ValueError(f"methods: {', '.join(unknown)} not in languages")
         return self
 
     def methods_languages(self) -> list[str]:

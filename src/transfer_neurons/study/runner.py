@@ -115,6 +115,7 @@ def plan(config: StudyConfig) -> list[Step]:
     if config.methods.enabled:
         settings = {
             **config.methods.model_dump(mode="json", exclude={"languages", "enabled"}),
+            "languages": config.languages,
             **config.ablate.model_dump(mode="json", exclude={"enabled"}),
         }
         for lang in config.methods_languages():

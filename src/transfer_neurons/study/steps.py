@@ -263,11 +263,12 @@ def pages_step(study: Study, folder: Path) -> dict:
 
 
 def methods_step(lang: str) -> StepFn:
-    """The methods compared on `lang`'s train / test pairs; the pool: every other study language's train sentences."""
+    """The methods compared on `lang`'s train / test pairs; the pool: the train sentences of the other
+    study languages (or of `methods.reference`)."""
 
     def compute(study: Study, folder: Path) -> dict:
         cfg = study.config
-        others = [code for code in cfg.languages if code != lang]
+        others = [code for code in cfg.methods.reference or cfg.languages if code != lang]
         reference = [
             Sentences(code, study.pairs(code, "train").l2, str(study.split_file(code, "train"))) for code in others
         ]
