@@ -64,11 +64,11 @@ def test_token_reductions_equal_direct_ones():
     values, mask = _padded(lengths, 8)
     medians = token_medians(values, mask)
     counts = positive_counts(values, mask)
-    direct_counts = torch.zeros(8, dtype=torch.float64)
+    direct_counts = torch.zeros(len(lengths), 8)
     for b, n in enumerate(lengths):
         real = values[b, -n:].numpy()
         assert np.allclose(medians[b].numpy(), np.median(real, axis=0), atol=1e-6)
-        direct_counts += torch.from_numpy((real > 0).sum(0)).double()
+        direct_counts[b] = torch.from_numpy((real > 0).sum(0)).float()
     assert torch.equal(counts, direct_counts)
 
 
@@ -82,7 +82,7 @@ def test_lape_finds_a_neuron_active_for_one_language_only():
         values[..., 0] = 1.0 if lang == 1 else -1.0
         values[..., 1] = 1.0
         mask = torch.ones(1, tokens, dtype=torch.bool)
-        counts.append(positive_counts(values, mask))
+        counts.append(positive_counts(values, mask).sum(0).double())
         totals.append(tokens)
     p = activation_probabilities(torch.stack(counts), torch.tensor(totals))  # [m, G]
     assert p.shape == (30, 3) and p[0].tolist() == [0.0, 1.0, 0.0]

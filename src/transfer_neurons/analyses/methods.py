@@ -33,7 +33,6 @@ from transfer_neurons.data.pairs import ParallelData, read_pairs, read_sentences
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.capture import capture
 from transfer_neurons.hooks.distributed import all_reduce_sum, is_main, rank, shard, world_size
-from transfer_neurons.hooks.tokens import positive_counts, token_medians
 from transfer_neurons.metrics.methods import FILTER_RATE, activation_probabilities, average_precision, lape_scores
 from transfer_neurons.metrics.scoring import rank_neurons
 from transfer_neurons.model.loading import LoadedModel
@@ -134,11 +133,9 @@ def lape_probabilities(
     show = progress and is_main()
     for g, (name, sentences) in enumerate(groups.items()):
         desc = f"activations ({name})"
-        batches = capture(
-            lm, shard(sentences), (), layers, batch_size, desc=desc, progress=show, tokens=positive_counts
-        )
+        batches = capture(lm, shard(sentences), ("pos",), layers, batch_size, desc=desc, progress=show)
         for batch in batches:
-            counts[g] += torch.stack([batch["tokens"][layer] for layer in layers])
+            counts[g] += torch.stack([batch["pos"][layer].sum(0) for layer in layers]).double()
             totals[g] += _lengths(batch.lengths).sum()
     return activation_probabilities(all_reduce_sum(counts).cpu(), all_reduce_sum(totals).cpu())
 
@@ -150,12 +147,10 @@ def sentence_medians(
     the sentence's real tokens, [n, len(layers), m] float32 on the CPU, in input order."""
     medians = torch.zeros(len(sentences), len(layers), lm.mlp_width)
     show = progress and is_main()
-    batches = capture(
-        lm, shard(sentences), (), layers, batch_size, desc="activations", progress=show, tokens=token_medians
-    )
+    batches = capture(lm, shard(sentences), ("median",), layers, batch_size, desc="activations", progress=show)
     for batch in batches:
         rows = rank() + batch.index * world_size()  # this rank's shard: every world_size-th sentence
-        medians[rows] = torch.stack([batch["tokens"][layer] for layer in layers], 1).cpu()
+        medians[rows] = torch.stack([batch["median"][layer] for layer in layers], 1).cpu()
     return all_reduce_sum(medians)
 
 

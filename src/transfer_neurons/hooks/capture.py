@@ -14,8 +14,14 @@ when a device map spreads the layers over several devices:
   effective value vector of neuron i is ``scale * g * v_i``;
 - ``final``: the final norm's output (only at the last layer; for ``--paper-compat``).
 
-With ``tokens=reduce`` every token's activation-function output is reduced per batch as well
-(`hooks.tokens`: LAPE's positive counts, AP's per-sentence medians), under ``batch["tokens"]``.
+- ``pos`` and ``median``: every real token's activation-function output reduced per sentence
+  (`hooks.tokens`: LAPE's positive counts, AP's medians), [B, m] per layer.
+
+With an activation store on the model (`LoadedModel.store`, DESIGN.md 3.11) a capture without an
+intervention reads the store instead: sentences it lacks are forwarded once (every layer, every
+part of their group, `artifacts.store.GROUPS`) and added to it, then every requested sentence is
+read from disk. Batches then come shard by shard rather than by length; every consumer places
+rows by `Batch.index`. Under torch.distributed the store is not used (each rank holds a shard).
 """
 
 from __future__ import annotations
@@ -27,12 +33,14 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from transfer_neurons.artifacts.store import GROUPS, ActivationStore, group_of, text_key
 from transfer_neurons.errors import InputError
+from transfer_neurons.hooks.distributed import world_size
 from transfer_neurons.hooks.interventions import Applied, apply_intervention, rows_of
-from transfer_neurons.hooks.tokens import TokenReduce, token_hooks
+from transfer_neurons.hooks.tokens import REDUCTIONS, token_hooks
 from transfer_neurons.model.loading import LoadedModel
 
-PARTS = ("h", "mlp", "act", "scale", "final")
+PARTS = ("h", "mlp", "act", "scale", "final", *REDUCTIONS)
 
 
 @dataclass
@@ -143,11 +151,10 @@ def capture(
     desc: str | None = None,
     progress: bool = False,
     intervention: Applied = None,
-    tokens: TokenReduce | None = None,
 ) -> Iterator[Batch]:
     """Yield one `Batch` per forward pass over `sentences` (sorted by length; see `Batch.index`),
-    under `intervention` (a sequence: one per sentence, in input order); with `tokens`, also the
-    reduced token-level activation-function outputs of every layer (`hooks.tokens`).
+    under `intervention` (a sequence: one per sentence, in input order), or read from the model's
+    activation store when there is no intervention (see the module docstring).
 
     With `stop_early` the forward pass stops after the highest requested layer when nothing
     later (final norm) is needed.
@@ -157,6 +164,24 @@ def capture(
     if not sentences:  # e.g. an empty shard on one rank of a distributed run
         return
     layers = sorted(set(range(lm.num_layers) if layers is None else layers))
+    if lm.store is not None and intervention is None and world_size() == 1:
+        yield from _stored(lm, lm.store, sentences, parts, layers, batch_size, desc, progress)
+        return
+    yield from _forward(lm, sentences, parts, layers, batch_size, stop_early, desc, progress, intervention)
+
+
+def _forward(
+    lm: LoadedModel,
+    sentences: Sequence[str],
+    parts: Sequence[str],
+    layers: list[int],
+    batch_size: int,
+    stop_early: bool,
+    desc: str | None,
+    progress: bool,
+    intervention: Applied,
+) -> Iterator[Batch]:
+    """`capture` by forward passes."""
     stop_after = layers[-1] if stop_early and "final" not in parts and layers else None
     encoded = lm.tokenizer(list(sentences), add_special_tokens=True)["input_ids"]
     check_context(lm, encoded, what="sentence")
@@ -170,7 +195,7 @@ def capture(
             mask = padded["attention_mask"].to(lm.device)
             store: dict = {}
             applied = apply_intervention(lm, rows_of(intervention, index))
-            tokens_on = token_hooks(lm, layers, tokens, mask.bool(), store)
+            tokens_on = token_hooks(lm, layers, parts, mask.bool(), store)
             with applied, hooks(lm, layers, parts, store, stop_after), tokens_on, torch.inference_mode():
                 try:
                     decoder(
@@ -185,6 +210,78 @@ def capture(
             yield Batch(index=torch.tensor(index), parts=store, lengths=mask.sum(-1))
     finally:
         bar.close()
+
+
+def _stored(
+    lm: LoadedModel,
+    store: ActivationStore,
+    sentences: Sequence[str],
+    parts: Sequence[str],
+    layers: list[int],
+    batch_size: int,
+    desc: str | None,
+    progress: bool,
+) -> Iterator[Batch]:
+    """`capture` from the store: fill what it lacks (one pass for every group the store keeps),
+    then read every sentence from disk."""
+    group = group_of(parts)
+    keys = [text_key(text) for text in sentences]
+    groups = list(dict.fromkeys((group, *store.groups)))
+    for name in groups:
+        store.verify(name)
+    missing = list(dict.fromkeys(key for name in groups for key in store.missing(keys, name)))
+    if missing:
+        text_of = dict(zip(keys, sentences, strict=True))
+        _fill(lm, store, groups, [text_of[key] for key in missing], batch_size, desc, progress)
+    device = lm.device
+    for positions, tensors in store.read(keys, group, parts, layers, batch_size):
+        batch = Batch(index=torch.tensor(positions), lengths=tensors["length"].to(device))
+        for part in parts:
+            value = tensors[part].to(device)
+            if part == "final":
+                batch.parts[part] = {lm.num_layers - 1: value}
+            else:
+                batch.parts[part] = {layer: value[:, k] for k, layer in enumerate(layers)}
+        yield batch
+
+
+def _fill(
+    lm: LoadedModel,
+    store: ActivationStore,
+    groups: list[str],
+    texts: list[str],
+    batch_size: int,
+    desc: str | None,
+    progress: bool,
+) -> None:
+    """Forward `texts` once over every layer and add the parts of each of `groups` to the store,
+    in shards of about `artifacts.store.SHARD_BYTES`."""
+    parts = [part for group in groups for part in GROUPS[group]]
+    every, last = list(range(lm.num_layers)), lm.num_layers - 1
+    width = {"h": lm.hidden_size, "mlp": lm.hidden_size, "final": lm.hidden_size, "scale": 1}
+    row_bytes = 4 * sum(width.get(part, lm.mlp_width) * (1 if part == "final" else lm.num_layers) for part in parts)
+    per_shard = store.rows_per_shard(row_bytes)
+    keys: list[str] = []
+    rows: list[dict[str, torch.Tensor]] = []
+
+    def flush() -> None:
+        for group in groups:
+            names = ("length", *GROUPS[group])
+            store.write(group, keys, {name: torch.cat([row[name] for row in rows]) for name in names})
+
+    for batch in _forward(lm, texts, parts, every, batch_size, False, f"{desc or 'states'} -> store", progress, None):
+        assert batch.lengths is not None  # _forward always counts them
+        keys += [text_key(texts[k]) for k in batch.index.tolist()]
+        row = {"length": batch.lengths.cpu()}
+        for part in parts:
+            stacked = batch[part][last] if part == "final" else torch.stack([batch[part][k] for k in every], 1)
+            row[part] = stacked.cpu()
+        rows.append(row)
+        if len(keys) >= per_shard:
+            flush()
+            keys, rows = [], []
+    if keys:
+        flush()
 
 
 def collect(

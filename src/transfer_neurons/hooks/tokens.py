@@ -1,15 +1,15 @@
-"""Token-level values of the MLP's activation function, reduced per batch as they stream (LAPE, AP).
+"""Token-level values of the MLP's activation function, reduced per sentence as they stream (LAPE, AP).
 
-`capture(..., tokens=reduce)` hooks, in every requested layer, the output of the activation
-function, ``act(x W_gate)`` for gated MLPs (the input of the elementwise product, not the `a`
-that enters the down projection) and ``act(x W_in) = a`` for plain ones, and stores
-``reduce(values, mask)`` instead of the [B, T, m] values themselves: memory per batch is one
-layer's token values at a time plus what `reduce` keeps.
+The capture parts ``pos`` and ``median`` hook, in every requested layer, the output of the
+activation function, ``act(x W_gate)`` for gated MLPs (the input of the elementwise product, not
+the `a` that enters the down projection) and ``act(x W_in) = a`` for plain ones, and keep one
+reduction per sentence and neuron ([B, m]) instead of the [B, T, m] values themselves: memory per
+batch is one layer's token values at a time plus what the reductions keep.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -18,7 +18,7 @@ from torch import nn
 from transfer_neurons.model.loading import LoadedModel
 
 TokenReduce = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""(values [B, T, m] float32, mask [B, T] bool: real, non-padding tokens) -> a small tensor."""
+"""(values [B, T, m] float32, mask [B, T] bool: real, non-padding tokens) -> [B, m]."""
 
 ACTIVATION_NAMES = ("act_fn", "activation_fn")  # the gated MLPs' activation module (Llama, Gemma, ...; Phi-3)
 
@@ -39,14 +39,14 @@ def activation_site(lm: LoadedModel, layer: int) -> tuple[nn.Module, bool]:
 
 @contextmanager
 def token_hooks(
-    lm: LoadedModel, layers: Iterable[int], reduce: TokenReduce | None, mask: torch.Tensor, store: dict
+    lm: LoadedModel, layers: Iterable[int], parts: Sequence[str], mask: torch.Tensor, store: dict
 ) -> Iterator[None]:
-    """Store ``reduce(values, mask)`` per layer under ``store["tokens"]`` while active (nothing when
-    `reduce` is None); the hooks are removed on exit."""
-    if reduce is None:
+    """Store ``REDUCTIONS[part](values, mask)`` per layer under ``store[part]`` for each token part
+    in `parts` while active; the hooks are removed on exit."""
+    reductions = {part: REDUCTIONS[part] for part in parts if part in REDUCTIONS}
+    if not reductions:
         yield
         return
-    keep: TokenReduce = reduce
     sites = {layer: activation_site(lm, layer) for layer in layers}
     if len({id(module) for module, _ in sites.values()}) < len(sites):
         raise RuntimeError("layers share one activation module: its outputs cannot be told apart")
@@ -55,7 +55,8 @@ def token_hooks(
 
         def on_act(_m, args, out, layer=layer, is_input=is_input):
             values = (args[0] if is_input else out).to(mask.device).float()
-            store.setdefault("tokens", {})[layer] = keep(values, mask)
+            for part, reduce in reductions.items():
+                store.setdefault(part, {})[layer] = reduce(values, mask)
 
         handles.append(module.register_forward_hook(on_act))
     try:
@@ -66,8 +67,9 @@ def token_hooks(
 
 
 def positive_counts(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per neuron, the number of real token positions with a value > 0, [m] float64 (LAPE)."""
-    return ((values > 0) & mask[..., None]).sum((0, 1)).double()
+    """Per sentence and neuron, the number of real token positions with a value > 0, [B, m]
+    float32 (exact up to 2^24 tokens; LAPE)."""
+    return ((values > 0) & mask[..., None]).sum(1).float()
 
 
 def token_medians(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -77,3 +79,7 @@ def token_medians(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     count = mask.sum(1)
     middle = torch.stack([(count - 1) // 2, count // 2], 1)[..., None].expand(-1, -1, values.shape[-1])
     return ordered.gather(1, middle).mean(1)
+
+
+REDUCTIONS: dict[str, TokenReduce] = {"pos": positive_counts, "median": token_medians}
+"""The token parts of `hooks.capture`: one [B, m] reduction per sentence and layer."""

@@ -20,10 +20,12 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 from transformers.utils import logging as hf_logging
 
 from transfer_neurons.artifacts.cache import cache_dir
+from transfer_neurons.artifacts.store import ActivationStore
 from transfer_neurons.errors import InputError
 from transfer_neurons.model.adapters import Adapter, accelerate_hooks, adapter_for, module_weight
 from transfer_neurons.model.builtin import BUILTIN_MODELS, pull
 from transfer_neurons.model.gguf import convert_gguf, first_line
+from transfer_neurons.model.identity import model_key
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -41,6 +43,7 @@ class LoadedModel:
     name: str
     device_map: str | dict | None = None  # as asked for; model.hf_device_map holds accelerate's placement
     offload_dir: tempfile.TemporaryDirectory | None = field(default=None, repr=False)  # removed with the model
+    store: ActivationStore | None = field(default=None, repr=False)  # captures without an intervention read it
 
     @property
     def device(self) -> torch.device:
@@ -88,6 +91,8 @@ def load_model(
     dtype: str = "float32",
     progress: bool = False,
     device_map: str | dict | None = None,
+    store: str | Path | None = None,
+    store_dtype: str = "float32",
 ) -> LoadedModel:
     """Load `name` (folder, .gguf file, hub id or built-in name) on `device` in `dtype`.
 
@@ -97,6 +102,9 @@ def load_model(
     `device_map` (e.g. "auto": accelerate spreads the layers over the GPUs, then CPU, then disk)
     replaces `device` for models larger than one device. `progress=False` also silences
     transformers' own loading bars.
+
+    `store`: an activation store folder (DESIGN.md 3.11; `attach_store`), in which states are
+    kept in `store_dtype` (float32, or `model` for the model's dtype).
     """
     if not progress:
         hf_logging.disable_progress_bar()
@@ -126,9 +134,28 @@ def load_model(
         if tokenizer.eos_token is None:
             raise InputError(f"tokenizer of '{name}' has neither a pad nor an eos token; add a pad token")
         tokenizer.pad_token = tokenizer.eos_token
-    return LoadedModel(
+    lm = LoadedModel(
         model=model, tokenizer=tokenizer, adapter=adapter, name=name, device_map=device_map, offload_dir=offload_dir
     )
+    return lm if store is None else attach_store(lm, store, store_dtype)
+
+
+def attach_store(
+    lm: LoadedModel, root: str | Path, dtype: str = "float32", groups: tuple[str, ...] = ("last",)
+) -> LoadedModel:
+    """Give `lm` the activation store of its identity under `root` (`model.identity`): captures
+    without an intervention then forward each distinct sentence once and read it from disk.
+    `groups`: what every fill keeps (add ``tokens`` when LAPE or AP will read the same sentences)."""
+    if dtype not in (*DTYPES, "model"):
+        raise InputError(f"unknown store dtype '{dtype}'; use model or one of {', '.join(DTYPES)}")
+    key, meta = model_key(lm.model, lm.tokenizer)
+    store_dtype = lm.dtype if dtype == "model" else DTYPES[dtype]
+    try:
+        lm.store = ActivationStore(root, key, {"name": lm.name, **meta}, store_dtype, groups)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise InputError(f"cannot use activation store '{root}': {reason}; give a writable folder") from exc
+    return lm
 
 
 def check_model(name: str, progress: bool = False) -> None:
