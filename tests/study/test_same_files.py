@@ -33,6 +33,12 @@ def study(model_folder, tmp_path_factory):
     return folder / "run"
 
 
+def stored(study: Path) -> list:
+    """The study's activation store: the command reads the very states the step read (a fresh
+    capture could batch a sentence with other padding, and float rounding can move a kNN rank)."""
+    return ["--store", study / "store"]
+
+
 def same_json(a: object, b: object, where: str) -> None:
     if isinstance(a, dict) and isinstance(b, dict):
         assert set(a) == set(b), f"{where}: keys {sorted(set(a) ^ set(b))} differ"
@@ -83,6 +89,7 @@ def test_detect(study, model_folder, tmp_path):
             "--out",
             out,
             *DEV,
+            *stored(study),
         )
         assert_same_folder(study / "detect" / lang / kind, out)
 
@@ -104,6 +111,7 @@ def test_latent_and_ablate(study, model_folder, tmp_path):
         "--out",
         tmp_path / "latent",
         *DEV,
+        *stored(study),
     )
     assert_same_folder(study / "latent", tmp_path / "latent")
     run(
@@ -123,6 +131,7 @@ def test_latent_and_ablate(study, model_folder, tmp_path):
         "--out",
         tmp_path / "ablate",
         *DEV,
+        *stored(study),
     )
     assert_same_folder(study / "ablate" / "ko", tmp_path / "ablate")
 
@@ -143,6 +152,7 @@ def test_specificity_and_overlap(study, model_folder, tmp_path):
         "--out",
         tmp_path / "specificity",
         *DEV,
+        *stored(study),
     )
     assert_same_folder(study / "specificity", tmp_path / "specificity")
     run("overlap", *sets, "--top-n", "20", "--out", tmp_path / "overlap")

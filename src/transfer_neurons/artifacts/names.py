@@ -79,6 +79,15 @@ def neuron_card(layer: int, neuron: int) -> str:
     return f"{NEURON_CARDS}/{layer}_{neuron}.html"
 
 
+# the activation store of a study (DESIGN.md 3.11), a folder inside the run directory
+STORE = "store"
+
 # compare-methods
 METHODS = "methods.json"
 METHODS_FIGURE = "methods.png"
+
+# several models compared: a study of several models (RUN/) and `compare`
+MODELS = "models.json"
+MODELS_MKNN_FIGURE = "models_mknn.png"
+MODELS_GAP_FIGURE = "models_gap.png"
+MODELS_LAYERS_FIGURE = "models_layers.png"

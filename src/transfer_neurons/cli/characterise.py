@@ -23,6 +23,8 @@ from transfer_neurons.cli.common import (
     ModelOpt,
     QuietOpt,
     SeedOpt,
+    StoreDtypeOpt,
+    StoreOpt,
     echo_summary,
     langs_for,
     max_items,
@@ -61,6 +63,8 @@ def specificity(
     batch_size: BatchOpt = 16,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
+    store: StoreOpt = None,
+    store_dtype: StoreDtypeOpt = "float32",
     quiet: QuietOpt = False,
 ) -> None:
     """Language specificity (eta^2, ANOVA p) of the top-n neurons vs a random baseline of the same layers,
@@ -79,7 +83,7 @@ def specificity(
     specificity_analysis.check_inputs(codes, sets, config)
     sentences = {code: read_sentences(path, code, max_sentences) for path, code in zip(data, codes, strict=True)}
     with locked(prepare_out_dir(out)) as out:
-        lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
+        lm = load_model(model, device=device, dtype=dtype, progress=not quiet, store=store, store_dtype=store_dtype)
         result = specificity_analysis.run(lm, sentences, sets, config, progress=not quiet)
         inputs = data_inputs(
             **{f"data_{code}": path for path, code in zip(data, codes, strict=True)},

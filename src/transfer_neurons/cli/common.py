@@ -141,6 +141,8 @@ DeviceMapOpt = Annotated[
 DtypeOpt = Annotated[
     str, typer.Option(help="Model weights dtype: float32, bfloat16 or float16 (accumulation is always fp32/fp64).")
 ]
+StoreOpt = Annotated[Path | None, typer.Option(help="Activation store folder: sentences seen before are read from it.")]
+StoreDtypeOpt = Annotated[str, typer.Option(help="Stored states' dtype: float32, or model (the model's own).")]
 BatchOpt = Annotated[int, typer.Option(min=1, help="Sentences per forward pass.")]
 QuietOpt = Annotated[bool, typer.Option(help="No progress bars.")]
 MaxSentencesOpt = Annotated[int | None, typer.Option(min=1, help="Use at most this many pairs per data file.")]

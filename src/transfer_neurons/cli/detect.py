@@ -22,6 +22,8 @@ from transfer_neurons.cli.common import (
     MaxPairsOpt,
     ModelOpt,
     QuietOpt,
+    StoreDtypeOpt,
+    StoreOpt,
     echo_summary,
     user_errors,
 )
@@ -79,6 +81,8 @@ def detect(
     device: DeviceOpt = "auto",
     device_map: DeviceMapOpt = None,
     dtype: DtypeOpt = "float32",
+    store: StoreOpt = None,
+    store_dtype: StoreDtypeOpt = "float32",
     quiet: QuietOpt = False,
 ) -> None:
     """Score every neuron of the candidate layers and write the top-n transfer neurons (--method lape / ap:
@@ -98,7 +102,15 @@ def detect(
         lock: AbstractContextManager[Path] = locked(out) if is_main() else nullcontext(out)  # rank 0 writes
         with lock:
             show = not quiet and is_main()
-            lm = load_model(model, device=local_device(device), dtype=dtype, progress=show, device_map=device_map)
+            lm = load_model(
+                model,
+                device=local_device(device),
+                dtype=dtype,
+                progress=show,
+                device_map=device_map,
+                store=store,
+                store_dtype=store_dtype,
+            )
             if layers:
                 config = config.model_copy(update={"layers": detect_analysis.parse_layers(layers, lm.num_layers)})
             kind = type or NeuronType.type1

@@ -29,6 +29,8 @@ from transfer_neurons.cli.common import (
     OptNeuronsOpt,
     QuietOpt,
     SeedOpt,
+    StoreDtypeOpt,
+    StoreOpt,
     TopKDownstreamOpt,
     echo_summary,
     estimate_printer,
@@ -211,6 +213,8 @@ def logit_lens(
     batch_size: BatchOpt = 16,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
+    store: StoreOpt = None,
+    store_dtype: StoreDtypeOpt = "float32",
     quiet: QuietOpt = False,
 ) -> None:
     """Logit lens: language share of the top tokens of final norm + unembedding on each layer's h^l."""
@@ -220,7 +224,7 @@ def logit_lens(
     config = _config(logit_lens_analysis.LogitLensConfig, locals(), langid_langs=langs)
     sentences = read_sentences(data, lang, config.max_sentences)
     with locked(prepare_out_dir(out)) as out:
-        lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
+        lm = load_model(model, device=device, dtype=dtype, progress=not quiet, store=store, store_dtype=store_dtype)
         result = logit_lens_analysis.run(lm, sentences, neuron_set, config, lang, progress=not quiet)  # checks --tokens
         result.save(out, data_inputs(data=data, neurons=neurons))
         echo_summary(result, out)

@@ -26,6 +26,8 @@ from transfer_neurons.cli.common import (
     ModelOpt,
     NeuronsOpt,
     QuietOpt,
+    StoreDtypeOpt,
+    StoreOpt,
     TopKOpt,
     echo_summary,
     langs_for,
@@ -59,6 +61,8 @@ def latent(
     bootstrap: BootstrapOpt = 1000,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
+    store: StoreOpt = None,
+    store_dtype: StoreDtypeOpt = "float32",
     quiet: QuietOpt = False,
 ) -> None:
     """Layer-by-layer latent dynamics: mutual kNN, parallel vs non-parallel similarity, PCA, centroids."""
@@ -77,7 +81,7 @@ def latent(
         np_sets[pairs.lang] = pairs
         files[f"nonparallel_{pairs.lang}"] = path
     with locked(prepare_out_dir(out)) as out:
-        lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
+        lm = load_model(model, device=device, dtype=dtype, progress=not quiet, store=store, store_dtype=store_dtype)
         result = latent_analysis.run(lm, datasets, np_sets, config, progress=not quiet)
         result.save(out, {"model": model, **data_inputs(**files)})
         echo_summary(result, out)
@@ -105,6 +109,8 @@ def ablate(
     batch_size: BatchOpt = 16,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
+    store: StoreOpt = None,
+    store_dtype: StoreDtypeOpt = "float32",
     quiet: QuietOpt = False,
 ) -> None:
     """Latent analyses three times: normal, top-k neurons deactivated, random baseline (L2 inputs only)."""
@@ -128,7 +134,7 @@ def ablate(
         np_pairs = read_any(nonparallel, max_sentences, lang)
         latent_analysis.check_nonparallel(pairs, np_pairs, f"non-parallel file '{nonparallel}'")
     with locked(prepare_out_dir(out)) as out:
-        lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
+        lm = load_model(model, device=device, dtype=dtype, progress=not quiet, store=store, store_dtype=store_dtype)
         result = ablate_analysis.run(lm, neuron_set, pairs, np_pairs, config, progress=not quiet)
         result.save(out, {"model": model, **data_inputs(neurons=neurons, data=data, nonparallel=nonparallel)})
         echo_summary(result, out)

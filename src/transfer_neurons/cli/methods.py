@@ -24,6 +24,8 @@ from transfer_neurons.cli.common import (
     ModelOpt,
     QuietOpt,
     SeedOpt,
+    StoreDtypeOpt,
+    StoreOpt,
     echo_summary,
     read_any,
     user_errors,
@@ -81,6 +83,8 @@ def compare_methods(
     batch_size: BatchOpt = 16,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
+    store: StoreOpt = None,
+    store_dtype: StoreDtypeOpt = "float32",
     quiet: QuietOpt = False,
 ) -> None:
     """The top-k of each language-neuron method under the same tests and seeds: deactivation effect on
@@ -105,7 +109,8 @@ def compare_methods(
     references = [read_reference(spec) for spec in reference or []]
     compare.check_inputs(train_pairs, test_pairs, np_pairs, references, config)
     with locked(prepare_out_dir(out)) as out:
-        lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
+        groups = ("last", "tokens") if {Method.lape, Method.ap} & set(config.methods) else ("last",)
+        lm = load_model(model, device, dtype, not quiet, store=store, store_dtype=store_dtype, store_groups=groups)
         result = compare.run(lm, train_pairs, test_pairs, np_pairs, references, config, str(train), not quiet)
         files = {f"reference_{n}": part.source for n, part in enumerate(references)}
         inputs = data_inputs(train=train, test=test, nonparallel=nonparallel, **files)

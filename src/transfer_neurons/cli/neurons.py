@@ -23,6 +23,8 @@ from transfer_neurons.cli.common import (
     ModelOpt,
     QuietOpt,
     SeedOpt,
+    StoreDtypeOpt,
+    StoreOpt,
     langs_for,
     max_items,
     read_any,
@@ -76,6 +78,8 @@ def neurons(
     batch_size: BatchOpt = 16,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
+    store: StoreOpt = None,
+    store_dtype: StoreDtypeOpt = "float32",
     quiet: QuietOpt = False,
 ) -> None:
     """Neuron pages: an index of the top-n neurons of each set and one page per neuron (the tokens it
@@ -94,7 +98,7 @@ def neurons(
         s.check_top_k(top_n, "--top-n")
     texts = sentences_by_language(data, max_sentences)
     with locked(prepare_out_dir(out)) as out:
-        lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
+        lm = load_model(model, device=device, dtype=dtype, progress=not quiet, store=store, store_dtype=store_dtype)
         result = neuron_pages.run(lm, sets, texts, config, progress=not quiet)
         inputs = data_inputs(
             **{f"data_{k}": path for k, path in enumerate(data)},
@@ -127,6 +131,8 @@ def neuron(
     batch_size: BatchOpt = 16,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
+    store: StoreOpt = None,
+    store_dtype: StoreDtypeOpt = "float32",
     quiet: QuietOpt = False,
 ) -> None:
     """One neuron's page as text: its rank in each set, the tokens it promotes and suppresses, and with
@@ -142,7 +148,7 @@ def neuron(
     )
     sets = name_sets([read_neurons(path) for path in neurons])
     texts = sentences_by_language(data or [], max_sentences)
-    lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
+    lm = load_model(model, device=device, dtype=dtype, progress=not quiet, store=store, store_dtype=store_dtype)
     result = neuron_pages.run(lm, sets, texts, config, picked, progress=not quiet)
     for k, card in enumerate(result.cards):
         for line in ([""] if k else []) + card_text(card):

@@ -93,6 +93,7 @@ def load_model(
     device_map: str | dict | None = None,
     store: str | Path | None = None,
     store_dtype: str = "float32",
+    store_groups: tuple[str, ...] = ("last",),
 ) -> LoadedModel:
     """Load `name` (folder, .gguf file, hub id or built-in name) on `device` in `dtype`.
 
@@ -104,12 +105,13 @@ def load_model(
     transformers' own loading bars.
 
     `store`: an activation store folder (DESIGN.md 3.11; `attach_store`), in which states are
-    kept in `store_dtype` (float32, or `model` for the model's dtype).
+    kept in `store_dtype` (float32, or `model` for the model's dtype); `store_groups` as there.
     """
     if not progress:
         hf_logging.disable_progress_bar()
     if dtype not in DTYPES:
         raise InputError(f"unknown dtype '{dtype}'; use one of {', '.join(DTYPES)}")
+    _check_store_dtype(store_dtype)
     dev = None if device_map is not None else resolve_device(device)
     folder, cache_only = _resolve_folder(name, progress)
     config = _load_config(folder, name, cache_only)
@@ -137,7 +139,7 @@ def load_model(
     lm = LoadedModel(
         model=model, tokenizer=tokenizer, adapter=adapter, name=name, device_map=device_map, offload_dir=offload_dir
     )
-    return lm if store is None else attach_store(lm, store, store_dtype)
+    return lm if store is None else attach_store(lm, store, store_dtype, store_groups)
 
 
 def attach_store(
@@ -146,8 +148,7 @@ def attach_store(
     """Give `lm` the activation store of its identity under `root` (`model.identity`): captures
     without an intervention then forward each distinct sentence once and read it from disk.
     `groups`: what every fill keeps (add ``tokens`` when LAPE or AP will read the same sentences)."""
-    if dtype not in (*DTYPES, "model"):
-        raise InputError(f"unknown store dtype '{dtype}'; use model or one of {', '.join(DTYPES)}")
+    _check_store_dtype(dtype)
     key, meta = model_key(lm.model, lm.tokenizer)
     store_dtype = lm.dtype if dtype == "model" else DTYPES[dtype]
     try:
@@ -156,6 +157,11 @@ def attach_store(
         reason = exc.strerror or exc
         raise InputError(f"cannot use activation store '{root}': {reason}; give a writable folder") from exc
     return lm
+
+
+def _check_store_dtype(dtype: str) -> None:
+    if dtype not in (*DTYPES, "model"):
+        raise InputError(f"unknown --store-dtype '{dtype}'; use model or one of {', '.join(DTYPES)}")
 
 
 def check_model(name: str, progress: bool = False) -> None:

@@ -25,7 +25,7 @@ from transfer_neurons.artifacts import names
 from transfer_neurons.artifacts.io import file_digest, write_jsonl
 from transfer_neurons.artifacts.manifest import data_inputs, write_manifest
 from transfer_neurons.artifacts.neurons import NeuronSet, read_neurons
-from transfer_neurons.choices import NeuronType
+from transfer_neurons.choices import Method, NeuronType
 from transfer_neurons.data.examples import BUILTIN_TASK_LANGS
 from transfer_neurons.data.mc import load_mc
 from transfer_neurons.data.pairs import ParallelData, read_pairs
@@ -45,8 +45,20 @@ class Study:
 
     @property
     def lm(self) -> LoadedModel:
+        """The model, with the run's activation store (`RUN/store`): each distinct sentence the steps
+        read without an intervention is forwarded once (with LAPE/AP's token reductions when the
+        methods section will need them)."""
         if self._lm is None:
-            self._lm = load_model(self.config.model, self.config.device, self.config.dtype, self.progress)
+            methods = self.config.methods
+            tokens = methods.enabled and bool({Method.lape, Method.ap} & set(methods.methods))
+            self._lm = load_model(
+                self.config.model,
+                self.config.device,
+                self.config.dtype,
+                self.progress,
+                store=self.out / names.STORE,
+                store_groups=("last", "tokens") if tokens else ("last",),
+            )
         return self._lm
 
     def split_file(self, lang: str, split: str) -> Path:
