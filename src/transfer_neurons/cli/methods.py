@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -108,9 +109,11 @@ def compare_methods(
     np_pairs = None if nonparallel is None else read_any(nonparallel, None, lang)
     references = [read_reference(spec) for spec in reference or []]
     compare.check_inputs(train_pairs, test_pairs, np_pairs, references, config)
-    with locked(prepare_out_dir(out)) as out:
-        groups = ("last", "tokens") if {Method.lape, Method.ap} & set(config.methods) else ("last",)
-        lm = load_model(model, device, dtype, not quiet, store=store, store_dtype=store_dtype, store_groups=groups)
+    groups = ("last", "tokens") if {Method.lape, Method.ap} & set(config.methods) else ("last",)
+    # without --store, a temporary one: the methods' detections and ablations share their normal states
+    with locked(prepare_out_dir(out)) as out, tempfile.TemporaryDirectory(prefix="tn-store-") as scratch:
+        kept = store or Path(scratch)
+        lm = load_model(model, device, dtype, not quiet, store=kept, store_dtype=store_dtype, store_groups=groups)
         result = compare.run(lm, train_pairs, test_pairs, np_pairs, references, config, str(train), not quiet)
         files = {f"reference_{n}": part.source for n, part in enumerate(references)}
         inputs = data_inputs(train=train, test=test, nonparallel=nonparallel, **files)
