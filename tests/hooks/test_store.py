@@ -170,6 +170,7 @@ def test_store_in_model_dtype_keeps_counts_exact(tiny, tmp_path):
     assert torch.equal(read["scale"], direct["scale"])  # kept in float32
     assert torch.equal(read["h"], direct["h"].bfloat16().float())
     assert lm.store.dtype == torch.bfloat16
+    assert lm.store.key == stored(tiny("llama"), tmp_path).store.key + "-bfloat16"  # never mixed with float32
 
 
 def test_batches_carry_lengths(tiny, tmp_path):

@@ -151,6 +151,8 @@ def attach_store(
     _check_store_dtype(dtype)
     key, meta = model_key(lm.model, lm.tokenizer)
     store_dtype = lm.dtype if dtype == "model" else DTYPES[dtype]
+    if store_dtype != torch.float32:  # rounded states never mix with float32 ones
+        key = f"{key}-{str(store_dtype).removeprefix('torch.')}"
     try:
         lm.store = ActivationStore(root, key, {"name": lm.name, **meta}, store_dtype, groups)
     except OSError as exc:
