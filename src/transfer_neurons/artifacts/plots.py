@@ -17,18 +17,18 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from transfer_neurons.artifacts.io import atomic_path  # noqa: E402
 
 
-def _save(fig, path: str | Path) -> None:
+def save_figure(fig, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
-def _titled(title: str, n_label: str | None) -> str:
+def titled(title: str, n_label: str | None) -> str:
     """The title, with the number of units it rests on as a second line."""
     return f"{title}\n({n_label})" if n_label else title
 
 
-def _floats(values: Sequence[float | None]) -> np.ndarray:
+def floats(values: Sequence[float | None]) -> np.ndarray:
     """Values as floats, None as NaN (matplotlib leaves NaN out)."""
     return np.array([np.nan if v is None else v for v in values], dtype=float)
 
@@ -66,16 +66,16 @@ def layer_curves(
     for label, values in curves.items():
         (line,) = ax.plot(range(len(values)), values, marker="o", markersize=3, label=label)
         if bands and label in bands:
-            low, high = (_floats(side) for side in bands[label])
+            low, high = (floats(side) for side in bands[label])
             size = min(len(low), len(high))
             ax.fill_between(range(size), low[:size], high[:size], color=line.get_color(), alpha=0.2, linewidth=0)
     ax.set_xlabel("layer")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(ylabel)
-    ax.set_title(_titled(title, n_label))
+    ax.set_title(titled(title, n_label))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def pca_panels(points: list[dict[str, np.ndarray]], path: str | Path, title: str = "PCA of sentence states") -> None:
@@ -95,7 +95,7 @@ def pca_panels(points: list[dict[str, np.ndarray]], path: str | Path, title: str
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper right", markerscale=3)
     fig.suptitle(title, y=1.02)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def heatmaps(
@@ -119,7 +119,7 @@ def heatmaps(
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
         ax.set_title(f"layer {layer}", fontsize=9)
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _layer_heatmaps(
@@ -143,7 +143,7 @@ def _layer_heatmaps(
     if image is not None:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def grouped_bars(
@@ -186,12 +186,12 @@ def grouped_bars(
     crowded = len(groups) > 6
     ax.set_xticks(x, groups, fontsize=8, rotation=30 if crowded else 0, ha="right" if crowded else "center")
     ax.set_ylabel(ylabel)
-    ax.set_title(_titled(title, n_label))
+    ax.set_title(titled(title, n_label))
     if ylim:
         ax.set_ylim(*ylim)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _span(height: float, interval: tuple[float, float] | None) -> tuple[float, float] | None:
@@ -217,7 +217,7 @@ def layer_histograms(
         ax.axis("off")
     fig.suptitle(title)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def annotated_heatmap(matrix: np.ndarray, labels: list[str], title: str, path: str | Path) -> None:
@@ -230,7 +230,7 @@ def annotated_heatmap(matrix: np.ndarray, labels: list[str], title: str, path: s
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     fig.colorbar(image, ax=ax, fraction=0.046)
     ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def jaccard_by_type(
@@ -268,7 +268,7 @@ def jaccard_by_type(
     else:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8)
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def dose_response(
@@ -288,4 +288,4 @@ def dose_response(
     ax.set_title(f"Steering sweep: {lang} continuations under scaled neurons")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from transfer_neurons.cli import (
     characterise,
+    compare,
     detect,
     downstream,
     latent,
@@ -28,6 +29,7 @@ app.command()(latent.ablate)
 app.command()(characterise.specificity)
 app.command()(characterise.overlap)
 app.command("compare-methods")(methods.compare_methods)
+app.command()(compare.compare)
 app.command()(downstream.qa)
 app.command()(downstream.mc)
 app.command("output-lang")(downstream.output_lang)

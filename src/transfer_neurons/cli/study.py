@@ -18,11 +18,22 @@ from transfer_neurons.study.runner import run_study
 @user_errors
 def demo(
     out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/demo"),
+    models: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated models to study and compare instead of Gemma-3-270M, e.g. gemma-3-270m,smollm2-135m."
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option(help="Recompute every step.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """The built-in study: Gemma-3-270M on the UDHR corpus, en + ja ko nl it de fr zh, with a report."""
     config = load_config(example_data("demo.yaml"))
+    if models is not None:
+        names = [name.strip() for name in models.split(",") if name.strip()]
+        if not names:
+            raise InputError("--models: give one or more models separated by commas, e.g. gemma-3-270m,smollm2-135m")
+        config = config.with_models(names)
     out = prepare_out_dir(out)
     report = run_study(config, out, force=force, progress=not quiet, log=typer.echo)
     typer.echo(f"report: {report.resolve()}")

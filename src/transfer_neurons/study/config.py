@@ -19,6 +19,8 @@ from transfer_neurons.analyses.ablate import AblateConfig
 from transfer_neurons.analyses.base import Config
 from transfer_neurons.analyses.detect import DetectConfig
 from transfer_neurons.analyses.latent import LatentConfig
+from transfer_neurons.analyses.overlap import same_model
+from transfer_neurons.artifacts import names
 from transfer_neurons.choices import Method, NeuronType
 from transfer_neurons.errors import InputError
 
@@ -119,7 +121,15 @@ class MethodsSection(Section):
 class StudyConfig(Section):
     """Everything a `transfer-neurons run` does, with the defaults used when a key is left out."""
 
-    model: str = Field(description="Model folder, .gguf file, hub id or built-in name (gemma-3-270m).")
+    model: str = Field(
+        "", description="Model folder, .gguf file, hub id or built-in name (gemma-3-270m); or give `models`."
+    )
+    models: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Several models, each studied alike in RUN/<name>/ and compared in RUN/report.html; "
+        "instead of `model`.",
+    )
     languages: list[str] = Field(min_length=1, description="L2 language codes (ISO 639-1 where one exists).")
     device: str = Field("auto", description="cpu, cuda, cuda:N or auto.")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Model weights dtype.")
@@ -127,6 +137,12 @@ class StudyConfig(Section):
     seed: int = Field(0, description="Seed of data splits, random baselines, bootstrap and PCA.")
     bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples of every 95% interval (0: no intervals).")
     baseline_seeds: int = Field(5, ge=1, description="Random baseline draws, spread over the units of one pass.")
+    store: Path | None = Field(
+        None, description="Activation store folder, e.g. shared by several studies (default: RUN/store)."
+    )
+    store_dtype: Literal["float32", "bfloat16", "float16", "model"] = Field(
+        "float32", description="dtype of the stored states (model: the model's own)."
+    )
     data: DataConfig = Field(default_factory=DataConfig)
     detect: DetectSection = Field(default_factory=DetectSection)
     latent: LatentSection = Field(default_factory=LatentSection)
@@ -146,6 +162,43 @@ class StudyConfig(Section):
         if len(set(value)) != len(value):
             raise ValueError("a language is listed twice")
         return value
+
+    @model_validator(mode="after")
+    def _one_model_key(self) -> StudyConfig:
+        """Exactly one of `model` and `models`; a one-entry `models` is `model`."""
+        if self.model and self.models is not None:
+            raise ValueError("give either `model` or `models`, not both")
+        if not self.model and self.models is None:
+            raise ValueError("`model` or `models` is required: give one model or a list of models")
+        if self.models is not None and len(self.models) == 1:
+            self.model, self.models = self.models[0], None
+        return self
+
+    @field_validator("models")
+    @classmethod
+    def _distinct_models(cls, value: list[str] | None) -> list[str] | None:
+        """A model listed twice (two spellings of one folder included) would be studied twice."""
+        seen = [same_model(name) for name in value or []]
+        for number, name in enumerate(value or []):
+            if seen[number] in seen[:number]:
+                raise ValueError(f"'{name}' is listed twice")
+        return value
+
+    def model_list(self) -> list[str]:
+        """The models this study runs, in the config's order."""
+        return self.models or [self.model]
+
+    def for_model(self, model: str) -> StudyConfig:
+        """The single-model study of `model` (one of `model_list()`) with every other setting unchanged."""
+        return self.model_copy(update={"model": model, "models": None}, deep=True)
+
+    def with_models(self, models: list[str]) -> StudyConfig:
+        """This study on `models` instead (one entry: a single-model study); InputError naming what is wrong."""
+        raw = {**self.model_dump(exclude={"model", "models"}), "models": models}
+        try:
+            return StudyConfig.model_validate(raw)
+        except ValidationError as exc:
+            raise InputError(_reason(exc)) from exc
 
     @model_validator(mode="after")
     def _shared_defaults(self) -> StudyConfig:
@@ -234,10 +287,14 @@ def load_config(path: str | Path) -> StudyConfig:
     try:
         return StudyConfig.model_validate(raw)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"]) or "config"
-        reason = error["msg"].removeprefix("Value error, ")
-        raise InputError(f"{path}: {where}: {reason}") from exc
+        raise InputError(f"{path}: {_reason(exc)}") from exc
+
+
+def _reason(exc: ValidationError) -> str:
+    """`key: reason` of a config's first validation error (`config: reason` for one of the whole config)."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "config"
+    return f"{where}: {error['msg'].removeprefix('Value error, ')}"
 
 
 def _refuse_duplicate_keys(node: yaml.Node | None, path: Path, where: str = "") -> None:
@@ -259,9 +316,14 @@ def _refuse_duplicate_keys(node: yaml.Node | None, path: Path, where: str = "") 
 
 
 def _resolve_paths(raw: dict, base: Path) -> None:
-    """Data paths are relative to the config file; so is the model when such a path exists there."""
-    if isinstance(raw.get("model"), str) and (base / raw["model"]).exists():
-        raw["model"] = str(base / raw["model"])
+    """Data and store paths are relative to the config file; so is a model (`model` or an entry of `models`) when
+    such a path exists there."""
+    if isinstance(raw.get("model"), str):
+        raw["model"] = _beside(raw["model"], base)
+    if isinstance(raw.get("models"), list):
+        raw["models"] = [_beside(name, base) if isinstance(name, str) else name for name in raw["models"]]
+    if isinstance(raw.get("store"), str):
+        raw["store"] = str((base / raw["store"]).expanduser())
     files = (raw.get("data") or {}).get("files") if isinstance(raw.get("data"), dict) else None
     if not isinstance(files, dict):
         return
@@ -270,6 +332,32 @@ def _resolve_paths(raw: dict, base: Path) -> None:
             for name in ("train", "test", "nonparallel"):
                 if isinstance(entry.get(name), str):
                     entry[name] = str((base / entry[name]).expanduser())
+
+
+def _beside(model: str, base: Path) -> str:
+    """The model path relative to the config's folder `base` when one exists there; else as given."""
+    return str(base / model) if (base / model).exists() else model
+
+
+COMPARE_FIGURES = (names.MODELS_MKNN_FIGURE, names.MODELS_GAP_FIGURE, names.MODELS_LAYERS_FIGURE)
+
+
+def model_slugs(models: list[str]) -> list[str]:
+    """A folder name per model, unique among them: the built-in name, hub id's name or folder name
+    (a .gguf file's without the suffix), other characters than letters, digits, '.', '_' and '-'
+    as '-'; a name taken (or one of a comparison's own files) gets '-2', '-3', ..."""
+    taken = {names.MODELS, names.MANIFEST, names.REPORT, *COMPARE_FIGURES}
+    slugs = []
+    for model in models:
+        stem = Path(model.rstrip("/")).name.removesuffix(".gguf")
+        base = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip(".-") or "model"
+        slug, number = base, 1
+        while slug in taken:
+            number += 1
+            slug = f"{base}-{number}"
+        taken.add(slug)
+        slugs.append(slug)
+    return slugs
 
 
 INHERITED = {name: f"the top-level {name}" for name in ("batch_size", "seed", "bootstrap", "baseline_seeds")}
@@ -290,6 +378,8 @@ def describe() -> str:
                 default = f"default: {INHERITED[name]}"
             elif prefix == "ablate." and name in FROM_LATENT:
                 default = f"default: {FROM_LATENT[name]}"
+            elif not prefix and name in ("model", "models"):
+                default = "required: model or models"
             elif field.is_required():
                 default = "required"
             else:

@@ -41,7 +41,7 @@ def p_text(p: float | None) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def _random_text(e: Estimate, digits: int = 3) -> str:
+def random_text(e: Estimate, digits: int = 3) -> str:
     """The random baseline's mean with its interval, and the spread between its seeds."""
     spread = f" (sd {e.spread:.{digits}f})" if e.spread is not None else ""
     return e.text(digits) + spread
@@ -64,7 +64,7 @@ class Compared:
         return cls(
             estimates["normal"].text(digits),
             deactivated.text(digits),
-            _random_text(estimates["random"], digits),
+            random_text(estimates["random"], digits),
             "" if effect is None else effect.text(digits),
             p_text(deactivated.p_vs_random),
         )
@@ -158,10 +158,10 @@ def _specificity_view(out: Path) -> list[dict[str, Any]] | None:
                 "name": name,
                 "n": c.top.n,
                 "share_top": share.text(3),
-                "share_random": _random_text(c.random.share_eta2_gt_0_1),
+                "share_random": random_text(c.random.share_eta2_gt_0_1),
                 "share_p": p_text(share.p_vs_random),
                 "mean_top": mean.text(3),
-                "mean_random": _random_text(c.random.mean_eta2),
+                "mean_random": random_text(c.random.mean_eta2),
                 "mean_p": p_text(mean.p_vs_random),
             }
         )
@@ -213,7 +213,7 @@ def _downstream_view(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
             n_label=_n_label({lang: n for lang, n, _ in rows}, units),
         )
         table = [{"lang": lang, "n": n, **vars(Compared.of(e))} for lang, n, e in rows]
-        tasks.append({"title": title, "rows": table, "figure": _data_uri(figure)})
+        tasks.append({"title": title, "rows": table, "figure": data_uri(figure)})
     return tasks
 
 
@@ -224,7 +224,7 @@ def _n_label(counts: dict[str, int], units: str) -> str:
     return ", ".join(f"{lang}: n = {n}" for lang, n in counts.items()) + f" {units}"
 
 
-def _data_uri(path: Path) -> str:
+def data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode() if path.is_file() else ""
 
 
@@ -267,7 +267,7 @@ def write_report(out: Path, config: StudyConfig, records: dict[str, dict], versi
         sections=sections,
         pages=pages,
         card=lambda layer, neuron: f"neurons/{names.neuron_card(layer, neuron)}",
-        image=lambda relative: _data_uri(out / relative),
+        image=lambda relative: data_uri(out / relative),
         summary=lambda name: records.get(name, {}).get("summary") or {},
         total_seconds=sum(r.get("seconds", 0.0) for r in records.values()),
     )

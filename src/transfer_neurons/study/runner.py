@@ -25,7 +25,8 @@ from transfer_neurons.data import udhr
 from transfer_neurons.errors import InputError
 from transfer_neurons.model.loading import check_model
 from transfer_neurons.study import steps as s
-from transfer_neurons.study.config import StudyConfig
+from transfer_neurons.study.compare import read_models, write_comparison
+from transfer_neurons.study.config import StudyConfig, model_slugs
 from transfer_neurons.study.report import write_report
 from transfer_neurons.study.steps import StepFn, Study
 
@@ -44,8 +45,8 @@ class Step:
 
 
 PACKAGE = Path(__file__).resolve().parent.parent
-# help texts, the report, its findings and the run tables change no step's results
-NOT_RESULTS = ("cli", "study/report.py", "study/template.py", "study/findings.py", "study/tables.py")
+# help texts, the report, its findings, the run tables and the comparison of models change no step's results
+NOT_RESULTS = ("cli", "study/report.py", "study/template.py", "study/findings.py", "study/tables.py", "study/compare")
 
 
 def result_sources() -> list[Path]:
@@ -175,11 +176,39 @@ def run_study(
 ) -> Path:
     """Run (or resume) every step of `config` in `out`, then write manifest.json and report.html.
 
-    Every input is checked before any step runs; `out` is locked for the run (InputError when another
-    run holds it)."""
+    Several models: each model's study runs in `out/<slug>/` (`study.config.model_slugs`) with its own
+    manifest and report, then the comparison (`study.compare`) is written into `out`: models.json,
+    figures, report.html and manifest.json. Every input of every model is checked before any step
+    runs; `out` is locked for the run (InputError when another run holds it)."""
     check_inputs(config, progress)
     with locked(out):
-        return _run_steps(config, out, force, progress, log)
+        if config.models is None:
+            return _run_steps(config, out, force, progress, log)
+        return _run_models(config, out, force, progress, log)
+
+
+def _run_models(config: StudyConfig, out: Path, force: bool, progress: bool, log: Callable[[str], None]) -> Path:
+    """The body of `run_study` for several models, under its lock."""
+    for stale in (MANIFEST, REPORT):  # until every model is done, the folder must not look complete
+        (out / stale).unlink(missing_ok=True)
+    started = time.perf_counter()
+    studies = dict(zip(model_slugs(config.model_list()), map(config.for_model, config.model_list()), strict=True))
+    for number, (slug, study) in enumerate(studies.items(), 1):
+        log(f"model {number}/{len(studies)}: {study.model} in {out / slug}")
+        with locked(out / slug) as folder:
+            _run_steps(study, folder, force, progress, log)
+    files = write_comparison(read_models([out / slug for slug in studies], out), out)
+    write_manifest(
+        out,
+        "run",
+        models=[{"name": study.model, "run": slug} for slug, study in studies.items()],
+        config=config.model_dump(mode="json"),
+        seed=config.seed,
+        code=code_version(),
+        files={name: file_digest(out / name) for name in files},
+        timings_s={"total": time.perf_counter() - started},
+    )
+    return out / REPORT
 
 
 def _run_steps(config: StudyConfig, out: Path, force: bool, progress: bool, log: Callable[[str], None]) -> Path:
@@ -231,16 +260,17 @@ def _run_steps(config: StudyConfig, out: Path, force: bool, progress: bool, log:
 
 def check_inputs(config: StudyConfig, progress: bool = True) -> None:
     """Raise InputError for what would make a step fail, before any step runs: a language the corpus
-    lacks, a data file that cannot be read or whose non-parallel pairs do not pair up, a model that
-    cannot be found (a .gguf file is converted here, once)."""
+    lacks, a data file that cannot be read or whose non-parallel pairs do not pair up, a model (any
+    of `models`) that cannot be found (a .gguf file is converted here, once)."""
     check_sources(config)
     if config.data.source == "files":
         for lang in config.languages:
             s.file_splits(config, lang)
-    try:
-        check_model(config.model, progress)
-    except InputError as exc:
-        raise InputError(f"model: {exc}") from exc
+    for number, model in enumerate(config.model_list()):
+        try:
+            check_model(model, progress)
+        except InputError as exc:
+            raise InputError(f"{'model' if config.models is None else f'models.{number}'}: {exc}") from exc
 
 
 def check_sources(config: StudyConfig) -> None:

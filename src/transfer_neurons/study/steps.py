@@ -45,7 +45,7 @@ class Study:
 
     @property
     def lm(self) -> LoadedModel:
-        """The model, with the run's activation store (`RUN/store`): each distinct sentence the steps
+        """The model, with the run's activation store (`store`, default `RUN/store`): each distinct sentence the steps
         read without an intervention is forwarded once (with LAPE/AP's token reductions when the
         methods section will need them)."""
         if self._lm is None:
@@ -56,7 +56,8 @@ class Study:
                 self.config.device,
                 self.config.dtype,
                 self.progress,
-                store=self.out / names.STORE,
+                store=self.config.store or self.out / names.STORE,
+                store_dtype=self.config.store_dtype,
                 store_groups=("last", "tokens") if tokens else ("last",),
             )
         return self._lm
