@@ -32,7 +32,7 @@ from transfer_neurons.artifacts.io import file_digest, read_json, write_json, wr
 SCHEMA_VERSION = 1
 INDEX = "index.json"
 GROUPS = {"last": ("h", "mlp", "act", "scale", "final"), "tokens": ("pos", "median")}
-EXACT = {"pos", "scale", "length"}  # kept in float32 whatever the store's dtype (counts, norm scales)
+EXACT = {"pos", "scale"}  # kept in float32 whatever the store's dtype (counts, norm scales); lengths stay integers
 SHARD_BYTES = 128 * 2**20  # rows per shard are chosen to keep a shard near this size
 
 
@@ -118,7 +118,7 @@ class ActivationStore:
     def write(self, group: str, keys: Sequence[str], tensors: dict[str, torch.Tensor]) -> None:
         """Add one shard of rows (`keys[k]` is row k of every tensor) and name it in the index."""
         stored = {
-            name: value.to(torch.float32 if name in EXACT else self.dtype).contiguous()
+            name: value if name == "length" else value.to(torch.float32 if name in EXACT else self.dtype)
             for name, value in tensors.items()
         }
         name = f"{group}-{uuid.uuid4().hex[:12]}.safetensors"
@@ -154,17 +154,24 @@ class ActivationStore:
     def verify(self, group: str) -> None:
         """Check the digest of every shard of `group` not yet checked in this process; a shard that
         fails (changed, truncated, unreadable, gone) is removed from the index and its rows refilled."""
+        index = self._read_index()
+        damaged = []
+        for shard, entry in index.get("shards", {}).items():
+            if entry["group"] != group or shard in self._verified:
+                continue
+            path = self.folder / shard
+            if path.is_file() and file_digest(path) == entry["sha256"] and _readable(path):
+                self._verified.add(shard)
+            else:
+                damaged.append(shard)
+        if not damaged:
+            return
         with self._locked() as index:
-            for shard, entry in list(index["shards"].items()):
-                if entry["group"] != group or shard in self._verified:
-                    continue
-                path = self.folder / shard
-                if path.is_file() and file_digest(path) == entry["sha256"] and _readable(path):
-                    self._verified.add(shard)
-                    continue
-                warnings.warn(f"activation store shard {path} is damaged; its rows will be recomputed", stacklevel=2)
-                del index["shards"][shard]
-                path.unlink(missing_ok=True)
+            for shard in damaged:
+                message = f"activation store shard {self.folder / shard} is damaged; its rows will be recomputed"
+                warnings.warn(message, stacklevel=2)
+                index["shards"].pop(shard, None)
+                (self.folder / shard).unlink(missing_ok=True)
 
 
 def _readable(path: Path) -> bool:
