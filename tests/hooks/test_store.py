@@ -175,9 +175,11 @@ def test_store_in_model_dtype_keeps_counts_exact(tiny, tmp_path):
 
 def test_batches_carry_lengths(tiny, tmp_path):
     lm = stored(tiny("llama"), tmp_path)
-    direct = {int(k): int(n) for b in capture(tiny("llama"), SENTENCES, ()) for k, n in zip(b.index, b.lengths)}
+    direct = {
+        int(k): int(n) for b in capture(tiny("llama"), SENTENCES, ()) for k, n in zip(b.index, b.lengths, strict=True)
+    }
     list(capture(lm, SENTENCES, ()))
-    read = {int(k): int(n) for b in capture(lm, SENTENCES, ()) for k, n in zip(b.index, b.lengths)}
+    read = {int(k): int(n) for b in capture(lm, SENTENCES, ()) for k, n in zip(b.index, b.lengths, strict=True)}
     assert read == direct
 
 
