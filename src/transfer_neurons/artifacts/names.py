@@ -91,3 +91,9 @@ MODELS = "models.json"
 MODELS_MKNN_FIGURE = "models_mknn.png"
 MODELS_GAP_FIGURE = "models_gap.png"
 MODELS_LAYERS_FIGURE = "models_layers.png"
+
+# finetune (DESIGN.md 3.10): transfer-neuron-targeted fine-tuning
+FINETUNE = "finetune.json"  # before / after measures, the loss curve, the trainable parameter counts
+DELTA = "delta.safetensors"  # the changed slices (or LoRA A / B) and the base model's key; written last
+LOSS_FIGURE = "loss.png"
+CHECKPOINT = "checkpoint.safetensors"  # trainable tensors, optimizer state, step and RNG (for --resume)

@@ -11,6 +11,7 @@ from transfer_neurons.cli import (
     compare,
     detect,
     downstream,
+    finetune,
     latent,
     methods,
     neurons,
@@ -29,6 +30,7 @@ app.command()(latent.ablate)
 app.command()(characterise.specificity)
 app.command()(characterise.overlap)
 app.command("compare-methods")(methods.compare_methods)
+app.command()(finetune.finetune)
 app.command()(compare.compare)
 app.command()(downstream.qa)
 app.command()(downstream.mc)

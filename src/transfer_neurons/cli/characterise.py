@@ -18,6 +18,7 @@ from transfer_neurons.cli.common import (
     BaselineSeedsOpt,
     BatchOpt,
     BootstrapOpt,
+    DeltaOpt,
     DeviceOpt,
     DtypeOpt,
     ModelOpt,
@@ -63,6 +64,7 @@ def specificity(
     batch_size: BatchOpt = 16,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
+    delta: DeltaOpt = None,
     store: StoreOpt = None,
     store_dtype: StoreDtypeOpt = "float32",
     quiet: QuietOpt = False,
@@ -83,13 +85,15 @@ def specificity(
     specificity_analysis.check_inputs(codes, sets, config)
     sentences = {code: read_sentences(path, code, max_sentences) for path, code in zip(data, codes, strict=True)}
     with locked(prepare_out_dir(out)) as out:
-        lm = load_model(model, device=device, dtype=dtype, progress=not quiet, store=store, store_dtype=store_dtype)
+        lm = load_model(
+            model, device=device, dtype=dtype, progress=not quiet, store=store, store_dtype=store_dtype, delta=delta
+        )
         result = specificity_analysis.run(lm, sentences, sets, config, progress=not quiet)
         inputs = data_inputs(
             **{f"data_{code}": path for path, code in zip(data, codes, strict=True)},
             **{f"neurons_{name}": s.source for name, s in sets.items()},
         )
-        result.save(out, {"model": model, **inputs})
+        result.save(out, {"model": model, **inputs, **lm.delta_inputs()})
         echo_summary(result, out)
 
 

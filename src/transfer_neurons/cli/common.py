@@ -143,6 +143,7 @@ DtypeOpt = Annotated[
 ]
 StoreOpt = Annotated[Path | None, typer.Option(help="Activation store folder: sentences seen before are read from it.")]
 StoreDtypeOpt = Annotated[str, typer.Option(help="Stored states' dtype: float32, or model (the model's own).")]
+DeltaOpt = Annotated[Path | None, typer.Option(help="A finetune folder: its delta is applied to the model.")]
 BatchOpt = Annotated[int, typer.Option(min=1, help="Sentences per forward pass.")]
 QuietOpt = Annotated[bool, typer.Option(help="No progress bars.")]
 MaxSentencesOpt = Annotated[int | None, typer.Option(min=1, help="Use at most this many pairs per data file.")]

@@ -16,6 +16,7 @@ from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.choices import Method, NeuronType
 from transfer_neurons.cli.common import (
     BatchOpt,
+    DeltaOpt,
     DeviceMapOpt,
     DeviceOpt,
     DtypeOpt,
@@ -81,6 +82,7 @@ def detect(
     device: DeviceOpt = "auto",
     device_map: DeviceMapOpt = None,
     dtype: DtypeOpt = "float32",
+    delta: DeltaOpt = None,
     store: StoreOpt = None,
     store_dtype: StoreDtypeOpt = "float32",
     quiet: QuietOpt = False,
@@ -110,6 +112,7 @@ def detect(
                 device_map=device_map,
                 store=store,
                 store_dtype=store_dtype,
+                delta=delta,
             )
             if layers:
                 config = config.model_copy(update={"layers": detect_analysis.parse_layers(layers, lm.num_layers)})
@@ -117,7 +120,7 @@ def detect(
             result = methods.detect_method(lm, chosen, sentences, references, config, kind, str(data), show)
             if is_main():
                 files = {f"reference_{k}": part.source for k, part in enumerate(references)}
-                result.save(out, {"model": model, **data_inputs(data=data, **files)})
+                result.save(out, {"model": model, **data_inputs(data=data, **files), **lm.delta_inputs()})
                 echo_summary(result, out)
     finally:
         shutdown()

@@ -22,6 +22,7 @@ from transfer_neurons.cli.common import (
     BaselineSeedsOpt,
     BatchOpt,
     BootstrapOpt,
+    DeltaOpt,
     DeviceOpt,
     DtypeOpt,
     LangIdOpt,
@@ -90,6 +91,7 @@ def qa(
     batch_size: PromptsBatchOpt = 8,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
+    delta: DeltaOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Generative QA (MKQA style, token F1 over aliases): normal, top-k deactivated, random baseline."""
@@ -98,9 +100,9 @@ def qa(
     lang = neurons_lang(neuron_set, lang)
     items = load_qa(data, lang, config.max_questions, config.split)
     with locked(prepare_out_dir(out)) as out:
-        lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
+        lm = load_model(model, device=device, dtype=dtype, progress=not quiet, delta=delta)
         result = qa_analysis.run(lm, items, neuron_set, config, estimate_printer(quiet))
-        result.save(out, source_inputs(data, neurons))
+        result.save(out, source_inputs(data, neurons) | lm.delta_inputs())
         echo_summary(result, out)
 
 
@@ -136,6 +138,7 @@ def mc(
     batch_size: PromptsBatchOpt = 8,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
+    delta: DeltaOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Multiple choice (the option letter with the highest log-likelihood, or --scoring cyclic): accuracy
@@ -146,9 +149,9 @@ def mc(
     lang = neurons_lang(neuron_set, lang)
     items = load_mc(data, lang, config.max_questions, config.split)
     with locked(prepare_out_dir(out)) as out:
-        lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
+        lm = load_model(model, device=device, dtype=dtype, progress=not quiet, delta=delta)
         result = mc_analysis.run(lm, items, neuron_set, config, estimate_printer(quiet))
-        result.save(out, source_inputs(data, neurons))
+        result.save(out, source_inputs(data, neurons) | lm.delta_inputs())
         echo_summary(result, out)
 
 
@@ -179,6 +182,7 @@ def output_lang(
     batch_size: PromptsBatchOpt = 8,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
+    delta: DeltaOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Language of greedy continuations of L2 prompts: normal, top-k deactivated (e.g. Type-2), random."""
@@ -188,9 +192,9 @@ def output_lang(
     config = _config(output_lang_analysis.OutputLangConfig, locals(), langid_langs=langs)
     prompts = read_sentences(data, lang, config.max_prompts)
     with locked(prepare_out_dir(out)) as out:
-        lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
+        lm = load_model(model, device=device, dtype=dtype, progress=not quiet, delta=delta)
         result = output_lang_analysis.run(lm, prompts, neuron_set, config, lang, estimate_printer(quiet))
-        result.save(out, data_inputs(data=data, neurons=neurons))
+        result.save(out, data_inputs(data=data, neurons=neurons) | lm.delta_inputs())
         echo_summary(result, out)
 
 
@@ -213,6 +217,7 @@ def logit_lens(
     batch_size: BatchOpt = 16,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
+    delta: DeltaOpt = None,
     store: StoreOpt = None,
     store_dtype: StoreDtypeOpt = "float32",
     quiet: QuietOpt = False,
@@ -224,7 +229,9 @@ def logit_lens(
     config = _config(logit_lens_analysis.LogitLensConfig, locals(), langid_langs=langs)
     sentences = read_sentences(data, lang, config.max_sentences)
     with locked(prepare_out_dir(out)) as out:
-        lm = load_model(model, device=device, dtype=dtype, progress=not quiet, store=store, store_dtype=store_dtype)
+        lm = load_model(
+            model, device=device, dtype=dtype, progress=not quiet, store=store, store_dtype=store_dtype, delta=delta
+        )
         result = logit_lens_analysis.run(lm, sentences, neuron_set, config, lang, progress=not quiet)  # checks --tokens
-        result.save(out, data_inputs(data=data, neurons=neurons))
+        result.save(out, data_inputs(data=data, neurons=neurons) | lm.delta_inputs())
         echo_summary(result, out)

@@ -19,6 +19,7 @@ from transfer_neurons.cli.common import (
     BatchOpt,
     BootstrapOpt,
     ClampOpt,
+    DeltaOpt,
     DeviceOpt,
     DtypeOpt,
     KOpt,
@@ -61,6 +62,7 @@ def latent(
     bootstrap: BootstrapOpt = 1000,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
+    delta: DeltaOpt = None,
     store: StoreOpt = None,
     store_dtype: StoreDtypeOpt = "float32",
     quiet: QuietOpt = False,
@@ -81,9 +83,11 @@ def latent(
         np_sets[pairs.lang] = pairs
         files[f"nonparallel_{pairs.lang}"] = path
     with locked(prepare_out_dir(out)) as out:
-        lm = load_model(model, device=device, dtype=dtype, progress=not quiet, store=store, store_dtype=store_dtype)
+        lm = load_model(
+            model, device=device, dtype=dtype, progress=not quiet, store=store, store_dtype=store_dtype, delta=delta
+        )
         result = latent_analysis.run(lm, datasets, np_sets, config, progress=not quiet)
-        result.save(out, {"model": model, **data_inputs(**files)})
+        result.save(out, {"model": model, **data_inputs(**files), **lm.delta_inputs()})
         echo_summary(result, out)
 
 
@@ -109,6 +113,7 @@ def ablate(
     batch_size: BatchOpt = 16,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
+    delta: DeltaOpt = None,
     store: StoreOpt = None,
     store_dtype: StoreDtypeOpt = "float32",
     quiet: QuietOpt = False,
@@ -134,7 +139,10 @@ def ablate(
         np_pairs = read_any(nonparallel, max_sentences, lang)
         latent_analysis.check_nonparallel(pairs, np_pairs, f"non-parallel file '{nonparallel}'")
     with locked(prepare_out_dir(out)) as out:
-        lm = load_model(model, device=device, dtype=dtype, progress=not quiet, store=store, store_dtype=store_dtype)
+        lm = load_model(
+            model, device=device, dtype=dtype, progress=not quiet, store=store, store_dtype=store_dtype, delta=delta
+        )
         result = ablate_analysis.run(lm, neuron_set, pairs, np_pairs, config, progress=not quiet)
-        result.save(out, {"model": model, **data_inputs(neurons=neurons, data=data, nonparallel=nonparallel)})
+        inputs = data_inputs(neurons=neurons, data=data, nonparallel=nonparallel)
+        result.save(out, {"model": model, **inputs, **lm.delta_inputs()})
         echo_summary(result, out)

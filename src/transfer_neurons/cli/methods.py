@@ -19,6 +19,7 @@ from transfer_neurons.cli.common import (
     BatchOpt,
     BootstrapOpt,
     ClampOpt,
+    DeltaOpt,
     DeviceOpt,
     DtypeOpt,
     KOpt,
@@ -84,6 +85,7 @@ def compare_methods(
     batch_size: BatchOpt = 16,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
+    delta: DeltaOpt = None,
     store: StoreOpt = None,
     store_dtype: StoreDtypeOpt = "float32",
     quiet: QuietOpt = False,
@@ -113,9 +115,11 @@ def compare_methods(
     # without --store, a temporary one: the methods' detections and ablations share their normal states
     with locked(prepare_out_dir(out)) as out, tempfile.TemporaryDirectory(prefix="tn-store-") as scratch:
         kept = store or Path(scratch)
-        lm = load_model(model, device, dtype, not quiet, store=kept, store_dtype=store_dtype, store_groups=groups)
+        lm = load_model(
+            model, device, dtype, not quiet, store=kept, store_dtype=store_dtype, store_groups=groups, delta=delta
+        )
         result = compare.run(lm, train_pairs, test_pairs, np_pairs, references, config, str(train), not quiet)
         files = {f"reference_{n}": part.source for n, part in enumerate(references)}
         inputs = data_inputs(train=train, test=test, nonparallel=nonparallel, **files)
-        result.save(out, {"model": model, **inputs})
+        result.save(out, {"model": model, **inputs, **lm.delta_inputs()})
         echo_summary(result, out)

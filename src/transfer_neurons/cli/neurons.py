@@ -18,6 +18,7 @@ from transfer_neurons.artifacts.neurons import Neuron, read_neurons
 from transfer_neurons.cli.common import (
     BatchOpt,
     BootstrapOpt,
+    DeltaOpt,
     DeviceOpt,
     DtypeOpt,
     ModelOpt,
@@ -78,6 +79,7 @@ def neurons(
     batch_size: BatchOpt = 16,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
+    delta: DeltaOpt = None,
     store: StoreOpt = None,
     store_dtype: StoreDtypeOpt = "float32",
     quiet: QuietOpt = False,
@@ -98,13 +100,15 @@ def neurons(
         s.check_top_k(top_n, "--top-n")
     texts = sentences_by_language(data, max_sentences)
     with locked(prepare_out_dir(out)) as out:
-        lm = load_model(model, device=device, dtype=dtype, progress=not quiet, store=store, store_dtype=store_dtype)
+        lm = load_model(
+            model, device=device, dtype=dtype, progress=not quiet, store=store, store_dtype=store_dtype, delta=delta
+        )
         result = neuron_pages.run(lm, sets, texts, config, progress=not quiet)
         inputs = data_inputs(
             **{f"data_{k}": path for k, path in enumerate(data)},
             **{f"neurons_{name}": s.source for name, s in sets.items()},
         )
-        result.save(out, {"model": model, **inputs})
+        result.save(out, {"model": model, **inputs, **lm.delta_inputs()})
         for line in result.summary_lines():
             typer.echo(line)
         typer.echo(
@@ -131,6 +135,7 @@ def neuron(
     batch_size: BatchOpt = 16,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
+    delta: DeltaOpt = None,
     store: StoreOpt = None,
     store_dtype: StoreDtypeOpt = "float32",
     quiet: QuietOpt = False,
@@ -148,7 +153,9 @@ def neuron(
     )
     sets = name_sets([read_neurons(path) for path in neurons])
     texts = sentences_by_language(data or [], max_sentences)
-    lm = load_model(model, device=device, dtype=dtype, progress=not quiet, store=store, store_dtype=store_dtype)
+    lm = load_model(
+        model, device=device, dtype=dtype, progress=not quiet, store=store, store_dtype=store_dtype, delta=delta
+    )
     result = neuron_pages.run(lm, sets, texts, config, picked, progress=not quiet)
     for k, card in enumerate(result.cards):
         for line in ([""] if k else []) + card_text(card):

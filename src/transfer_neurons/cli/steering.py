@@ -12,7 +12,16 @@ from safetensors import SafetensorError
 
 from transfer_neurons.artifacts.io import atomic_path, read_tensors
 from transfer_neurons.choices import Positions
-from transfer_neurons.cli.common import DeviceOpt, DtypeOpt, ModelOpt, NeuronsOpt, TopKOpt, finite, user_errors
+from transfer_neurons.cli.common import (
+    DeltaOpt,
+    DeviceOpt,
+    DtypeOpt,
+    ModelOpt,
+    NeuronsOpt,
+    TopKOpt,
+    finite,
+    user_errors,
+)
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.generation import generate as run_generate
 from transfer_neurons.hooks.interventions import Intervention
@@ -40,12 +49,13 @@ def generate(
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens to generate.")] = 40,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
+    delta: DeltaOpt = None,
 ) -> None:
     """Generate greedily with and without an intervention (e.g. amplify Type-2 neurons of a language)."""
     intervention = None
     if neurons is not None:
         intervention = Intervention.from_neurons_json(neurons, top_k, factor, positions.value)
-    lm = load_model(model, device=device, dtype=dtype, progress=False)
+    lm = load_model(model, device=device, dtype=dtype, progress=False, delta=delta)
     normal = run_generate(lm, prompt, None, max_new_tokens)
     steered = run_generate(lm, prompt, intervention, max_new_tokens) if intervention else None
     for k, text in enumerate(prompt):

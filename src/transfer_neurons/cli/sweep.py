@@ -15,6 +15,7 @@ from transfer_neurons.artifacts.neurons import read_neurons
 from transfer_neurons.choices import Positions
 from transfer_neurons.cli.common import (
     DEFAULT_LANGID,
+    DeltaOpt,
     DeviceOpt,
     DtypeOpt,
     LangIdOpt,
@@ -67,6 +68,7 @@ def sweep(
     batch_size: Annotated[int, typer.Option(min=1, help="Prompts per batch.")] = 8,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
+    delta: DeltaOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Steering sweep: share of continuations in the prompt language for every factor x top-k."""
@@ -86,7 +88,7 @@ def sweep(
     )
     prompts = read_sentences(data, lang, config.max_items)
     with locked(prepare_out_dir(out)) as out:
-        lm = load_model(model, device=device, dtype=dtype, progress=not quiet)
+        lm = load_model(model, device=device, dtype=dtype, progress=not quiet, delta=delta)
         result = sweep_analysis.run(lm, prompts, neuron_set, config, lang)
-        result.save(out, data_inputs(data=data, neurons=neurons))
+        result.save(out, data_inputs(data=data, neurons=neurons) | lm.delta_inputs())
         echo_summary(result, out)

@@ -30,6 +30,10 @@ class Adapter:
     post_mlp_norm: an RMS norm applied to the MLP output inside the layer (Gemma-2/3, OLMo-2).
     norm_gain_offset: the RMS norms' gain is `weight + offset` (Gemma stores `gain - 1`), for the
         post-MLP norm and the final norm alike.
+    in_projs: the MLP's input projections (gate and up, or the single input), from the MLP block;
+        neuron i is output i of each (row i of an nn.Linear weight, column i of a Conv1D one).
+    in_blocks: output blocks of width m stacked in each input projection (Phi-3's fused
+        gate_up_proj: 2, neuron i is outputs i and m + i).
     mlp_kind, block: descriptions for the table of supported architectures; the method needs
         neither (`r = h - mlp` is right for sequential blocks and for parallel ones, where
         attention and MLP both read one norm of h^{l-1}).
@@ -44,6 +48,8 @@ class Adapter:
     weight_in_out: bool = False
     post_mlp_norm: str | None = None
     norm_gain_offset: float = 0.0
+    in_projs: tuple[str, ...] = ("gate_proj", "up_proj")
+    in_blocks: int = 1
     mlp_kind: str = "gated"
     block: str = "sequential"
 
@@ -58,6 +64,11 @@ class Adapter:
 
     def down_module(self, model: nn.Module, layer: int) -> nn.Module:
         return _get(self.mlp_module(model, layer), self.down_proj)
+
+    def in_modules(self, model: nn.Module, layer: int) -> list[nn.Module]:
+        """The MLP's input projections of `layer` (what computes the activation `a` from the state)."""
+        mlp = self.mlp_module(model, layer)
+        return [_get(mlp, name) for name in self.in_projs]
 
     def post_norm_module(self, model: nn.Module, layer: int) -> nn.Module | None:
         if self.post_mlp_norm is None:
@@ -121,7 +132,7 @@ ADAPTERS: tuple[Adapter, ...] = (
     Adapter("Gemma-2", ("gemma2",), **_GEMMA_POST_NORM),
     Adapter("Gemma-3 (text)", ("gemma3_text",), **_GEMMA_POST_NORM),
     Adapter("OLMo-2, OLMo-3", ("olmo2", "olmo3"), post_mlp_norm="post_feedforward_layernorm"),
-    Adapter("Phi-3", ("phi3",), mlp_kind="gated, fused gate_up_proj"),
+    Adapter("Phi-3", ("phi3",), in_projs=("gate_up_proj",), in_blocks=2, mlp_kind="gated, fused gate_up_proj"),
     Adapter("Cohere, Aya", ("cohere", "cohere2"), block="parallel"),
     Adapter(
         "GPT-NeoX (Pythia)",
@@ -129,6 +140,7 @@ ADAPTERS: tuple[Adapter, ...] = (
         layers="gpt_neox.layers",
         final_norm="gpt_neox.final_layer_norm",
         down_proj="dense_4h_to_h",
+        in_projs=("dense_h_to_4h",),
         mlp_kind="plain",
         block="parallel (`use_parallel_residual`)",
     ),
@@ -138,6 +150,7 @@ ADAPTERS: tuple[Adapter, ...] = (
         layers="transformer.h",
         final_norm="transformer.ln_f",
         down_proj="dense_4h_to_h",
+        in_projs=("dense_h_to_4h",),
         mlp_kind="plain",
     ),
     Adapter(
@@ -146,6 +159,7 @@ ADAPTERS: tuple[Adapter, ...] = (
         layers="transformer.h",
         final_norm="transformer.ln_f",
         down_proj="c_proj",
+        in_projs=("c_fc",),
         weight_in_out=True,
         mlp_kind="plain",
     ),

@@ -24,6 +24,7 @@ from transfer_neurons.artifacts.store import ActivationStore
 from transfer_neurons.errors import InputError
 from transfer_neurons.model.adapters import Adapter, accelerate_hooks, adapter_for, module_weight
 from transfer_neurons.model.builtin import BUILTIN_MODELS, pull
+from transfer_neurons.model.delta import AppliedDelta, Delta, apply_delta
 from transfer_neurons.model.gguf import convert_gguf, first_line
 from transfer_neurons.model.identity import model_key
 
@@ -44,6 +45,11 @@ class LoadedModel:
     device_map: str | dict | None = None  # as asked for; model.hf_device_map holds accelerate's placement
     offload_dir: tempfile.TemporaryDirectory | None = field(default=None, repr=False)  # removed with the model
     store: ActivationStore | None = field(default=None, repr=False)  # captures without an intervention read it
+    delta: AppliedDelta | None = field(default=None, repr=False)  # a fine-tuning delta applied (`model.delta`)
+
+    def delta_inputs(self) -> dict[str, dict[str, str]]:
+        """The manifest inputs entry of an applied fine-tuning delta (path, sha256); {} without one."""
+        return {} if self.delta is None else self.delta.inputs()
 
     @property
     def device(self) -> torch.device:
@@ -94,6 +100,7 @@ def load_model(
     store: str | Path | None = None,
     store_dtype: str = "float32",
     store_groups: tuple[str, ...] = ("last",),
+    delta: str | Path | None = None,
 ) -> LoadedModel:
     """Load `name` (folder, .gguf file, hub id or built-in name) on `device` in `dtype`.
 
@@ -106,12 +113,19 @@ def load_model(
 
     `store`: an activation store folder (DESIGN.md 3.11; `attach_store`), in which states are
     kept in `store_dtype` (float32, or `model` for the model's dtype); `store_groups` as there.
+
+    `delta`: a finetune folder (or its delta.safetensors) applied after loading and before the store
+    is attached, so the store's key is that of the fine-tuned weights; `model.delta.remove_delta`
+    restores the base weights. Not with `device_map`.
     """
     if not progress:
         hf_logging.disable_progress_bar()
     if dtype not in DTYPES:
         raise InputError(f"unknown dtype '{dtype}'; use one of {', '.join(DTYPES)}")
     _check_store_dtype(store_dtype)
+    if delta is not None and device_map is not None:
+        raise InputError("a fine-tuning delta cannot be applied under a device map; load the model on one device")
+    tuned = None if delta is None else Delta.read(delta)  # a missing or damaged delta fails before loading
     dev = None if device_map is not None else resolve_device(device)
     folder, cache_only = _resolve_folder(name, progress)
     config = _load_config(folder, name, cache_only)
@@ -139,6 +153,8 @@ def load_model(
     lm = LoadedModel(
         model=model, tokenizer=tokenizer, adapter=adapter, name=name, device_map=device_map, offload_dir=offload_dir
     )
+    if tuned is not None:
+        apply_delta(lm, tuned, delta)
     return lm if store is None else attach_store(lm, store, store_dtype, store_groups)
 
 

@@ -1,0 +1,114 @@
+"""The measuring side of fine-tuning (DESIGN.md 3.10): on held-out data, before and after, L2 and
+English perplexity, mutual kNN and the centred gap of the pairs (as `ablate` computes them) and QA
+F1, each with its interval over the units and the paired change after minus before."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from transfer_neurons.analyses import qa as qa_analysis
+from transfer_neurons.analyses.ablate import summarize
+from transfer_neurons.analyses.finetune_train import encode, sentence_nll
+from transfer_neurons.analyses.latent import PairMeasures, capture_pair
+from transfer_neurons.analyses.qa import QAItem
+from transfer_neurons.data.pairs import ParallelData
+from transfer_neurons.metrics.perplexity import Change, mean_change, perplexity, perplexity_change, resampled_change
+from transfer_neurons.metrics.uncertainty import Estimate, resample_indices
+from transfer_neurons.model.loading import LoadedModel
+
+PERPLEXITIES = {"l2_perplexity": "l2", "en_perplexity": "en"}
+LATENT = ("mean_mknn", "mean_gap", "middle_gap")  # as in ablate's summary
+
+
+@dataclass
+class EvalSet:
+    """Held-out data: the L2 sentences, the pairs they come from (None for a .txt file: no English
+    perplexity and no alignment) and the questions of the built-in QA set (None: not asked for, or
+    the set lacks the language)."""
+
+    lang: str
+    l2: list[str]
+    pairs: ParallelData | None
+    questions: list[QAItem] | None = None
+
+
+class Settings(Protocol):
+    """How to measure (a `FinetuneConfig`): mutual-kNN neighbours, bootstrap resamples and their
+    seed, sentences per forward pass, tokens per sentence."""
+
+    k: int
+    bootstrap: int
+    seed: int
+    batch_size: int
+    max_length: int
+
+
+@dataclass
+class Measured:
+    """One state of the model measured on an EvalSet: per sentence its summed NLL and predicted tokens
+    (`nll[side]`, side l2 / en), the pairs' latent measures and the per-question F1 (None when not
+    measured)."""
+
+    nll: dict[str, tuple[np.ndarray, np.ndarray]]
+    pairs: PairMeasures | None
+    f1: np.ndarray | None
+    qa_f1: Estimate | None
+
+
+def measure(lm: LoadedModel, data: EvalSet, settings: Settings, progress: bool = False) -> Measured:
+    """Perplexity inputs, latent measures and QA of `lm` as it is now, on `data`."""
+    sides = {"l2": data.l2, **({"en": data.pairs.en} if data.pairs is not None else {})}
+    nll = {
+        side: sentence_nll(lm, encode(lm, texts, settings.max_length), settings.batch_size)
+        for side, texts in sides.items()
+    }
+    pairs = None
+    if data.pairs is not None:
+        states = capture_pair(lm, data.pairs, None, batch_size=settings.batch_size, progress=progress)
+        pairs = states.measure(settings.k, None, resample_indices(len(data.pairs), settings.bootstrap, settings.seed))
+    f1, qa_f1 = None, None
+    if data.questions:
+        config = qa_analysis.QAConfig(bootstrap=settings.bootstrap, seed=settings.seed, batch_size=settings.batch_size)
+        result = qa_analysis.run(lm, data.questions, None, config)
+        f1 = np.array([row["f1"] for row in result.rows], dtype=np.float64)
+        qa_f1 = result.conditions["normal"].f1
+    return Measured(nll, pairs, f1, qa_f1)
+
+
+def compare(
+    before: Measured, after: Measured, settings: Settings, middle: int
+) -> tuple[dict[str, dict[str, Estimate]], dict[str, Change]]:
+    """Each measure before and after with its interval (`summary[condition][metric]`) and its paired
+    change after minus before (`change[metric]`); metrics not measured are left out."""
+    summary: dict[str, dict[str, Estimate]] = {"before": {}, "after": {}}
+    change: dict[str, Change] = {}
+    for metric, side in PERPLEXITIES.items():
+        if side not in before.nll:
+            continue
+        (nll_before, tokens), (nll_after, _) = before.nll[side], after.nll[side]
+        index = resample_indices(len(tokens), settings.bootstrap, settings.seed)
+        summary["before"][metric] = perplexity(nll_before, tokens, index)
+        summary["after"][metric] = perplexity(nll_after, tokens, index)
+        change[metric] = perplexity_change(nll_before, nll_after, tokens, index, settings.seed)
+    if before.pairs is not None and after.pairs is not None:
+        measured = {"before": before.pairs, "after": after.pairs}
+        latent = summarize(measured, {"before": None, "after": None}, middle, settings.bootstrap, settings.seed)
+        for condition, metrics in latent.items():
+            summary[condition] |= metrics
+        b, a = before.pairs, after.pairs
+        change["mean_mknn"] = resampled_change(
+            b.units["mknn"].mean(0), a.units["mknn"].mean(0), b.mknn_boot.mean(1), a.mknn_boot.mean(1), settings.seed
+        )
+        change["mean_gap"] = mean_change(
+            b.units["gap"].mean(0), a.units["gap"].mean(0), settings.bootstrap, settings.seed
+        )
+        change["middle_gap"] = mean_change(
+            b.units["gap"][middle], a.units["gap"][middle], settings.bootstrap, settings.seed
+        )
+    if before.f1 is not None and after.f1 is not None and before.qa_f1 is not None and after.qa_f1 is not None:
+        summary["before"]["qa_f1"], summary["after"]["qa_f1"] = before.qa_f1, after.qa_f1
+        change["qa_f1"] = mean_change(before.f1, after.f1, settings.bootstrap, settings.seed)
+    return summary, change
