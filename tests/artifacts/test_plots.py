@@ -22,7 +22,7 @@ def figures(monkeypatch):
         saved.append(fig)
         fig.savefig(path, format="png", dpi=60)
 
-    monkeypatch.setattr(plots, "_save", keep)
+    monkeypatch.setattr(plots, "save_figure", keep)
     yield saved
     for fig in saved:
         plots.plt.close(fig)
