@@ -7,7 +7,8 @@ without the store, forward passes per distinct sentence, and memory vs sentence 
 Prints, measured in one process on the same model and sentences (the first -n UDHR pairs of each
 language), repeats interleaved:
 - the 2K detections (Type-1 and Type-2 per language) by per-detection forward passes, then with a
-  fresh store in a temporary folder (then once more from the filled store), their time, the ratio,
+  fresh store in a temporary folder (then once more from the filled store), their wall and CPU
+  time (CPU time is steadier on a shared machine), the ratio,
   and the sentences forwarded (a pre-hook on the decoder counts rows) per distinct sentence;
 - with --authors-seconds: the same 2K detections in one fresh whole process (model loading
   included) against K times the authors' scripts' whole-process time for one language's Type-1 +
@@ -17,7 +18,8 @@ language), repeats interleaved:
   and downstream tasks off), counting the rows forwarded by captures without an intervention
   against the distinct sentences those captures read;
 - with --memory: peak resident memory of a store-backed Type-1 detection on 100 and on 1000
-  distinct Tatoeba pairs, each in a fresh process with a fresh store.
+  distinct Tatoeba pairs, each in a fresh process with a fresh store (a fill holds at most one
+  shard of rows, `artifacts.store.SHARD_BYTES`, in memory before writing it).
 """
 
 from __future__ import annotations
