@@ -152,6 +152,14 @@ def test_another_model_gets_another_store(tiny, tmp_path):
     assert stored(dataclasses.replace(llama, tokenizer=tokenizer), tmp_path).store.key != key
 
 
+def test_a_truncating_call_keeps_the_key(tiny, tmp_path):
+    llama = tiny("llama")
+    tokenizer = copy.deepcopy(llama.tokenizer)
+    key = stored(dataclasses.replace(llama, tokenizer=tokenizer), tmp_path).store.key
+    tokenizer(SENTENCES, truncation=True, max_length=4, padding=True)
+    assert stored(dataclasses.replace(llama, tokenizer=tokenizer), tmp_path).store.key == key
+
+
 def test_foreign_index_is_refused(tiny, tmp_path):
     lm = stored(tiny("llama"), tmp_path)
     collect(lm, SENTENCES[:2], ("h",))

@@ -39,8 +39,9 @@ def tokenizer_digest(tokenizer: PreTrainedTokenizerBase) -> str:
     of the ids it gives a probe text with special tokens."""
     digest = hashlib.sha256()
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        digest.update(backend.to_str().encode())
+    if backend is not None:  # truncation and padding are call state (a call with truncation=True sets them)
+        definition = {k: v for k, v in json.loads(backend.to_str()).items() if k not in ("truncation", "padding")}
+        digest.update(json.dumps(definition, sort_keys=True).encode())
     else:
         digest.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
     digest.update(json.dumps(tokenizer(PROBE, add_special_tokens=True)["input_ids"]).encode())
