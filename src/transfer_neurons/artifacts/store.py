@@ -72,7 +72,7 @@ class ActivationStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._verified: set[str] = set()
         self._rows: dict[str, dict[str, tuple[str, int]]] = {}
-        self._order: dict[str, int] = {}
+        self._shards: dict[str, dict] = {}  # the index's entries as last read, oldest first
         self._reload()
 
     def _reload(self) -> None:
@@ -80,8 +80,8 @@ class ActivationStore:
         if index.get("key", self.key) != self.key:
             raise ValueError(f"activation store {self.folder} belongs to model key {index['key']}, not {self.key}")
         self._rows = {group: {} for group in GROUPS}
-        self._order = {shard: rank for rank, shard in enumerate(index.get("shards", {}))}  # oldest first
-        for shard, entry in index.get("shards", {}).items():
+        self._shards = index.get("shards", {})
+        for shard, entry in self._shards.items():
             for row, key in enumerate(entry["texts"]):
                 self._rows[entry["group"]][key] = (shard, row)
 
@@ -138,7 +138,7 @@ class ActivationStore:
             shard, row = self._rows[group][key]
             where.setdefault(shard, []).append((row, position))
         layer_index = torch.tensor(list(layers), dtype=torch.long)
-        for shard in sorted(where, key=self._order.__getitem__):  # the fill's order: sums add up alike
+        for shard in (name for name in self._shards if name in where):  # the fill's order: sums add up alike
             rows = sorted(where[shard])
             with safe_open(str(self.folder / shard), framework="pt") as fh:
                 for start in range(0, len(rows), batch_size):
@@ -153,10 +153,11 @@ class ActivationStore:
 
     def verify(self, group: str) -> None:
         """Check the digest of every shard of `group` not yet checked in this process; a shard that
-        fails (changed, truncated, unreadable, gone) is removed from the index and its rows refilled."""
-        index = self._read_index()
+        fails (changed, truncated, unreadable, gone) is removed from the index and its rows refilled.
+        The shards are those of the index as this process last read or wrote it (no I/O when all
+        are checked)."""
         damaged = []
-        for shard, entry in index.get("shards", {}).items():
+        for shard, entry in self._shards.items():
             if entry["group"] != group or shard in self._verified:
                 continue
             path = self.folder / shard
