@@ -38,6 +38,13 @@ from transfer_neurons.metrics.scoring import rank_neurons
 from transfer_neurons.model.loading import LoadedModel
 
 NEEDED_LANGUAGES = {Method.tn_centred: 3, Method.lape: 3, Method.ap: 2}  # in the pool
+TOKEN_METHODS = frozenset({Method.lape, Method.ap})  # they read every token, not the last one
+
+
+def store_groups(methods: Sequence[Method]) -> tuple[str, ...]:
+    """The activation-store groups a fill keeps when `methods` will read the same sentences: the
+    token reductions too for LAPE and AP (one pass instead of two)."""
+    return ("last", "tokens") if TOKEN_METHODS & set(methods) else ("last",)
 
 
 def detect_method(

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from transfer_neurons.analyses import compare_methods as compare
+from transfer_neurons.analyses.methods import store_groups
 from transfer_neurons.analyses.pool import read_reference
 from transfer_neurons.artifacts.io import locked, prepare_out_dir
 from transfer_neurons.artifacts.manifest import data_inputs
@@ -111,7 +112,7 @@ def compare_methods(
     np_pairs = None if nonparallel is None else read_any(nonparallel, None, lang)
     references = [read_reference(spec) for spec in reference or []]
     compare.check_inputs(train_pairs, test_pairs, np_pairs, references, config)
-    groups = ("last", "tokens") if {Method.lape, Method.ap} & set(config.methods) else ("last",)
+    groups = store_groups(config.methods)
     # without --store, a temporary one: the methods' detections and ablations share their normal states
     with locked(prepare_out_dir(out)) as out, tempfile.TemporaryDirectory(prefix="tn-store-") as scratch:
         kept = store or Path(scratch)

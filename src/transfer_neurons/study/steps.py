@@ -21,12 +21,13 @@ from transfer_neurons.analyses import (
     qa,
     specificity,
 )
+from transfer_neurons.analyses.methods import store_groups
 from transfer_neurons.analyses.pool import Sentences
 from transfer_neurons.artifacts import names
 from transfer_neurons.artifacts.io import file_digest, write_jsonl
 from transfer_neurons.artifacts.manifest import data_inputs, write_manifest
 from transfer_neurons.artifacts.neurons import NeuronSet, read_neurons
-from transfer_neurons.choices import Method, NeuronType
+from transfer_neurons.choices import NeuronType
 from transfer_neurons.data.examples import BUILTIN_TASK_LANGS
 from transfer_neurons.data.mc import load_mc
 from transfer_neurons.data.pairs import ParallelData, read_pairs
@@ -64,14 +65,13 @@ class Study:
         """While active, the store also keeps LAPE's and AP's token reductions of what it forwards,
         when the methods section will need them: the detection steps forward the train sentences
         the methods' pool is made of, so the methods step forwards nothing again. (Keeping them for
-        every sentence would cost more than the forward passes: the medians sort every token.)"""
-        methods = self.config.methods
+        every sentence would cost more than they save: the medians select over every token.)"""
         store = self.lm.store
-        if store is None or not (methods.enabled and {Method.lape, Method.ap} & set(methods.methods)):
+        if store is None or not self.config.methods.enabled:
             yield
             return
         kept = store.groups
-        store.groups = ("last", "tokens")
+        store.groups = store_groups(self.config.methods.methods)
         try:
             yield
         finally:
