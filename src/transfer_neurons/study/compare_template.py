@@ -1,17 +1,15 @@
 """The Jinja template of a comparison of models' report.html (rendered by study.compare)."""
 
-TEMPLATE = """<!doctype html>
+from transfer_neurons.study.template import STYLE
+
+TEMPLATE = (
+    """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Transfer neurons: {{ models | length }} models compared</title>
 <style>
- body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; line-height: 1.45; }
- h1 { font-size: 1.6rem; } h2 { border-bottom: 2px solid #ddd; padding-bottom: .2rem; margin-top: 2.2rem; }
- table { border-collapse: collapse; margin: .6rem 0 1rem; font-size: .88rem; }
- th, td { border: 1px solid #ccc; padding: .25rem .55rem; text-align: right; vertical-align: top; }
- th { background: #f3f3f3; } td.l, th.l { text-align: left; } td { white-space: nowrap; }
- tr.first td { border-top: 2px solid #bbb; }
- img { max-width: 100%; border: 1px solid #eee; margin: .4rem 0; }
- .note { color: #666; font-size: .85rem; }
+"""
+    + STYLE
+    + """ tr.first td { border-top: 2px solid #bbb; }
 </style></head><body>
 <h1>Transfer neurons in {{ models | length }} models</h1>
 
@@ -46,7 +44,7 @@ lines for each language.</p>
 same shape (spread between seeds in brackets); mean over layers with 95% intervals over the test pairs; p: paired
 permutation test, deactivated vs random.</p>
 {% for metric, rows in ablations.items() %}<h4>{{ metric_titles[metric] }}</h4>
-<table><tr><th class="l">language</th><th class="l">model</th><th>pairs</th><th>top-k</th><th>normal</th>
+<table class="wide"><tr><th class="l">language</th><th class="l">model</th><th>pairs</th><th>top-k</th><th>normal</th>
 <th>deactivated</th><th>random (sd over seeds)</th><th>deactivated minus random</th><th>p</th></tr>
 {% for r in rows %}<tr{% if loop.first or r.lang != loop.previtem.lang %} class="first"{% endif %}>
 <td class="l">{{ r.lang }}</td><td class="l">{{ r.model }}</td><td>{{ r.n }}</td><td>{{ r.top_k }}</td>
@@ -57,7 +55,7 @@ permutation test, deactivated vs random.</p>
 <p>Correlation ratio eta&sup2; of each neuron's activation with "the set's language vs the rest" for each type's
 top-n and a random baseline of the same layers; intervals: bootstrap over the neurons; p: permutation test, top vs
 random.</p>
-<table><tr><th class="l">language</th><th class="l">model</th><th class="l">type</th><th>n</th>
+<table class="wide"><tr><th class="l">language</th><th class="l">model</th><th class="l">type</th><th>n</th>
 <th>top: share eta&sup2; &gt; 0.1</th><th>random</th><th>p</th>
 <th>top: mean eta&sup2;</th><th>random</th><th>p</th></tr>
 {% for r in specificity %}<tr{% if loop.first or r.lang != loop.previtem.lang %} class="first"{% endif %}>
@@ -67,3 +65,4 @@ random.</p>
 </section>
 </body></html>
 """
+)

@@ -1,10 +1,6 @@
 """The Jinja template of report.html (rendered by study.report from a view of the run's results)."""
 
-TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>Transfer neurons: {{ config.model }}</title>
-<style>
- body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; line-height: 1.45; }
+STYLE = """ body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; line-height: 1.45; }
  h1 { font-size: 1.6rem; } h2 { border-bottom: 2px solid #ddd; padding-bottom: .2rem; margin-top: 2.2rem; }
  table { border-collapse: collapse; margin: .6rem 0 1rem; font-size: .88rem; }
  th, td { border: 1px solid #ccc; padding: .25rem .55rem; text-align: right; vertical-align: top; }
@@ -17,7 +13,17 @@ TEMPLATE = """<!doctype html>
  .holds { background: #dff3df; } .does-not-hold { background: #f8dcdc; } .inconclusive { background: #f4f4f4; color: #555; }
  details { margin: .5rem 0; } summary { cursor: pointer; font-weight: 600; }
  nav a { margin-right: 1rem; }
-</style></head><body>
+"""
+"""The page style, shared with the comparison of several models (`study.compare_template`)."""
+
+TEMPLATE = (
+    """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Transfer neurons: {{ config.model }}</title>
+<style>
+"""
+    + STYLE
+    + """</style></head><body>
 <h1>Transfer neurons in {{ config.model }}</h1>
 <nav>{% for id, title in sections %}<a href="#{{ id }}">{{ title }}</a>{% endfor %}</nav>
 
@@ -167,3 +173,4 @@ seeds, spread over the items). 95% intervals over the items; p: paired permutati
 Every artifact is in the run directory (manifest.json lists inputs with hashes, seeds and timings).</p>
 </body></html>
 """
+)
