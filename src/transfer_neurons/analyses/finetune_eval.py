@@ -62,7 +62,9 @@ def measure(lm: LoadedModel, data: EvalSet, settings: Settings, progress: bool =
     """Perplexity inputs, latent measures and QA of `lm` as it is now, on `data`."""
     sides = {"l2": data.l2, **({"en": data.pairs.en} if data.pairs is not None else {})}
     nll = {
-        side: sentence_nll(lm, encode(lm, texts, settings.max_length), settings.batch_size)
+        side: sentence_nll(
+            lm, encode(lm, texts, settings.max_length), settings.batch_size, f"perplexity ({side})", progress
+        )
         for side, texts in sides.items()
     }
     pairs = None

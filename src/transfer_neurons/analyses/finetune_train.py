@@ -61,13 +61,15 @@ def token_nll(model: nn.Module, batch: Batch) -> torch.Tensor:
     return nll.sum(1)
 
 
-def sentence_nll(lm: LoadedModel, rows: Sequence[list[int]], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+def sentence_nll(
+    lm: LoadedModel, rows: Sequence[list[int]], batch_size: int, desc: str = "perplexity", progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Summed NLL [n] and predicted tokens [n] of each encoded sentence, without gradients."""
     if not rows:
         raise InputError("the held-out text holds no sentence of two or more tokens; give sentences to measure")
     sums = []
     with torch.no_grad():
-        for start in range(0, len(rows), batch_size):
+        for start in tqdm(range(0, len(rows), batch_size), desc=desc, unit="batch", disable=not progress):
             batch = collate(rows[start : start + batch_size], _pad_id(lm), lm.device)
             sums.append(token_nll(lm.model, batch).double().cpu())
     return torch.cat(sums).numpy(), np.array([len(row) - 1 for row in rows], dtype=np.float64)
