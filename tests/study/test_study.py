@@ -10,6 +10,7 @@ import pytest
 from helpers import run, write_study
 from transfer_neurons.errors import InputError
 from transfer_neurons.study.config import describe, load_config
+from transfer_neurons.study.tables import load_run
 
 
 def step_lines(output: str) -> dict[str, str]:
@@ -184,3 +185,12 @@ def test_methods_section_compares_the_methods_and_the_report_shows_them(model_fo
     assert "p_vs_random" in data["methods"]["ap"]["ablation"]["deactivated"]["mean_mknn"]
     html = (out / "report.html").read_text(encoding="utf-8")
     assert 'id="methods"' in html and "tn-centred" in html and not (out / "methods" / "ko").exists()
+    table = load_run(out)
+    methods = table[table["analysis"] == "compare-methods"]
+    assert set(methods["set"]) == {"tn", "tn-centred", "ap"} and set(methods["step"]) == {"methods/ja"}
+    mknn = methods[(methods["metric"] == "mean_mknn") & (methods["set"] == "ap")]
+    assert set(mknn["condition"]) == {"normal", "deactivated", "random"}
+    ablation = data["methods"]["ap"]["ablation"]["deactivated"]["mean_mknn"]
+    assert mknn[mknn["condition"] == "deactivated"]["value"].item() == pytest.approx(ablation["value"])
+    jaccard = methods[(methods["metric"] == "jaccard.type1") & (methods["set"] == "tn")]
+    assert jaccard["value"].item() == 1.0

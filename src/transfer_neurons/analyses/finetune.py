@@ -124,7 +124,7 @@ class FinetuneResult(Result):
                 "notes": self.notes,
             },
         )
-        plot_loss(self.losses, f"Fine-tuning loss ({self.delta.method}, {self.lang})", out / names.LOSS_FIGURE)
+        plot_loss({self.delta.method: self.losses}, f"Fine-tuning loss ({self.lang})", out / names.LOSS_FIGURE)
         self.delta.save(out / names.DELTA)  # last before the manifest
         return [names.FINETUNE, names.LOSS_FIGURE, names.DELTA]
 
@@ -167,14 +167,17 @@ class FinetuneResult(Result):
         return lines + [f"note: {note}" for note in self.notes]
 
 
-def plot_loss(losses: list[float], title: str, path: Path) -> None:
-    """Each step's training loss and its running mean over 10 steps."""
+def plot_loss(curves: dict[str, list[float]], title: str, path: Path) -> None:
+    """Each run's training loss per step (faint) and its running mean over 10 steps, one colour per run
+    (`curves`: label -> loss of every step)."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    steps = np.arange(1, len(losses) + 1)
-    ax.plot(steps, losses, alpha=0.4, label="batch loss")
-    window = min(10, len(losses))
-    smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-    ax.plot(steps[window - 1 :], smooth, label=f"mean of {window} steps")
+    for number, (label, losses) in enumerate(curves.items()):
+        colour = f"C{number}"
+        steps = np.arange(1, len(losses) + 1)
+        ax.plot(steps, losses, color=colour, alpha=0.25, linewidth=0.8)
+        window = min(10, len(losses))
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1 :], smooth, color=colour, label=f"{label} (mean of {window} steps)")
     ax.set_xlabel("step")
     ax.set_ylabel("mean token NLL")
     ax.set_title(title)

@@ -18,6 +18,7 @@ from pydantic_core import to_jsonable_python
 from transfer_neurons.analyses.ablate import AblateConfig
 from transfer_neurons.analyses.base import Config
 from transfer_neurons.analyses.detect import DetectConfig
+from transfer_neurons.analyses.finetune import FinetuneBaseline, FinetuneConfig
 from transfer_neurons.analyses.latent import LatentConfig
 from transfer_neurons.analyses.overlap import same_model
 from transfer_neurons.artifacts import names
@@ -118,6 +119,31 @@ class MethodsSection(Section):
     max_items: int = Field(16, ge=1, description="Prompts / questions of the downstream parts.")
 
 
+class FinetuneSection(FinetuneConfig):
+    """The `finetune` analysis's config: per language, each listed type's top-k neurons trained on the
+    train split's L2 side, then each baseline of that set, measured on the test split."""
+
+    enabled: bool = Field(False, description="Fine-tune only the transfer neurons, against baselines (DESIGN.md 3.10).")
+    languages: list[str] | None = Field(None, description="Languages fine-tuned; default: the first study language.")
+    types: list[NeuronType] = Field([NeuronType.type1], min_length=1, description="Neuron sets trained, each alone.")
+    baselines: list[FinetuneBaseline] = Field(
+        [FinetuneBaseline.random, FinetuneBaseline.lora],
+        description="Baselines trained beside each set: random, lora, full (an empty list: none).",
+    )
+    baseline: FinetuneBaseline | None = Field(None, exclude=True, description="Not used: list them in `baselines`.")
+
+    @field_validator("baseline")
+    @classmethod
+    def _baselines_key(cls, value: FinetuneBaseline | None) -> None:
+        if value is not None:
+            raise ValueError("list the baselines in `finetune.baselines`")
+
+    def analysis(self, baseline: FinetuneBaseline | None) -> FinetuneConfig:
+        """The command's config for the set itself (None) or one of its baselines; no checkpoints
+        (a study step is recomputed whole)."""
+        return _only(self, FinetuneConfig).model_copy(update={"baseline": baseline, "save_every": 0})
+
+
 class StudyConfig(Section):
     """Everything a `transfer-neurons run` does, with the defaults used when a key is left out."""
 
@@ -150,6 +176,7 @@ class StudyConfig(Section):
     characterise: CharacteriseConfig = Field(default_factory=CharacteriseConfig)
     downstream: DownstreamConfig = Field(default_factory=DownstreamConfig)
     methods: MethodsSection = Field(default_factory=MethodsSection)
+    finetune: FinetuneSection = Field(default_factory=FinetuneSection)
 
     @field_validator("languages")
     @classmethod
@@ -204,13 +231,14 @@ class StudyConfig(Section):
     def _shared_defaults(self) -> StudyConfig:
         """Top-level batch_size, seed, bootstrap and baseline_seeds are the defaults of each analysis
         section; ablate takes latent's k and clamp unless it sets its own."""
-        for section in (self.detect, self.latent, self.ablate):
+        for section in (self.detect, self.latent, self.ablate, self.finetune):
             for name in INHERITED:
                 if name in type(section).model_fields and name not in section.model_fields_set:
                     setattr(section, name, getattr(self, name))
-        for name in ("k", "clamp"):
-            if name not in self.ablate.model_fields_set:
-                setattr(self.ablate, name, getattr(self.latent, name))
+        for section in (self.ablate, self.finetune):
+            for name in FROM_LATENT:
+                if name in type(section).model_fields and name not in section.model_fields_set:
+                    setattr(section, name, getattr(self.latent, name))
         return self
 
     @model_validator(mode="after")
@@ -223,6 +251,7 @@ class StudyConfig(Section):
             ("characterise", "top_n"),
             ("characterise", "pages_top_n"),
             ("downstream", "top_k"),
+            ("finetune", "top_k"),
         ):
             section = getattr(self, key)
             value = getattr(section, name)
@@ -240,6 +269,20 @@ class StudyConfig(Section):
         if unknown:
             raise ValueError(f"methods: {', '.join(unknown)} not in languages")
         return self
+
+    @model_validator(mode="after")
+    def _finetune_sets(self) -> StudyConfig:
+        unknown = [code for code in self.finetune.languages or [] if code not in self.languages]
+        if unknown:
+            raise ValueError(f"finetune.languages: {', '.join(unknown)} not in languages")
+        missing = [str(kind) for kind in self.finetune.types if kind not in self.detect.types]
+        if self.finetune.enabled and missing:
+            raise ValueError(f"finetune.types: {', '.join(missing)} not in detect.types; detect it or drop it here")
+        return self
+
+    def finetune_languages(self) -> list[str]:
+        """The languages fine-tuned."""
+        return self.finetune.languages or self.languages[:1]
 
     def methods_languages(self) -> list[str]:
         """The languages the methods are compared for."""
@@ -376,7 +419,9 @@ def describe() -> str:
                 continue
             if prefix and name in INHERITED:
                 default = f"default: {INHERITED[name]}"
-            elif prefix == "ablate." and name in FROM_LATENT:
+            elif field.exclude:
+                continue
+            elif prefix in ("ablate.", "finetune.") and name in FROM_LATENT:
                 default = f"default: {FROM_LATENT[name]}"
             elif not prefix and name in ("model", "models"):
                 default = "required: model or models"

@@ -16,6 +16,7 @@ from jinja2 import Environment, select_autoescape
 from transfer_neurons.analyses import (
     ablate,
     compare_methods,
+    finetune,
     latent,
     mc,
     neuron_pages,
@@ -29,6 +30,7 @@ from transfer_neurons.artifacts.io import atomic_path
 from transfer_neurons.metrics.uncertainty import ALPHA, Estimate, Finding
 from transfer_neurons.study.config import StudyConfig
 from transfer_neurons.study.findings import write_findings
+from transfer_neurons.study.steps import finetune_condition
 from transfer_neurons.study.template import TEMPLATE
 
 FIGURES = "report_figures"
@@ -145,6 +147,60 @@ def _methods_view(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
     return views
 
 
+FINETUNE_METRICS = {
+    "l2_perplexity": "L2 perplexity",
+    "en_perplexity": "English perplexity",
+    "mean_mknn": "mean mutual kNN",
+    "mean_gap": "mean centred gap",
+    "middle_gap": "middle-layer centred gap",
+    "qa_f1": "QA F1",
+}
+
+
+def _finetune_view(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
+    """Per fine-tuned language: the measures before (the same base model for every condition), one row
+    per condition (after, and the paired change with its interval and p) and the loss curves together."""
+    views = []
+    for lang in config.finetune_languages() if config.finetune.enabled else []:
+        results = {}
+        for kind in config.finetune.types:
+            for baseline in [None, *config.finetune.baselines]:
+                folder = out / "finetune" / lang / finetune_condition(kind, baseline)
+                if _complete(folder):
+                    results[folder.name] = finetune.FinetuneResult.load(folder)
+        if not results:
+            continue
+        figure = out / FIGURES / f"finetune_{lang}.png"
+        figure.parent.mkdir(exist_ok=True)
+        finetune.plot_loss({name: r.losses for name, r in results.items()}, f"Fine-tuning loss ({lang})", figure)
+        first = next(iter(results.values()))
+        metrics = [m for m in FINETUNE_METRICS if m in first.change]
+        rows = []
+        for name, r in results.items():
+            p = r.parameters
+            rank = "" if p["lora_rank"] is None else f", rank {p['lora_rank']}"
+            rows.append(
+                {
+                    "condition": name,
+                    "trainable": f"{p['trainable']:,} (top-{r.config.top_k}: {p['target']:,}{rank})",
+                    "loss": f"{r.losses[0]:.3f} \u2192 {sum(r.losses[-10:]) / len(r.losses[-10:]):.3f}",
+                    "cells": [(r.summary["after"][m].text(3), r.change[m].text(3)) for m in metrics],
+                }
+            )
+        views.append(
+            {
+                "lang": lang,
+                "counts": first.counts,
+                "steps": len(first.losses),
+                "metrics": [FINETUNE_METRICS[m] for m in metrics],
+                "before": [first.summary["before"][m].text(3) for m in metrics],
+                "rows": rows,
+                "figure": data_uri(figure),
+            }
+        )
+    return views
+
+
 def _specificity_view(out: Path) -> list[dict[str, Any]] | None:
     if not _complete(out / "specificity"):
         return None
@@ -249,6 +305,8 @@ def write_report(out: Path, config: StudyConfig, records: dict[str, dict], versi
     sections += [("methods", "Methods")] if methods else []
     sections += [("characterise", "Specificity and overlap")] if spec or overlap_result else []
     sections += [("downstream", "Downstream")] if downstream else []
+    tuned = _finetune_view(out, config)
+    sections += [("finetune", "Fine-tuning")] if tuned else []
     sections += [("timings", "Timings")]
     env = Environment(autoescape=select_autoescape(default=True))
     html = env.from_string(TEMPLATE).render(
@@ -264,6 +322,7 @@ def write_report(out: Path, config: StudyConfig, records: dict[str, dict], versi
         specificity=spec,
         overlap=overlap_result,
         downstream=downstream,
+        finetune=tuned,
         sections=sections,
         pages=pages,
         card=lambda layer, neuron: f"neurons/{names.neuron_card(layer, neuron)}",

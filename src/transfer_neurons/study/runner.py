@@ -140,6 +140,14 @@ def plan(config: StudyConfig) -> list[Step]:
         for lang in s.task_languages(task, config.languages):
             needs = [f"data/{lang}", f"detect/{lang}/{kind}"]
             steps.append(Step(f"{task}/{lang}", s.downstream_step(task, lang, kind), settings, needs))
+    if config.finetune.enabled:
+        settings = config.finetune.model_dump(mode="json", exclude={"enabled", "languages", "types", "baselines"})
+        for lang in config.finetune_languages():
+            for kind in config.finetune.types:
+                needs = [f"data/{lang}", f"detect/{lang}/{kind}"]
+                for baseline in [None, *config.finetune.baselines]:
+                    name = f"finetune/{lang}/{s.finetune_condition(kind, baseline)}"
+                    steps.append(Step(name, s.finetune_step(lang, kind, baseline), settings, needs))
     return steps
 
 

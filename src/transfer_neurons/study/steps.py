@@ -13,6 +13,7 @@ from transfer_neurons.analyses import (
     ablate,
     compare_methods,
     detect,
+    finetune,
     latent,
     mc,
     neuron_pages,
@@ -21,6 +22,8 @@ from transfer_neurons.analyses import (
     qa,
     specificity,
 )
+from transfer_neurons.analyses.finetune import FinetuneBaseline
+from transfer_neurons.analyses.finetune_eval import EvalSet
 from transfer_neurons.analyses.methods import store_groups
 from transfer_neurons.analyses.pool import Sentences
 from transfer_neurons.artifacts import names
@@ -323,6 +326,41 @@ def methods_step(lang: str) -> StepFn:
         files = {f"train_{code}": study.split_file(code, "train") for code in cfg.languages}
         result.save(folder, study.inputs(**files, test=study.split_file(lang, "test")))
         return {"methods": [m.value for m in config.methods], "top_k": config.top_k}
+
+    return compute
+
+
+def finetune_condition(kind: NeuronType, baseline: FinetuneBaseline | None) -> str:
+    """The folder name of a fine-tuning condition: the set's type, or `<type>-<baseline>`."""
+    return str(kind) if baseline is None else f"{kind}-{baseline}"
+
+
+def finetune_step(lang: str, kind: NeuronType, baseline: FinetuneBaseline | None) -> StepFn:
+    """Train the top-k `kind` neurons of `lang` (or `baseline` of them) on the L2 side of its train
+    split and measure before / after on its test pairs, as the finetune command does. The training
+    runs on a fresh copy of the model (no store, no delta): the study's model is never changed."""
+
+    def compute(study: Study, folder: Path) -> dict:
+        cfg = study.config
+        config = cfg.finetune.analysis(baseline)
+        test = study.pairs(lang, "test")
+        questions = compare_methods.builtin_questions(lang, None) if config.qa else None
+        lm = load_model(cfg.model, cfg.device, cfg.dtype, study.progress)
+        result = finetune.run(
+            lm,
+            study.neurons(lang, kind),
+            study.pairs(lang, "train").l2,
+            EvalSet(lang, test.l2, test, questions),
+            config,
+            progress=study.progress,
+        )
+        files = {"train": study.split_file(lang, "train"), "eval": study.split_file(lang, "test")}
+        result.save(folder, study.inputs(neurons=study.neurons_file(lang, kind), **files))
+        return {
+            "method": result.delta.method,
+            "trainable": result.parameters["trainable"],
+            "change": {metric: change.to_json() for metric, change in result.change.items()},
+        }
 
     return compute
 

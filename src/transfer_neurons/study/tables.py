@@ -17,7 +17,9 @@ import pandas as pd  # type: ignore[import-untyped]  # no stubs installed
 
 from transfer_neurons.analyses import (
     ablate,
+    compare_methods,
     detect,
+    finetune,
     latent,
     logit_lens,
     mc,
@@ -41,7 +43,10 @@ Row = tuple[str | None, str | None, str | None, str, int | None, float, float, f
 
 def _scalars(lang: str | None, subject: str | None, condition: str | None, values: Mapping[str, Any]) -> Iterator[Row]:
     """One row per number of `values` (flags count as 0 / 1), nested mappings as 'key.sub'; an
-    estimate (`{"value", "ci", ...}`) is one row with its interval, its other numbers rows of their own."""
+    estimate (`{"value", "ci", ...}`) is one row with its interval, its other numbers rows of their own
+    (one without a value, like the mean score of no neuron, has no row)."""
+    if "value" in values and values["value"] is None:
+        values = {key: value for key, value in values.items() if key not in ("value", "ci")}
     if "value" in values:
         ci = values.get("ci") or (NAN, NAN)
         yield lang, subject, condition, "", None, float(values["value"]), float(ci[0]), float(ci[1])
@@ -160,6 +165,26 @@ def _sweep(r: sweep.SweepResult) -> Iterator[Row]:
         yield from ((r.lang, None, condition, f"share_{label}", None, v, NAN, NAN) for label, v in values.items())
 
 
+def _methods(r: compare_methods.MethodsResult) -> Iterator[Row]:
+    """Per method (the set column): its ablation per condition, then its other measures and overlaps."""
+    for name, measures in r.methods.items():
+        data = measures.to_json()
+        for condition, metrics in data.pop("ablation").items():
+            yield from _scalars(r.lang, name, condition, metrics)
+        yield from _scalars(r.lang, name, None, data | {"jaccard": r.jaccard[name]})
+
+
+def _finetune(r: finetune.FinetuneResult) -> Iterator[Row]:
+    """The measures before and after (conditions), their paired change (condition `change`), the
+    parameter counts and the loss of every step (`layer` holds the step)."""
+    method = r.delta.method
+    for condition, metrics in r.summary.items():
+        yield from _scalars(r.lang, method, condition, {m: e.to_json() for m, e in metrics.items()})
+    yield from _scalars(r.lang, method, "change", {m: c.to_json() for m, c in r.change.items()})
+    yield from _scalars(r.lang, method, None, {"parameters": {k: v for k, v in r.parameters.items() if v is not None}})
+    yield from ((r.lang, method, None, "loss", step, loss, NAN, NAN) for step, loss in enumerate(r.losses, 1))
+
+
 READERS: dict[str, tuple[Callable[[Path], Any], Callable[[Any], Iterator[Row]]]] = {
     cls.command: (cls.load, rows)
     for cls, rows in (
@@ -173,6 +198,8 @@ READERS: dict[str, tuple[Callable[[Path], Any], Callable[[Any], Iterator[Row]]]]
         (output_lang.OutputLangResult, _output_lang),
         (logit_lens.LogitLensResult, _logit_lens),
         (sweep.SweepResult, _sweep),
+        (compare_methods.MethodsResult, _methods),
+        (finetune.FinetuneResult, _finetune),
     )
 }
 
@@ -189,8 +216,9 @@ def load_run(run: str | Path) -> pd.DataFrame:
     """Every metric of a run folder as one tidy DataFrame with the columns `step` (the result folder
     relative to `run`, '.' for a standalone result), `analysis` (the manifest's command), `lang`,
     `set` (the neuron set(s) a value describes: detect's type, specificity's set name, overlap's
-    'a vs b'), `condition`, `metric`, `layer` (missing for scalars), `value` (float) and its 95%
-    interval `ci_low` / `ci_high` (NaN where the number has none).
+    'a vs b', compare-methods' and finetune's method), `condition`, `metric`, `layer` (missing for
+    scalars; a fine-tuning's loss curve puts the step there), `value` (float) and its 95% interval
+    `ci_low` / `ci_high` (NaN where the number has none).
 
     `run` is one result folder (a command's --out) or a study folder: then every step folder under
     it is read (data steps and the study's own manifest hold no metrics and are skipped)."""

@@ -165,6 +165,26 @@ seeds, spread over the items). 95% intervals over the items; p: paired permutati
 {% endfor %}
 {% endif %}
 
+{% if finetune %}
+<h2 id="finetune">Fine-tuning only the transfer neurons</h2>
+<p>Causal-LM training on the L2 side of the train pairs that changes only the top {{ config.finetune.top_k }} neurons'
+parameters (their rows of the MLP input projections and columns of the down projection; DESIGN.md 3.10), against
+baselines with as many trainable parameters: <b>random</b> neurons of the same layers, <b>lora</b> (peft) on the MLPs of
+those layers with its rank matched, <b>full</b> every MLP weight of those layers. Measured on the held-out test pairs
+before and after; each cell: after [95% interval over the sentences or pairs], then the paired change after minus
+before with its interval and p. Each condition's delta.safetensors applies with <code>--delta</code>.</p>
+{% for view in finetune %}<h3>{{ view.lang }} <span class="note">({{ view.counts.train_sentences }} train sentences,
+{{ view.steps }} steps, {{ view.counts.eval_pairs }} test pairs)</span></h3>
+<table class="wide"><tr><th class="l">condition</th><th>trainable parameters</th><th>loss (first &rarr; last 10)</th>
+{% for m in view.metrics %}<th>{{ m }}</th>{% endfor %}</tr>
+<tr><td class="l">before</td><td></td><td></td>{% for b in view.before %}<td>{{ b }}</td>{% endfor %}</tr>
+{% for r in view.rows %}<tr><td class="l"><a href="finetune/{{ view.lang }}/{{ r.condition }}/">{{ r.condition }}</a></td>
+<td>{{ r.trainable }}</td><td>{{ r.loss }}</td>{% for after, change in r.cells %}<td>{{ after }}<br><span class="note">&Delta; {{ change }}</span></td>{% endfor %}</tr>{% endfor %}
+</table>
+<img alt="fine-tuning loss {{ view.lang }}" src="{{ view.figure }}">
+{% endfor %}
+{% endif %}
+
 <details id="timings"><summary>Steps and timings ({{ "%.0f" | format(total_seconds) }} s in all)</summary>
 <table><tr><th class="l">step</th><th class="l">status</th><th>seconds</th></tr>
 {% for name, r in records.items() %}<tr><td class="l">{{ name }}</td><td class="l">{{ r.status }}</td><td>{{ "%.1f" | format(r.seconds) }}</td></tr>{% endfor %}
