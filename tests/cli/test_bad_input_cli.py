@@ -150,6 +150,18 @@ def test_harness_bad_input(harness_run, model_folder, tmp_path, case, message):
     assert_error(result, message.format(tmp=tmp_path, model=model), tmp_path / "results")
 
 
+def test_harness_bad_delta_and_missing_args(harness_run, model_folder, tmp_path):
+    """A missing delta, or neither a steering file nor a delta: one line before lm-eval loads anything."""
+    model = model_folder("llama")
+    args = ["--model", "transfer-neurons", "--tasks", "arc_easy", "--output_path", tmp_path / "results"]
+    missing = run("harness", "run", *args, "--model_args", f"pretrained={model},delta={tmp_path / 'none'}")
+    assert_error(missing, f"delta '{tmp_path / 'none'}' does not exist", tmp_path / "results")
+    neither = run("harness", "run", *args, "--model_args", f"pretrained={model}")
+    assert_error(
+        neither, "--model_args needs pretrained=MODEL and steer_path=FILE, delta=DIR or both", tmp_path / "results"
+    )
+
+
 TINY_TASK = """task: tiny_mc
 dataset_path: json
 dataset_kwargs: {{data_files: {{test: {docs}}}, cache_dir: {cache}}}

@@ -54,3 +54,45 @@ def test_harness_model_resolves_builtin_names_and_gguf(name, tiny, model_folder,
     harness = NeuronSteeredModel(pretrained=pretrained, steer_path=str(tmp_path / "steer.pt"), device="cpu")
     assert resolved == [name]
     assert harness.model.name_or_path == str(folder)
+
+
+def test_harness_model_applies_a_delta_with_or_without_steering(model_folder, tmp_path):
+    """`delta=DIR` gives the logits of load_model(..., delta=DIR), alone or under the steering file;
+    a delta of another model is refused."""
+    from transfer_neurons import load_model
+    from transfer_neurons.artifacts import names
+    from transfer_neurons.errors import InputError
+    from transfer_neurons.hooks.harness import check_model_args
+    from transfer_neurons.model.delta import Delta, Slice, neuron_slices
+    from transfer_neurons.model.identity import model_key
+
+    folder = str(model_folder("llama"))
+    base = load_model(folder, device="cpu")
+    gen = torch.Generator().manual_seed(0)
+    params = dict(base.model.named_parameters())
+    slices = {
+        name: Slice(dim, index, torch.randn(params[name].index_select(dim, index).shape, generator=gen))
+        for name, (dim, index) in neuron_slices(base.adapter, base.model, [(1, 4)]).items()
+    }
+    Delta(model_key(base.model, base.tokenizer)[0], folder, "neurons", [(1, 4)], slices, {}).save(
+        tmp_path / names.DELTA
+    )
+    tuned = load_model(folder, device="cpu", delta=tmp_path)
+    ids = base.tokenizer(["Would you like to dance with me?"], return_tensors="pt").input_ids
+    intervention = Intervention.of(NEURONS, 0.0, "all")
+    intervention.export_steering(tmp_path / "steer.pt", base.mlp_width)
+    with torch.no_grad():
+        expected = tuned.model(ids).logits
+        with apply_intervention(tuned, intervention):
+            steered = tuned.model(ids).logits
+        assert (expected - base.model(ids).logits).abs().max() > 1e-3
+    alone = NeuronSteeredModel(pretrained=folder, delta=str(tmp_path), device="cpu", dtype="float32")
+    torch.testing.assert_close(alone._model_call(ids), expected, atol=1e-5, rtol=1e-5)
+    both = NeuronSteeredModel(
+        pretrained=folder, steer_path=str(tmp_path / "steer.pt"), delta=str(tmp_path), device="cpu", dtype="float32"
+    )
+    torch.testing.assert_close(both._model_call(ids), steered, atol=1e-5, rtol=1e-5)
+    with pytest.raises(InputError, match="steer_path=FILE, delta=DIR or both"):
+        check_model_args({"pretrained": folder})
+    with pytest.raises(InputError, match="was trained on another model"):
+        NeuronSteeredModel(pretrained=str(model_folder("llama", seed=1)), delta=str(tmp_path), device="cpu")

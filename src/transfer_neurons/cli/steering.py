@@ -147,7 +147,7 @@ def mlp_width(neurons: Path, intervention: Intervention) -> int:
 def harness(ctx: typer.Context) -> None:
     """Run lm-evaluation-harness (same arguments as lm_eval) with the `transfer-neurons` model registered:
     run --model transfer-neurons --model_args pretrained=M,steer_path=steer.pt --tasks T (M: a folder, hub id,
-    .gguf file or built-in name)."""
+    .gguf file or built-in name; delta=DIR adds a finetune delta, with or without steer_path)."""
     try:
         from lm_eval._cli import HarnessCLI
         from lm_eval.utils import setup_logging

@@ -10,26 +10,32 @@ hookpoint `layers.{l}.mlp.act_fn`) and multiplies those outputs at every positio
         --model_args pretrained=MODEL,steer_path=steer.pt --tasks TASK
 
 MODEL is a folder, a hub id, a .gguf file or a built-in name; the last two are resolved to their
-converted folder in the cache, which lm-eval loads.
+converted folder in the cache, which lm-eval loads. `delta=DIR` (a finetune folder) applies a
+fine-tuning delta after loading, with or without a steering file (give the dtype it was trained in,
+e.g. `dtype=float32`, where the model's config names another).
 
-A steering file that is missing, unreadable or made for another model, and a model that cannot be
-found, are InputErrors raised before the model is loaded.
+A steering file that is missing, unreadable or made for another model, a missing or damaged delta,
+and a model that cannot be found, are InputErrors raised before the model is loaded; a delta of
+another model is refused once it is loaded.
 """
 
 from __future__ import annotations
 
 import pickle
 import re
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 from lm_eval.api.registry import register_model
 from lm_eval.models.hf_steered import SteeredModel
 from lm_eval.models.huggingface import HFLM
-from transformers import AutoConfig
+from transformers import AutoConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from transfer_neurons.errors import InputError
+from transfer_neurons.model.delta import AppliedDelta, Delta, apply_delta
 from transfer_neurons.model.gguf import first_line
 from transfer_neurons.model.loading import resolve_model_folder
 
@@ -99,23 +105,50 @@ def check_fits(factors: dict[str, torch.Tensor], path: str | Path, pretrained: s
 def check_model_args(model_args: dict) -> None:
     """Check lm-eval's `--model_args` for the `transfer-neurons` model before lm-eval starts (it indexes
     every task and loads the model first)."""
-    missing = [key for key in ("pretrained", "steer_path") if not model_args.get(key)]
-    if missing:
+    _read_args(model_args.get("pretrained"), model_args.get("steer_path"), model_args.get("delta"))
+
+
+def _read_args(
+    pretrained: str | None, steer_path: str | None, delta: str | None
+) -> tuple[str, dict[str, torch.Tensor], Delta | None]:
+    """What lm-eval loads (`check_fits`), the steering factors ({} without a file) and the delta."""
+    if not pretrained or not (steer_path or delta):
         raise InputError(
-            f"--model_args lacks {' and '.join(missing)}; give --model_args pretrained=MODEL,steer_path=FILE"
+            "--model_args needs pretrained=MODEL and steer_path=FILE, delta=DIR or both, "
+            "e.g. --model_args pretrained=MODEL,steer_path=FILE"
         )
-    steer_path = str(model_args["steer_path"])
-    check_fits(read_steering(steer_path), steer_path, str(model_args["pretrained"]))
+    factors = read_steering(str(steer_path)) if steer_path else {}
+    tuned = Delta.read(str(delta)) if delta else None
+    return check_fits(factors, str(steer_path), str(pretrained)), factors, tuned
+
+
+@dataclass
+class _Loaded:
+    """lm-eval's model and tokenizer as the target of `apply_delta`."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    delta: AppliedDelta | None = None
+    store: Any = None
 
 
 @register_model(MODEL_NAME)
 class NeuronSteeredModel(SteeredModel):
-    """lm-eval's steered HF model with a `multiply` action (per-neuron activation factors)."""
+    """lm-eval's steered HF model with a `multiply` action (per-neuron activation factors) and, with
+    `delta`, a fine-tuning delta applied to its weights."""
 
-    def __init__(self, pretrained: str, steer_path: str, device: str | None = None, **kwargs) -> None:
-        factors = read_steering(steer_path)
-        folder = check_fits(factors, steer_path, pretrained)
+    def __init__(
+        self,
+        pretrained: str,
+        steer_path: str | None = None,
+        device: str | None = None,
+        delta: str | None = None,
+        **kwargs,
+    ) -> None:
+        folder, factors, tuned = _read_args(pretrained, steer_path, delta)
         HFLM.__init__(self, pretrained=folder, device=device, **kwargs)
+        if tuned is not None:
+            apply_delta(_Loaded(self.model, self.tokenizer), tuned, delta)
         modules = dict(self.model.base_model.named_modules())
         unknown = [hookpoint for hookpoint in factors if hookpoint not in modules]
         if unknown:
