@@ -112,6 +112,7 @@ def test_off_by_default_and_in_the_help(model_folder, tmp_path):
     text = describe()
     assert re.search(r"^finetune.baselines  \(default: \['random', 'lora'\]\)", text, re.M)
     assert re.search(r"^finetune.k  \(default: latent.k\)", text, re.M) and "finetune.baseline " not in text
+    assert "finetune.save_every" not in text
 
 
 BAD = {
@@ -120,7 +121,8 @@ BAD = {
         "finetune.types: type2 not in detect.types",
     ),
     "unknown language": ("finetune: {enabled: true, languages: [fr]}\n", "finetune.languages: fr not in languages"),
-    "single baseline key": ("finetune: {baseline: lora}\n", "finetune.baseline: list the baselines in"),
+    "single baseline key": ("finetune: {baseline: lora}\n", "finetune: list the baselines in `finetune.baselines`"),
+    "checkpoints": ("finetune: {save_every: 5}\n", "finetune: `finetune.save_every` is the command's"),
     "top_k above top_n": ("finetune: {top_k: 31}\n", "finetune.top_k 31 exceeds detect.top_n 30"),
 }
 

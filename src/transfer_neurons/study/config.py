@@ -131,16 +131,18 @@ class FinetuneSection(FinetuneConfig):
         description="Baselines trained beside each set: random, lora, full (an empty list: none).",
     )
     baseline: FinetuneBaseline | None = Field(None, exclude=True, description="Not used: list them in `baselines`.")
+    save_every: int = Field(0, exclude=True, description="Not used: a study step is recomputed whole.")
 
-    @field_validator("baseline")
-    @classmethod
-    def _baselines_key(cls, value: FinetuneBaseline | None) -> None:
-        if value is not None:
-            raise ValueError("list the baselines in `finetune.baselines`")
+    @model_validator(mode="after")
+    def _command_only_keys(self) -> FinetuneSection:
+        if "baseline" in self.model_fields_set:
+            raise ValueError("list the baselines in `finetune.baselines`, not `finetune.baseline`")
+        if "save_every" in self.model_fields_set:
+            raise ValueError("`finetune.save_every` is the command's: a study step is recomputed whole, no checkpoints")
+        return self
 
     def analysis(self, baseline: FinetuneBaseline | None) -> FinetuneConfig:
-        """The command's config for the set itself (None) or one of its baselines; no checkpoints
-        (a study step is recomputed whole)."""
+        """The command's config for the set itself (None) or one of its baselines, without checkpoints."""
         return _only(self, FinetuneConfig).model_copy(update={"baseline": baseline, "save_every": 0})
 
 
