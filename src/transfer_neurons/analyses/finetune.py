@@ -168,16 +168,17 @@ class FinetuneResult(Result):
 
 
 def plot_loss(curves: dict[str, list[float]], title: str, path: Path) -> None:
-    """Each run's training loss per step (faint) and its running mean over 10 steps, one colour per run
-    (`curves`: label -> loss of every step)."""
+    """Each run's training loss per step (faint) and its running mean over 10 steps (fewer in runs
+    under 50 steps), one colour per run (`curves`: label -> loss of every step)."""
     fig, ax = plt.subplots(figsize=(7, 4))
     for number, (label, losses) in enumerate(curves.items()):
         colour = f"C{number}"
         steps = np.arange(1, len(losses) + 1)
         ax.plot(steps, losses, color=colour, alpha=0.25, linewidth=0.8)
-        window = min(10, len(losses))
+        window = min(10, max(1, len(losses) // 5))  # short runs are drawn as they are
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-        ax.plot(steps[window - 1 :], smooth, color=colour, label=f"{label} (mean of {window} steps)")
+        mean = f" (mean of {window} steps)" if window > 1 else ""
+        ax.plot(steps[window - 1 :], smooth, color=colour, marker="o" if window == 1 else None, label=label + mean)
     ax.set_xlabel("step")
     ax.set_ylabel("mean token NLL")
     ax.set_title(title)
