@@ -150,3 +150,14 @@ def test_load_run_reads_the_finetune_steps(study):
     change = tuned[(tuned["metric"] == "mean_mknn") & (tuned["condition"] == "change") & (tuned["set"] == "random")]
     random = json.loads((study / "finetune" / "ja" / "type1-random" / "finetune.json").read_text())
     assert change["value"].item() == pytest.approx(random["measures"]["change"]["mean_mknn"]["value"])
+
+
+def test_the_base_model_is_measured_once_per_language(model_folder, tmp_path, monkeypatch):
+    from transfer_neurons.study import steps
+
+    calls = []
+    original = steps.measure
+    monkeypatch.setattr(steps, "measure", lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
+    result = run("run", tuned_study(tmp_path, model_folder), "--out", tmp_path / "run", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert len(calls) == 1 and len(list((tmp_path / "run" / "finetune" / "ja").iterdir())) == 3

@@ -22,7 +22,7 @@ import torch
 from pydantic import Field
 
 from transfer_neurons.analyses.base import Config
-from transfer_neurons.analyses.finetune_eval import EvalSet, compare, measure
+from transfer_neurons.analyses.finetune_eval import EvalSet, Measured, compare, measure
 from transfer_neurons.analyses.finetune_train import (
     LoraTuning,
     NeuronTuning,
@@ -285,10 +285,13 @@ def run(
     resume: bool = False,
     on_step: Callable[[int, float], None] | None = None,
     progress: bool = False,
+    before: Measured | None = None,
 ) -> FinetuneResult:
     """Measure `lm` on `data`, train what `config` chooses on `train_text`, apply the delta (the model
     leaves with `lm.delta` set: `model.delta.remove_delta` restores it) and measure again. With
-    `checkpoint` (a file), a checkpoint every `save_every` steps; `resume` continues from it."""
+    `checkpoint` (a file), a checkpoint every `save_every` steps; `resume` continues from it.
+    `before`: this base model's `finetune_eval.measure` on `data` with these settings, when already
+    taken (a study measures it once for all the conditions of a language)."""
     check_inputs(lm, neurons, config, data)
     check_resume(checkpoint, resume)
     rows = encode(lm, train_text, config.max_length)
@@ -296,7 +299,7 @@ def run(
         raise InputError("the training text holds no sentence of two or more tokens; give sentences to train on")
     start = time.perf_counter()
     base_key, _ = model_key(lm.model, lm.tokenizer)
-    before = measure(lm, data, config, progress)
+    before = measure(lm, data, config, progress) if before is None else before
     measured = time.perf_counter()
     tuning, parameters = tuning_for(lm, neurons, config)
     losses = train(

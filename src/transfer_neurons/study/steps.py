@@ -23,7 +23,7 @@ from transfer_neurons.analyses import (
     specificity,
 )
 from transfer_neurons.analyses.finetune import FinetuneBaseline
-from transfer_neurons.analyses.finetune_eval import EvalSet
+from transfer_neurons.analyses.finetune_eval import EvalSet, Measured, measure
 from transfer_neurons.analyses.methods import store_groups
 from transfer_neurons.analyses.pool import Sentences
 from transfer_neurons.artifacts import names
@@ -47,6 +47,7 @@ class Study:
     def __init__(self, config: StudyConfig, out: Path, progress: bool = True) -> None:
         self.config, self.out, self.progress = config, out, progress
         self._lm: LoadedModel | None = None
+        self.tuned_before: dict[str, Measured] = {}  # per language: the base model measured for finetune
 
     @property
     def lm(self) -> LoadedModel:
@@ -338,21 +339,28 @@ def finetune_condition(kind: NeuronType, baseline: FinetuneBaseline | None) -> s
 def finetune_step(lang: str, kind: NeuronType, baseline: FinetuneBaseline | None) -> StepFn:
     """Train the top-k `kind` neurons of `lang` (or `baseline` of them) on the L2 side of its train
     split and measure before / after on its test pairs, as the finetune command does. The training
-    runs on a fresh copy of the model (no store, no delta): the study's model is never changed."""
+    runs on a fresh copy of the model (no store, no delta): the study's model is never changed. The
+    base model is measured once per language, for all its conditions."""
 
     def compute(study: Study, folder: Path) -> dict:
         cfg = study.config
         config = cfg.finetune.analysis(baseline)
         test = study.pairs(lang, "test")
         questions = compare_methods.builtin_questions(lang, None) if config.qa else None
+        data = EvalSet(lang, test.l2, test, questions)
         lm = load_model(cfg.model, cfg.device, cfg.dtype, study.progress)
+        neurons = study.neurons(lang, kind)
+        finetune.check_inputs(lm, neurons, config, data)
+        if lang not in study.tuned_before:  # the same base model and data for every condition
+            study.tuned_before[lang] = measure(lm, data, config, study.progress)
         result = finetune.run(
             lm,
-            study.neurons(lang, kind),
+            neurons,
             study.pairs(lang, "train").l2,
-            EvalSet(lang, test.l2, test, questions),
+            data,
             config,
             progress=study.progress,
+            before=study.tuned_before[lang],
         )
         files = {"train": study.split_file(lang, "train"), "eval": study.split_file(lang, "test")}
         result.save(folder, study.inputs(neurons=study.neurons_file(lang, kind), **files))
