@@ -11,7 +11,7 @@ import pytest
 from helpers import EXAMPLES, assert_error, run, write_study
 from transfer_neurons.artifacts.io import LOCK, locked
 from transfer_neurons.errors import InputError
-from transfer_neurons.study import steps
+from transfer_neurons.study import data_steps, steps
 from transfer_neurons.study.config import load_config
 from transfer_neurons.study.runner import run_study
 
@@ -125,7 +125,7 @@ def test_nonparallel_split_like_train(model_folder, tmp_path):
     """Without a test file, the non-parallel pairs (one per train pair) are split like train, so
     the test split and its non-parallel pairs pair up one to one."""
     config = write_study(tmp_path, model_folder("llama"))
-    splits = steps.file_splits(load_config(config), "ko")
+    splits = data_steps.file_splits(load_config(config), "ko")
     assert len(splits["nonparallel.jsonl"]) == len(splits["test.jsonl"]) == 20
     assert splits["nonparallel.jsonl"].en == splits["test.jsonl"].en  # ko.jsonl is both files
 

@@ -27,6 +27,7 @@ from transfer_neurons.model.loading import check_model
 from transfer_neurons.study import steps as s
 from transfer_neurons.study.compare import read_models, write_comparison
 from transfer_neurons.study.config import StudyConfig, model_slugs
+from transfer_neurons.study.data_steps import data_step, file_splits
 from transfer_neurons.study.report import write_report
 from transfer_neurons.study.steps import StepFn, Study
 
@@ -77,7 +78,7 @@ def plan(config: StudyConfig) -> list[Step]:
     for lang in config.languages:
         files = config.data.files.get(lang)
         paths = [p for p in (files.train, files.test, files.nonparallel) if p] if files else []
-        steps.append(Step(f"data/{lang}", s.data_step(lang), {**data_settings, "seed": config.seed}, files=paths))
+        steps.append(Step(f"data/{lang}", data_step(lang), {**data_settings, "seed": config.seed}, files=paths))
     for lang in config.languages:
         for kind in config.detect.types:
             settings = config.detect.model_dump(mode="json", exclude={"types"})
@@ -273,7 +274,7 @@ def check_inputs(config: StudyConfig, progress: bool = True) -> None:
     check_sources(config)
     if config.data.source == "files":
         for lang in config.languages:
-            s.file_splits(config, lang)
+            file_splits(config, lang)
     for number, model in enumerate(config.model_list()):
         try:
             check_model(model, progress)
