@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from transfer_neurons.artifacts.io import write_tensors
 from transfer_neurons.artifacts.neurons import Neuron
 from transfer_neurons.errors import InputError
-from transfer_neurons.model.delta import Delta, LowRank, Slice, neuron_slices, slices_of
+from transfer_neurons.model.delta import Delta, LowRank, Slice, neuron_slices, slices_of, write_slices
 from transfer_neurons.model.loading import LoadedModel
 
 IGNORE = -100  # label of padding positions
@@ -122,10 +122,9 @@ class NeuronTuning:
 
     def write(self) -> None:
         """Scatter the leaves into the model's weights (in the weights' dtype)."""
-        with torch.no_grad():
-            for name, leaf in self.leaves.items():
-                param, (dim, index) = self.params[name], self.spec[name]
-                param.index_copy_(dim, index.to(param.device), leaf.detach().to(param.dtype))
+        write_slices(
+            self.lm.model, {name: Slice(*self.spec[name], leaf.detach()) for name, leaf in self.leaves.items()}
+        )
 
     def finish(self, base_key: str) -> Delta:
         """The delta of the trained slices; the model's weights are the base ones again."""
@@ -133,10 +132,7 @@ class NeuronTuning:
             name: Slice(dim, index, leaf.detach().to(self.params[name].dtype).cpu())
             for (name, leaf), (dim, index) in zip(self.leaves.items(), self.spec.values(), strict=True)
         }
-        with torch.no_grad():
-            for name, original in self.originals.items():
-                param = self.params[name]
-                param.index_copy_(original.dim, original.index.to(param.device), original.values.to(param.device))
+        write_slices(self.lm.model, self.originals)
         self.lm.model.requires_grad_(False)
         return Delta(base_key, self.lm.name, self.method, self.neurons, slices=slices)
 

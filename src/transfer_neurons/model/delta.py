@@ -196,6 +196,15 @@ def slices_of(model: nn.Module, spec: dict[str, tuple[int, torch.Tensor]]) -> di
     return out
 
 
+def write_slices(model: nn.Module, slices: dict[str, Slice]) -> None:
+    """Write each slice's values into its parameter (in the parameter's device and dtype)."""
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, s in slices.items():
+            param = params[name]
+            param.index_copy_(s.dim, s.index.to(param.device), s.values.to(param.device, param.dtype))
+
+
 def apply_delta(lm: Tunable, delta: Delta, source: str | Path | None = None) -> AppliedDelta:
     """Write `delta` into `lm`'s weights (InputError unless `lm` is the base model it was trained on,
     or when it already carries a delta); the overwritten values are kept for `remove_delta`."""
@@ -212,12 +221,11 @@ def apply_delta(lm: Tunable, delta: Delta, source: str | Path | None = None) -> 
     missing = sorted((set(delta.slices) | set(delta.low_rank)) - set(params))
     if missing:
         raise InputError(f"{where} names parameters this model lacks ({missing[0]}, ...)")
-    originals: dict[str, Slice | torch.Tensor] = {}
+    originals: dict[str, Slice | torch.Tensor] = {
+        **slices_of(lm.model, {name: (s.dim, s.index) for name, s in delta.slices.items()})
+    }
+    write_slices(lm.model, delta.slices)
     with torch.no_grad():
-        for name, s in delta.slices.items():
-            param, index = params[name], s.index.to(params[name].device)
-            originals[name] = Slice(s.dim, s.index, param.index_select(s.dim, index).clone())
-            param.index_copy_(s.dim, index, s.values.to(param.device, param.dtype))
         for name, u in delta.low_rank.items():
             param = params[name]
             originals[name] = param.detach().clone()
@@ -239,12 +247,11 @@ def remove_delta(lm: Tunable) -> None:
         return
     if lm.store is not None:
         raise InputError("an activation store keyed on the fine-tuned model is attached; reload the model instead")
+    originals = lm.delta.originals
+    write_slices(lm.model, {name: o for name, o in originals.items() if isinstance(o, Slice)})
     params = dict(lm.model.named_parameters())
     with torch.no_grad():
-        for name, original in lm.delta.originals.items():
-            param = params[name]
-            if isinstance(original, Slice):
-                param.index_copy_(original.dim, original.index.to(param.device), original.values)
-            else:
-                param.copy_(original)
+        for name, original in originals.items():
+            if not isinstance(original, Slice):
+                params[name].copy_(original)
     lm.delta = None
