@@ -30,7 +30,6 @@ from transfer_neurons.artifacts.io import atomic_path
 from transfer_neurons.metrics.uncertainty import ALPHA, Estimate, Finding
 from transfer_neurons.study.config import StudyConfig
 from transfer_neurons.study.findings import write_findings
-from transfer_neurons.study.steps import finetune_condition
 from transfer_neurons.study.template import TEMPLATE
 
 FIGURES = "report_figures"
@@ -162,12 +161,8 @@ def _finetune_view(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
     per condition (after, and the paired change with its interval and p) and the loss curves together."""
     views = []
     for lang in config.finetune_languages() if config.finetune.enabled else []:
-        results = {}
-        for kind in config.finetune.types:
-            for baseline in [None, *config.finetune.baselines]:
-                folder = out / "finetune" / lang / finetune_condition(kind, baseline)
-                if _complete(folder):
-                    results[folder.name] = finetune.FinetuneResult.load(folder)
+        folders = {name: out / "finetune" / lang / name for name, _, _ in config.finetune.conditions()}
+        results = {name: finetune.FinetuneResult.load(f) for name, f in folders.items() if _complete(f)}
         if not results:
             continue
         figure = out / FIGURES / f"finetune_{lang}.png"

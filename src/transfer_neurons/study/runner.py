@@ -144,11 +144,10 @@ def plan(config: StudyConfig) -> list[Step]:
     if config.finetune.enabled:
         settings = config.finetune.model_dump(mode="json", exclude={"enabled", "languages", "types", "baselines"})
         for lang in config.finetune_languages():
-            for kind in config.finetune.types:
+            for condition, kind, baseline in config.finetune.conditions():
                 needs = [f"data/{lang}", f"detect/{lang}/{kind}"]
-                for baseline in [None, *config.finetune.baselines]:
-                    name = f"finetune/{lang}/{s.finetune_condition(kind, baseline)}"
-                    steps.append(Step(name, s.finetune_step(lang, kind, baseline), settings, needs))
+                step = s.finetune_step(lang, kind, baseline)
+                steps.append(Step(f"finetune/{lang}/{condition}", step, settings, needs))
     return steps
 
 

@@ -129,6 +129,15 @@ class FinetuneSection(FinetuneConfig):
             raise ValueError("`finetune.save_every` is the command's: a study step is recomputed whole, no checkpoints")
         return self
 
+    def conditions(self) -> list[tuple[str, NeuronType, FinetuneBaseline | None]]:
+        """Each trained condition in order, as (folder name, type, baseline): per type the set itself
+        (`<type>`), then each baseline of it (`<type>-<baseline>`)."""
+        return [
+            (str(kind) if baseline is None else f"{kind}-{baseline}", kind, baseline)
+            for kind in self.types
+            for baseline in [None, *self.baselines]
+        ]
+
     def analysis(self, baseline: FinetuneBaseline | None) -> FinetuneConfig:
         """The command's config for the set itself (None) or one of its baselines, without checkpoints."""
         return _only(self, FinetuneConfig).model_copy(update={"baseline": baseline, "save_every": 0})

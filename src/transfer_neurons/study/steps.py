@@ -251,11 +251,6 @@ def methods_step(lang: str) -> StepFn:
     return compute
 
 
-def finetune_condition(kind: NeuronType, baseline: FinetuneBaseline | None) -> str:
-    """The folder name of a fine-tuning condition: the set's type, or `<type>-<baseline>`."""
-    return str(kind) if baseline is None else f"{kind}-{baseline}"
-
-
 def finetune_step(lang: str, kind: NeuronType, baseline: FinetuneBaseline | None) -> StepFn:
     """Train the top-k `kind` neurons of `lang` (or `baseline` of them) on the L2 side of its train
     split and measure before / after on its test pairs, as the finetune command does. The training
