@@ -61,15 +61,18 @@ def last_token_logits_zeroed(lm, prompt, neurons):
     """Reference for the `last` policy: the prompt minus its last token runs through the intact
     model into a KV cache; the last token alone then runs with the neurons' columns zeroed."""
     ids = lm.tokenizer(prompt, return_tensors="pt").input_ids
+    # the cache's keyword is `past_key_values` up to transformers 5.2x and `cache` after it
+    name = "cache" if "cache" in inspect.signature(lm.model.forward).parameters else "past_key_values"
     with torch.no_grad():
-        cache = lm.model(ids[:, :-1], use_cache=True).past_key_values
+        first = lm.model(ids[:, :-1], use_cache=True)
+        cache = getattr(first, "cache", None) or first.past_key_values
         saved = {}
         for layer, neuron in neurons:
             weight = lm.adapter.down_module(lm.model, layer).weight
             saved[(layer, neuron)] = weight[:, neuron].clone()
             weight[:, neuron] = 0
         try:
-            return lm.model(ids[:, -1:], past_key_values=cache, use_cache=True).logits[0, -1]
+            return lm.model(ids[:, -1:], use_cache=True, **{name: cache}).logits[0, -1]
         finally:
             for (layer, neuron), column in saved.items():
                 lm.adapter.down_module(lm.model, layer).weight[:, neuron] = column

@@ -22,7 +22,9 @@ def generate(
     """Greedy continuations (the new text only) of `prompts`, in order.
 
     With `stop_strings`, a sequence stops once its text contains one of them (a batch stops when
-    all of its sequences have); the stop string stays in the returned text.
+    all of its sequences have); the stop string stays in the returned text. Under an intervention,
+    the hooks follow the positions of each pass against the prompt length, and a generation whose
+    passes do not add up (one for the prompt, one per further token) raises a PositionError.
     """
     check_context(lm, lm.tokenizer(list(prompts))["input_ids"], reserve=max_new_tokens, what="prompt")
     stop = {"stop_strings": list(stop_strings), "tokenizer": lm.tokenizer} if stop_strings else {}
@@ -31,7 +33,8 @@ def generate(
         batch = lm.tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True)
         batch = {key: value.to(lm.device) for key, value in batch.items()}
         applied = rows_of(intervention, range(start, start + len(batch["input_ids"])))
-        with apply_intervention(lm, applied), torch.inference_mode():
+        prompt_length = batch["input_ids"].shape[1]
+        with apply_intervention(lm, applied, prompt_length) as tracker, torch.inference_mode():
             output = lm.model.generate(  # type: ignore[operator]  # GenerationMixin, not in the stub
                 **batch,
                 max_new_tokens=max_new_tokens,
@@ -39,7 +42,9 @@ def generate(
                 pad_token_id=lm.tokenizer.pad_token_id,
                 **stop,
             )
-        new = output[:, batch["input_ids"].shape[1] :]
+        new = output[:, prompt_length:]
+        if tracker is not None:  # the guard: one pass for the prompt and one per further token
+            tracker.check_generation(new.shape[1])
         texts += lm.tokenizer.batch_decode(new, skip_special_tokens=True)
     return texts
 
