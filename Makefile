@@ -54,7 +54,7 @@ test-latest:
 	.venv-latest/bin/pip install --quiet "$(TORCH_SPEC)"
 	.venv-latest/bin/pip install --quiet --upgrade --upgrade-strategy eager --no-build-isolation -e ".[dev,demo]"
 	.venv-latest/bin/pip list --format freeze > .venv-latest/versions.txt
-	.venv-latest/bin/python -m pytest -q -p no:cacheprovider
+	TRANSFER_NEURONS_UNLOCKED=1 .venv-latest/bin/python -m pytest -q -p no:cacheprovider
 
 # The lowest versions pyproject.toml claims for its direct dependencies (uv's lowest-direct
 # resolution; their own dependencies newest), torch staying TORCH_SPEC, in .venv-oldest/.
@@ -67,7 +67,7 @@ test-oldest: $(VENV)/.dev
 	$(BIN)/uv pip install --quiet --python .venv-oldest/bin/python --resolution lowest-direct \
 		-c .venv-oldest/torch.txt --no-build-isolation -e ".[dev,demo]"
 	.venv-oldest/bin/pip list --format freeze > .venv-oldest/versions.txt
-	.venv-oldest/bin/python -m pytest -q -p no:cacheprovider
+	TRANSFER_NEURONS_UNLOCKED=1 .venv-oldest/bin/python -m pytest -q -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) .venv-latest .venv-oldest runs

@@ -272,3 +272,23 @@ def test_estimate_on_stderr_unless_quiet(model_folder, tmp_path):
     assert "about 3 prompts x 1 condition; estimated " in told.stderr and "from the first batch" in told.stderr
     quiet = run(*args, "--out", tmp_path / "quiet", "--quiet")
     assert quiet.exit_code == 0 and "estimated" not in quiet.stderr
+
+
+def test_qa_stops_with_one_line_when_generation_makes_unexpected_passes(model_folder, detected, tmp_path, monkeypatch):
+    """The runtime guard: a library whose generate made one forward pass more than it generated
+    tokens would leave the `prompt` policy's meaning in doubt; qa stops before writing anything."""
+    from transformers import GenerationMixin
+
+    original = GenerationMixin.generate
+
+    def one_pass_more(self, *args, **kwargs):
+        output = original(self, *args, **kwargs)
+        self(input_ids=output[:, -1:], use_cache=False)
+        return output
+
+    monkeypatch.setattr(GenerationMixin, "generate", one_pass_more)
+    out = tmp_path / "qa"
+    neurons = detected["type1"] / "neurons.json"
+    args = ["--neurons", neurons, "--top-k", "20", "--max-questions", "2", "--max-new-tokens", "3"]
+    result = run("qa", "--model", model_folder("llama"), *args, "--out", out, *DEV)
+    assert_error(result, "the 'prompt' position policy may not have been applied as named", out)

@@ -181,4 +181,10 @@ def test_library_generate_without_prompt_length_is_refused(tiny, policy):
         apply_intervention(lm, Intervention(strong_set(lm, 0.0).neurons, policy)),
         torch.no_grad(),
     ):
-        lm.model.generate(**batch, max_new_tokens=3, do_sample=False, pad_token_id=lm.tokenizer.pad_token_id)
+        lm.model.generate(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            max_new_tokens=3,
+            do_sample=False,
+            pad_token_id=lm.tokenizer.pad_token_id,
+        )

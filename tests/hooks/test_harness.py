@@ -96,3 +96,17 @@ def test_harness_model_applies_a_delta_with_or_without_steering(model_folder, tm
         check_model_args({"pretrained": folder})
     with pytest.raises(InputError, match="was trained on another model"):
         NeuronSteeredModel(pretrained=str(model_folder("llama", seed=1)), delta=str(tmp_path), device="cpu")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--model", "transfer-neurons", "--model_args", "pretrained=M,steer_path=s.pt", "--tasks", "t"],
+        ["--tasks", "t", "-a", "pretrained=M", "steer_path=s.pt", "--model=transfer-neurons"],
+        ["--model", "transfer-neurons", "--model_args", '{"pretrained": "M", "steer_path": "s.pt"}'],
+    ],
+)
+def test_model_options_read_every_spelling_of_lm_eval(args):
+    from transfer_neurons.hooks.harness import model_options
+
+    assert model_options(args) == ("transfer-neurons", {"pretrained": "M", "steer_path": "s.pt"})

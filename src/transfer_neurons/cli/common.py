@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,13 +22,12 @@ from transfer_neurons.data.pairs import data_lang, read_pairs
 from transfer_neurons.errors import InputError
 from transfer_neurons.metrics.langid import STUDY_LANGS, LanguageID
 
-try:  # typer vendors click since 0.2x
-    from typer._click import exceptions as click_errors
-except ImportError:  # older typer runs on click itself
-    import click.exceptions as click_errors  # type: ignore[no-redef]
+# click's exceptions, wherever this typer takes click from (its own copy since 0.2x, the click package
+# before): the module of typer's public BadParameter, instead of a private import path
+click_errors: Any = importlib.import_module(typer.BadParameter.__module__)
 
 
-def usage_message(exc: click_errors.UsageError) -> str:
+def usage_message(exc: Any) -> str:
     """One line for a usage error that typer finds itself (a value out of range or of the wrong type,
     an unknown or missing option): `<option>: <what is wrong>`, and where help is when that helps."""
     help_hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""

@@ -149,20 +149,17 @@ def harness(ctx: typer.Context) -> None:
     run --model transfer-neurons --model_args pretrained=M,steer_path=steer.pt --tasks T (M: a folder, hub id,
     .gguf file or built-in name; delta=DIR adds a finetune delta, with or without steer_path)."""
     try:
-        from lm_eval._cli import HarnessCLI
-        from lm_eval.utils import setup_logging
+        from lm_eval.__main__ import cli_evaluate  # the `lm_eval` console script: its public entry point
 
         from transfer_neurons.hooks import harness as harness_model
     except ImportError as exc:
         raise InputError("lm-evaluation-harness is not installed: pip install 'transfer-neurons[harness]'") from exc
+    model, model_args = harness_model.model_options(ctx.args)
+    if model == harness_model.MODEL_NAME:
+        harness_model.check_model_args(model_args)
     sys.argv = ["transfer-neurons harness", *ctx.args]
-    setup_logging()
-    cli = HarnessCLI()
-    args = cli.parse_args()
-    if getattr(args, "command", None) == "run" and args.model == harness_model.MODEL_NAME:
-        harness_model.check_model_args(args.model_args or {})
     try:
-        cli.execute(args)
+        cli_evaluate()
     except ValueError as exc:
         if str(exc).startswith("Tasks not found"):  # lm-eval's message for a task name it does not know
             raise InputError(f"{exc}; list the tasks with: transfer-neurons harness ls tasks") from exc

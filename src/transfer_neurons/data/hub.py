@@ -15,16 +15,14 @@ Every loader takes `path`: a hub id, a local folder, or a mirror with the same l
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import constants as hub_constants
-from huggingface_hub import get_session
 from huggingface_hub.utils import logging as hub_logging
 
+from transfer_neurons.artifacts import hub
 from transfer_neurons.data.pairs import ParallelData
 from transfer_neurons.errors import InputError
 
@@ -65,7 +63,6 @@ FLORES_CODES = {
     "sw": "swh_Latn",
 }
 LOCAL_SUFFIXES = {".json", ".jsonl", ".gz", ".tsv", ".txt", ".csv", ".parquet"}
-HUB_TIMEOUT_S = 5.0
 
 
 def tatoeba(lang: str, split: str = "train", max_sentences: int | None = None, path: str = TATOEBA) -> ParallelData:
@@ -135,14 +132,8 @@ def load_split(path: str, name: str | None, split: str):
 
 
 def looks_local(name: str) -> bool:
-    """Whether `name` is meant as a local path, not a hub id: it starts with ./, ../, / or ~, ends in
-    a file suffix, or its first folder exists here."""
-    path = Path(name)
-    return (
-        name.startswith(("./", "../", "/", "~"))
-        or path.suffix.lower() in LOCAL_SUFFIXES
-        or (len(path.parts) > 1 and Path(path.parts[0]).exists())
-    )
+    """Whether a dataset `name` is meant as a local path (see `artifacts.hub.looks_local`)."""
+    return hub.looks_local(name, LOCAL_SUFFIXES)
 
 
 @contextmanager
@@ -150,40 +141,21 @@ def hub_access(path: str) -> Iterator[None]:
     """Around `datasets.load_dataset(path, ...)`: when the hub cannot be reached, `datasets` reads
     its local cache only (offline mode) and fails at once without it, instead of retrying for half
     a minute; the hub's retry warnings are silenced, so that a failure stays one line."""
-    offline = not Path(path).expanduser().exists() and not hub_reachable()
-    reason = "HF_HUB_OFFLINE is set" if hub_constants.is_offline_mode() else f"no answer from {hub_constants.ENDPOINT}"
-    config = getattr(sys.modules.get("datasets"), "config", None)  # datasets keeps its own copy of the flag
-    saved = hub_constants.HF_HUB_OFFLINE, getattr(config, "HF_HUB_OFFLINE", None)
+    unreachable = not Path(path).expanduser().exists() and not hub.hub_reachable()
+    reason = hub.unreachable_reason()
     level = hub_logging.get_verbosity()
     hub_logging.set_verbosity_error()
-    if offline:
-        hub_constants.HF_HUB_OFFLINE = True
-        if config is not None:
-            config.HF_HUB_OFFLINE = True
     try:
-        yield
+        with hub.offline() if unreachable else nullcontext():
+            yield
     except ConnectionError as exc:
-        if not offline:
+        if not unreachable:
             raise
         raise ConnectionError(
             f"{_first_line(exc)}; the hub cannot be reached ({reason}) and the local cache has no copy"
         ) from exc
     finally:
         hub_logging.set_verbosity(level)
-        hub_constants.HF_HUB_OFFLINE = saved[0]
-        if config is not None:
-            config.HF_HUB_OFFLINE = saved[1]
-
-
-def hub_reachable() -> bool:
-    """Whether the hub answers within HUB_TIMEOUT_S (never in offline mode)."""
-    if hub_constants.is_offline_mode():
-        return False
-    try:
-        get_session().head(hub_constants.ENDPOINT, timeout=HUB_TIMEOUT_S)
-    except Exception:  # any failure to connect (DNS, refused, timeout, proxy): unreachable
-        return False
-    return True
 
 
 def _columns(rows, lang: str, en_column: str, l2_column: str):

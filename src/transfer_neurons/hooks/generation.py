@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import torch
@@ -30,8 +31,8 @@ def generate(
     stop = {"stop_strings": list(stop_strings), "tokenizer": lm.tokenizer} if stop_strings else {}
     texts: list[str] = []
     for start in range(0, len(prompts), batch_size):
-        batch = lm.tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True)
-        batch = {key: value.to(lm.device) for key, value in batch.items()}
+        encoded = lm.tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True)
+        batch = {key: encoded[key].to(lm.device) for key in ("input_ids", "attention_mask")}  # not token_type_ids
         applied = rows_of(intervention, range(start, start + len(batch["input_ids"])))
         prompt_length = batch["input_ids"].shape[1]
         with apply_intervention(lm, applied, prompt_length) as tracker, torch.inference_mode():
@@ -61,6 +62,8 @@ def next_token_logprobs(
     sequence of interventions gives one per prompt."""
     check_context(lm, lm.tokenizer(list(prompts))["input_ids"], what="prompt")
     ids = torch.tensor(list(token_ids))
+    # only the last position's logits, where the model's forward names that option (transformers >= 4.50)
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(lm.model.forward).parameters else {}
     rows = []
     for start in range(0, len(prompts), batch_size):
         padded = lm.tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True)
@@ -72,7 +75,7 @@ def next_token_logprobs(
                 attention_mask=mask,
                 position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
                 use_cache=False,
-                logits_to_keep=1,
+                **keep,
             ).logits[:, -1]
         rows.append(torch.log_softmax(logits.float(), dim=-1)[:, ids.to(logits.device)].cpu())
     return torch.cat(rows) if rows else torch.zeros(0, len(ids))

@@ -21,8 +21,11 @@ another model is refused once it is loaded.
 
 from __future__ import annotations
 
+import itertools
+import json
 import pickle
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -100,6 +103,31 @@ def check_fits(factors: dict[str, torch.Tensor], path: str | Path, pretrained: s
                 f"'{pretrained}' has {width} neurons; {fix}"
             )
     return folder
+
+
+def model_options(args: Sequence[str]) -> tuple[str | None, dict[str, str]]:
+    """`--model` and `--model_args` of an lm-eval command line, read here (lm-eval parses them only
+    after indexing every task): model args as one JSON object, `k=v,k2=v2`, or `k=v` words."""
+    model: str | None = None
+    words: list[str] = []
+    for k, arg in enumerate(args):
+        if arg in ("--model", "-m") and k + 1 < len(args):
+            model = args[k + 1]
+        elif arg.startswith("--model="):
+            model = arg.removeprefix("--model=")
+        elif arg in ("--model_args", "-a"):
+            words = list(itertools.takewhile(lambda word: not word.startswith("-"), args[k + 1 :]))
+    if len(words) == 1 and words[0].lstrip().startswith("{"):
+        try:
+            loaded = json.loads(words[0])
+        except json.JSONDecodeError as exc:
+            raise InputError(f"--model_args is not valid JSON: {exc}") from exc
+        return model, {str(key): str(value) for key, value in loaded.items()}
+    parsed: dict[str, str] = {}
+    for item in (item for word in words for item in word.split(",") if item):
+        key, _, value = item.partition("=")
+        parsed[key] = value
+    return model, parsed
 
 
 def check_model_args(model_args: dict) -> None:

@@ -7,8 +7,10 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+import transformers
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from transfer_neurons.artifacts.cache import cache_dir
 from transfer_neurons.artifacts.io import file_digest
@@ -28,9 +30,7 @@ def convert_gguf(path: Path, progress: bool = False) -> Path:
     remove_stale_conversions(target.parent)
     folder, file = str(path.parent), path.name
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            folder, gguf_file=file, quantization_config=GgufConfig(dequantize=True)
-        )
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, **dequantised())
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(f"could not convert GGUF file '{path}': {first_line(exc)}") from exc
@@ -45,6 +45,14 @@ def convert_gguf(path: Path, progress: bool = False) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def dequantised() -> dict[str, Any]:
+    """`from_pretrained` options that load a GGUF file as plain float weights: transformers 5 keeps
+    them quantised unless given `GgufConfig(dequantize=True)`; 4.x has no GgufConfig and always
+    dequantises (both paths run in the tests: the locked install and `make test-oldest`)."""
+    config = getattr(transformers, "GgufConfig", None)
+    return {} if config is None else {"quantization_config": config(dequantize=True)}
 
 
 def remove_stale_conversions(models: Path) -> None:

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from huggingface_hub import constants as hub_constants
-from huggingface_hub import get_session, try_to_load_from_cache
+from huggingface_hub import try_to_load_from_cache
 from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
+from transfer_neurons.artifacts import hub
 from transfer_neurons.artifacts.cache import cache_dir
 from transfer_neurons.artifacts.store import ActivationStore
 from transfer_neurons.errors import InputError
@@ -31,7 +31,6 @@ from transfer_neurons.model.identity import model_key
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 LOCAL_SUFFIXES = {".gguf", ".safetensors", ".bin", ".pt", ".json", ".jsonl", ".tsv", ".txt"}
-HUB_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -231,14 +230,8 @@ def _resolve_folder(name: str, progress: bool = True) -> tuple[str, bool]:
 
 
 def looks_local(name: str) -> bool:
-    """Whether `name` is meant as a local path, not a hub id: it starts with ./, ../, / or ~, ends in
-    a file suffix, or its first folder exists here."""
-    path = Path(name)
-    return (
-        name.startswith(("./", "../", "/", "~"))
-        or path.suffix.lower() in LOCAL_SUFFIXES
-        or (len(path.parts) > 1 and Path(path.parts[0]).exists())
-    )
+    """Whether a model `name` is meant as a local path (see `artifacts.hub.looks_local`)."""
+    return hub.looks_local(name, LOCAL_SUFFIXES)
 
 
 def _check_weights(folder: Path) -> None:
@@ -258,21 +251,17 @@ def _cache_only(name: str) -> bool:
     """Whether hub model `name` must be read from the local cache: True when the hub cannot be
     reached (offline mode, or no answer within a few seconds) and the cache has the model;
     InputError when it has not, at once instead of half a minute of retries."""
-    if not hub_constants.is_offline_mode():
-        try:
-            get_session().head(hub_constants.ENDPOINT, timeout=HUB_TIMEOUT_S)
-            return False
-        except Exception:  # any failure to connect (DNS, refused, timeout, proxy): unreachable
-            pass
+    if hub.hub_reachable():
+        return False
     try:
         cached = try_to_load_from_cache(name, "config.json")
     except ValueError as exc:  # not a valid repository id
         raise InputError(f"model '{name}' is not a valid hub id: {first_line(exc)}") from exc
     if isinstance(cached, str):
         return True
-    reason = "HF_HUB_OFFLINE is set" if hub_constants.is_offline_mode() else f"no answer from {hub_constants.ENDPOINT}"
     raise InputError(
-        f"could not load model '{name}': the Hugging Face hub cannot be reached ({reason}) and the model is "
+        f"could not load model '{name}': the Hugging Face hub cannot be reached ({hub.unreachable_reason()}) "
+        "and the model is "
         f"not in the local cache; give a local model folder, a .gguf file or a built-in name "
         f"({', '.join(BUILTIN_MODELS)})"
     )
