@@ -31,7 +31,7 @@ def figures(monkeypatch):
 def assert_png(path):
     data = path.read_bytes()
     assert data.startswith(PNG)
-    assert len(data) > 5_000
+    assert len(data) > 2_000  # a drawn figure (these are 3-6 kB, by matplotlib version); a blank one is under 1 kB
 
 
 @pytest.mark.parametrize(

@@ -27,10 +27,15 @@ def _model_args(model_folder, out):
     return ["--model", model_folder("llama"), "--out", out, "--device", "cpu"]
 
 
+def _below(option: str, value: str) -> tuple[str, ...]:
+    """typer's words for a value below `min=1`: pydantic's since typer 0.29, click's before."""
+    return (f"{option}: Input should be greater than or equal to 1", f"{option}: {value} is not in the range x>=1")
+
+
 USAGE_ERRORS = {
-    "batch size 0": (["detect", "--lang", "ja", "--data", EXAMPLES, "--batch-size", "0"], "--batch-size: Input should"),
-    "top-k -1": (["ablate", "--neurons", "n.json", "--data", EXAMPLES, "--top-k", "-1"], "--top-k: Input should"),
-    "k 0": (["latent", "--data", EXAMPLES, "--k", "0"], "--k: Input should be greater than or equal to 1"),
+    "batch size 0": (["detect", "--lang", "ja", "--data", EXAMPLES, "--batch-size", "0"], _below("--batch-size", "0")),
+    "top-k -1": (["ablate", "--neurons", "n.json", "--data", EXAMPLES, "--top-k", "-1"], _below("--top-k", "-1")),
+    "k 0": (["latent", "--data", EXAMPLES, "--k", "0"], _below("--k", "0")),
     "clamp nan": (["latent", "--data", EXAMPLES, "--clamp", "nan"], "--clamp: must be a finite number, not nan"),
     "clamp inf": (["ablate", "--neurons", "n.json", "--data", EXAMPLES, "--clamp", "inf"], "--clamp: must be a finite"),
     "clamp below range": (["latent", "--data", EXAMPLES, "--clamp", "0.2"], "--clamp: must be between 0.5 and 1"),
@@ -49,7 +54,9 @@ def test_typer_usage_errors_are_one_line(model_folder, tmp_path, case):
     args, message = USAGE_ERRORS[case]
     out = tmp_path / "out"
     result = run(args[0], *_model_args(model_folder, out), *args[1:])
-    assert_error(result, message, out)
+    messages = (message,) if isinstance(message, str) else message
+    assert_error(result, "", out)  # one `error:` line, exit 2, nothing written
+    assert any(m in result.stderr for m in messages), result.stderr
     assert "Traceback" not in result.output and "Usage:" not in result.output
 
 

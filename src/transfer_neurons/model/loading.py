@@ -213,7 +213,9 @@ def _resolve_folder(name: str, progress: bool = True) -> tuple[str, bool]:
             raise InputError(f"model file '{name}' is not a .gguf file; give a model folder or a .gguf file")
         try:
             folder = convert_gguf(path, progress)
-        except struct.error as exc:  # the GGUF reader runs past the end of a truncated header
+        # the GGUF reader runs past the end of a truncated file: transformers 5's own reader raises
+        # struct.error, the gguf package's GGUFReader (which transformers 4.x reads with) IndexError
+        except (struct.error, IndexError) as exc:
             raise InputError(
                 f"GGUF file '{name}' is truncated or damaged ({first_line(exc)}); copy or download it again"
             ) from exc
