@@ -23,7 +23,11 @@ ALLOWED = {  # package -> the packages its modules may import (besides itself)
     "study": BOTTOM | {"model", "hooks", "metrics", "data", "analyses"},
     "cli": BOTTOM | {"model", "hooks", "metrics", "data", "analyses", "study"},
 }
-FACADES = {"__init__", "testing"}  # the public API and the test-model builder sit above everything
+FACADES = {
+    "__init__",
+    "testing",
+    "calibration",
+}  # the public API, the test-model builder and the simulation checks sit above everything
 
 
 def modules() -> dict[str, Path]:

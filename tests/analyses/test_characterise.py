@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import fields
 
+import numpy as np
 import pytest
 import torch
 
@@ -77,6 +78,9 @@ def test_specificity_save_load_round_trip(spec_result, tmp_path):
         a, b = getattr(spec_result, f.name), getattr(loaded, f.name)
         if f.name in ("eta2", "p", "top_neurons", "random_neurons"):
             assert same_tensors(a, b), f.name
+        elif f.name == "replicates":  # (set, labelling) -> per statistic, top [G] and draws [G, S]
+            assert a.keys() == b.keys() and a
+            assert all(np.array_equal(a[k][w][name], b[k][w][name]) for k in a for w in (0, 1) for name in a[k][w])
         elif f.name == "stats":
             assert same_tensors(*({k: getattr(x, k) for k in specificity.STATS} for x in (a, b)))
             assert (a.n_groups, a.shape) == (b.n_groups, b.shape)

@@ -55,7 +55,24 @@ def test_qa_round_trip(tiny, neurons, tmp_path):
     summary = json.loads((tmp_path / "qa" / "qa.json").read_text())
     assert summary["schema_version"] == 1 and summary["seed"] == 4 and summary["top_k"] == 8
     assert summary["conditions"]["random"] == result.conditions["random"].to_json()
-    assert summary["conditions"]["random"]["f1"]["seeds"] == [4, 5, 6]  # 3 questions: 3 of the 5 draws used
+    assert summary["conditions"]["random"]["f1"]["seeds"] == [4, 5, 6, 7, 8]  # every draw on every question
+    assert [row["seed"] for row in result.rows if row["condition"] == "random"] == [
+        4,
+        4,
+        4,
+        5,
+        5,
+        5,
+        6,
+        6,
+        6,
+        7,
+        7,
+        7,
+        8,
+        8,
+        8,
+    ]
 
 
 def test_mc_round_trip_without_neurons(tiny, tmp_path):
@@ -98,18 +115,21 @@ def test_mc_with_a_forced_letter_bias(tiny, neurons, monkeypatch, tmp_path, scor
     monkeypatch.setattr(mc, "next_token_logprobs", letter_biased(items))
     result = mc.run(tiny("llama"), items, neurons, mc.MCConfig(top_k=4, scoring=scoring))
     assert result.settings["scoring"] == scoring.value and result.chance == 0.25
-    for s in result.conditions.values():
+    for name, s in result.conditions.items():
+        draws = 5 if name == "random" else 1  # the random baseline's letters over every draw
+        assert s.n == 8
         if scoring is mc.Scoring.letter:
-            assert s.letters == {"A": 8, "B": 0, "C": 0, "D": 0} and s.accuracy.value == 1 / 8
+            assert s.letters == {"A": 8 * draws, "B": 0, "C": 0, "D": 0} and s.accuracy.value == 1 / 8
             assert s.near_chance and s.wilson == pytest.approx((0.0224, 0.4709), abs=1e-4)
         else:
-            assert s.letters == {"A": 1, "B": 1, "C": 3, "D": 3} and s.accuracy.value == 1.0 and not s.near_chance
+            assert s.letters == {"A": draws, "B": draws, "C": 3 * draws, "D": 3 * draws}
+            assert s.accuracy.value == 1.0 and not s.near_chance
     lines = result.summary_lines()
     assert lines[0] == (
-        "     normal: accuracy 0.125 [0.000, 0.375] (Wilson 95% interval 0.022-0.471, 8 questions, chance 0.250); "
+        "     normal: accuracy 0.125 [0.022, 0.471] (Wilson 95% interval 0.022-0.471, 8 questions, chance 0.250); "
         "letters chosen: A 8, B 0, C 0, D 0"
         if scoring is mc.Scoring.letter
-        else "     normal: accuracy 1.000 [1.000, 1.000] (Wilson 95% interval 0.676-1.000, 8 questions, chance 0.250); "
+        else "     normal: accuracy 1.000 [0.676, 1.000] (Wilson 95% interval 0.676-1.000, 8 questions, chance 0.250); "
         "letters chosen: A 1, B 1, C 3, D 3"
     )
     assert lines[1].startswith("deactivated: accuracy ") and ", vs random 0.000 [0.000, 0.000] (p = 1)" in lines[1]
@@ -167,8 +187,8 @@ def test_output_lang_counts_undecodable_outputs(tiny, monkeypatch):
     assert [row["language"] for row in result.rows] == ["undecodable", "ja", "undecodable", "ja"]
     shares = {label: e.value for label, e in result.conditions["normal"].items()}
     assert shares == {"ja": 0.5, "en": 0.0, "none": 0.0, "undecodable": 0.5, "other": 0.0}
-    assert result.summary_lines()[0].startswith("     normal: ja 0.500 [0.000, 1.000]; en 0.000 [0.000, 0.000]; ")
-    assert result.summary_lines()[0].endswith("; other 0.000 [0.000, 0.000] (4 prompts)")
+    assert result.summary_lines()[0].startswith("     normal: ja 0.500 [0.150, 0.850]; en 0.000 [0.000, 0.490]; ")
+    assert result.summary_lines()[0].endswith("; other 0.000 [0.000, 0.490] (4 prompts)")  # Wilson intervals
 
 
 def test_output_lang_and_mc_say_one_estimate_and_answer_the_same(tiny, neurons):

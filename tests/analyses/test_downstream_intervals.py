@@ -1,7 +1,8 @@
-"""The uncertainty of qa, mc, output-lang and logit-lens: the multi-seed random baseline runs each unit
-under its own draw in one pass (checked against running each unit alone under that draw), and every
-summary number is an estimate whose value, paired difference from random, p-value, per-seed means and
-interval equal naive computations over the per-unit rows."""
+"""The uncertainty of qa, mc, output-lang and logit-lens: the multi-seed random baseline runs every unit
+under every draw in shared passes (checked against running each unit alone under that draw), and every
+summary number is an estimate whose value, interval (Wilson for shares, BCa for other means),
+difference from the random draws with its p-value (the draws a random effect) and per-seed means equal
+naive computations over the per-unit rows."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from helpers import EXAMPLES
 from transfer_neurons.analyses import logit_lens, mc, output_lang, qa, units
@@ -17,9 +19,9 @@ from transfer_neurons.data.mc import letter_token_ids, load_mc, mc_prompt, shift
 from transfer_neurons.data.pairs import read_sentences
 from transfer_neurons.data.qa import load_qa, qa_prompt
 from transfer_neurons.hooks.generation import generate, next_token_logprobs
-from transfer_neurons.hooks.interventions import Intervention, RandomBaseline
+from transfer_neurons.hooks.interventions import Intervention, RandomBaseline, replicated
 from transfer_neurons.metrics.mc import cyclic_scores
-from transfer_neurons.metrics.uncertainty import Estimate, paired_permutation_p
+from transfer_neurons.metrics.uncertainty import Estimate, seeded
 
 SEEDS = 3
 BOOT = 200
@@ -46,26 +48,51 @@ def random_rows(rows: list[dict]) -> list[dict]:
 
 
 def naive_interval(values: np.ndarray, seed: int, n_boot: int = BOOT) -> tuple[float, float]:
-    """Percentile 95 % interval of the mean over n_boot resamples of the units (numpy's own rng)."""
-    index = np.random.default_rng(seed).integers(0, len(values), size=(n_boot, len(values)))
-    low, high = np.percentile(values[index].mean(axis=1), [2.5, 97.5])
-    return float(low), float(high)
+    """Wilson's interval written out for 0/1 values; else scipy's BCa bootstrap of the mean."""
+    n = len(values)
+    if np.isin(values, (0.0, 1.0)).all():
+        z, share = 1.959963984540054, values.mean()
+        centre = (share + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * np.sqrt(share * (1 - share) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        return float(centre - half), float(centre + half)
+    if np.ptp(values) == 0:
+        return float(values[0]), float(values[0])
+    found = stats.bootstrap((values,), np.mean, n_resamples=n_boot, method="BCa", **seeded(seed)).confidence_interval
+    return float(found.low), float(found.high)
+
+
+def naive_contrast(compared: np.ndarray, table: np.ndarray) -> tuple[float, tuple[float, float], float]:
+    """The compared condition minus the draws [S, n], the draws a random effect, written out:
+    (difference, interval, p)."""
+    s, n = table.shape
+    d = compared - table.mean(axis=0)
+    unit = d.var(ddof=1) / n
+    residual = table - table.mean(1, keepdims=True) - table.mean(0) + table.mean()
+    noise = (residual**2).sum() / ((s - 1) * (n - 1)) / n
+    draw = max(0.0, table.mean(1).var(ddof=1) - noise) * (1 + 1 / s)
+    df = (unit + draw) ** 2 / (unit**2 / (n - 1) + draw**2 / (s - 1)) if draw > 0 else n - 1
+    se = np.sqrt(unit + draw)
+    half = stats.t(df).ppf(0.975) * se
+    p = 1.0 if se == 0 else float(2 * stats.t(df).sf(abs(d.mean()) / se))
+    return float(d.mean()), (float(d.mean() - half), float(d.mean() + half)), p
 
 
 def check_estimates(estimates: dict[str, Estimate], values: dict[str, np.ndarray], seeds: list[int], seed: int) -> None:
-    """Each condition's estimate against its per-unit values (units in the same order under every condition)."""
-    for name, estimate in estimates.items():
-        assert estimate.value == pytest.approx(values[name].mean())
-        assert estimate.ci == pytest.approx(naive_interval(values[name], seed))
-    difference = values["deactivated"] - values["random"]
+    """Each condition's estimate against its per-unit values (units in the same order under every
+    condition; the random baseline's every draw on every unit, draw by draw)."""
+    n = len(values["normal"])
+    table = values["random"].reshape(-1, n)
+    for name in ("normal", "deactivated"):
+        assert estimates[name].value == pytest.approx(values[name].mean())
+        assert estimates[name].ci == pytest.approx(naive_interval(values[name], seed))
+    difference, interval, p = naive_contrast(values["deactivated"], table)
     effect = estimates["deactivated"].effect_vs_random
-    assert effect is not None and effect.value == pytest.approx(difference.mean())
-    assert effect.ci == pytest.approx(naive_interval(difference, seed))
-    assert estimates["deactivated"].p_vs_random == paired_permutation_p(difference, seed)
+    assert effect is not None and effect.value == pytest.approx(difference)
+    assert effect.ci == pytest.approx(interval) and estimates["deactivated"].p_vs_random == pytest.approx(p)
     random = estimates["random"]
-    assert random.seeds == tuple(sorted(set(seeds)))
-    per_seed = [values["random"][[s == chosen for s in seeds]].mean() for chosen in sorted(set(seeds))]
-    assert random.per_seed == pytest.approx(per_seed)
+    assert random.seeds == tuple(dict.fromkeys(seeds)) and len(seeds) == table.size
+    assert random.per_seed == pytest.approx(table.mean(axis=1).tolist())
+    assert random.value == pytest.approx(table.mean())
     assert estimates["normal"].effect_vs_random is None and random.effect_vs_random is None
 
 
@@ -80,7 +107,7 @@ def test_the_timed_first_batch_keeps_each_prompts_intervention():
     """`in_parts` splits off a first batch for the time estimate: the per-prompt interventions are
     sliced with the prompts, so every prompt still runs under its own draw."""
     baseline = RandomBaseline(tuple(Intervention(((0, i, 0.0),)) for i in range(3)), (7, 8, 9))
-    prompts = [f"p{i}" for i in range(8)]
+    prompts = replicated(baseline, [f"p{i}" for i in range(8)])
     said: list[str] = []
     parts = units.in_parts(
         lambda chosen, intervention: list(zip(chosen, intervention, strict=True)),
@@ -94,6 +121,7 @@ def test_the_timed_first_batch_keeps_each_prompts_intervention():
     assert [pair for part in parts for pair in part] == list(zip(prompts, baseline.per_unit(8), strict=True))
     seeds = [field["seed"] for field in units.seed_fields(baseline, 8)]
     assert seeds == [baseline.seeds[baseline.draws.index(iv)] for iv in baseline.per_unit(8)]
+    assert seeds == [7] * 8 + [8] * 8 + [9] * 8
     assert units.seed_fields(None, 2) == [{}, {}] and units.seed_fields(baseline.draws[0], 1) == [{}]
 
 
@@ -138,7 +166,7 @@ def test_qa_estimates_are_the_rows_means_and_paired_differences(tiny, neurons, m
     config = qa.QAConfig(top_k=80, shots=1, baseline_seeds=SEEDS, bootstrap=BOOT, seed=3)
     result = qa.run(tiny("llama"), items, neurons, config)
     ids = [[row["id"] for row in result.rows if row["condition"] == name] for name in result.conditions]
-    assert all(order == ids[0] for order in ids)  # paired by question
+    assert ids[0] == ids[1] and ids[2] == ids[0] * SEEDS  # paired by question; every draw on every question
     seeds = [row["seed"] for row in random_rows(result.rows)]
     for metric in ("f1", "em"):
         values = per_condition(result.rows, metric)
@@ -168,7 +196,7 @@ def test_mc_random_rows_are_their_draws_alone(tiny, neurons, scoring, tmp_path):
     result = mc.run(lm, items, neurons, config, lambda line: None)
     token_ids, _ = letter_token_ids(lm.tokenizer, 4)
     rows = random_rows(result.rows)
-    for item, row in zip(items, rows, strict=True):
+    for item, row in zip(items * SEEDS, rows, strict=True):
         shifts = 4 if scoring is mc.Scoring.cyclic else 1
         shifted = next_token_logprobs(
             lm, [mc_prompt(shifted_item(item, s)) for s in range(shifts)], token_ids, draw_of(result.random, row)
@@ -195,7 +223,7 @@ def test_output_lang_random_rows_are_their_draws_alone(tiny, neurons, tmp_path):
     result = output_lang.run(lm, prompts, neurons, config, "ja", lambda line: None)
     rows = random_rows(result.rows)
     differs = False
-    for prompt, row in zip(prompts, rows, strict=True):
+    for prompt, row in zip(prompts * SEEDS, rows, strict=True):
         alone = [generate(lm, [prompt], d, 4)[0] for d in result.random.draws]
         assert row["prompt"] == prompt and row["output"] == alone[result.random.seeds.index(row["seed"])]
         differs |= len(set(alone)) > 1
@@ -236,7 +264,8 @@ def test_logit_lens_rows_curves_and_last_layer(tiny, neurons, tmp_path):
     for name, curves in result.conditions.items():
         chosen = [row for row in result.rows if row["condition"] == name]
         for label, curve in curves.items():
-            shares = np.array([row["shares"][label] for row in chosen])  # [sentences, layers]
+            shares = np.array([row["shares"][label] for row in chosen])  # [draws x sentences, layers]
+            shares = shares.reshape(-1, len(sentences), lm.num_layers).mean(axis=0)  # per sentence
             assert curve.values == pytest.approx(shares.mean(axis=0).tolist())
             low, high = zip(*(naive_interval(shares[:, layer], 1) for layer in range(lm.num_layers)), strict=True)
             assert curve.ci_low == pytest.approx(low) and curve.ci_high == pytest.approx(high)

@@ -1,5 +1,5 @@
-"""latent and ablate with intervals on a tiny model: per-pair values, bounds, the multi-seed random
-baseline run in one pass, save -> load round trips."""
+"""latent and ablate with intervals on a tiny model: per-pair values, bounds, every draw of the
+multi-seed random baseline on every pair, save -> load round trips."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from helpers import EXAMPLES
 from transfer_neurons.analyses import ablate, latent
@@ -15,10 +14,8 @@ from transfer_neurons.analyses.base import conditions_for
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Positions
 from transfer_neurons.data.pairs import read_pairs
-from transfer_neurons.hooks.capture import collect
-from transfer_neurons.hooks.interventions import Intervention, RandomBaseline, for_units
+from transfer_neurons.hooks.interventions import RandomBaseline
 from transfer_neurons.metrics import latent as metrics
-from transfer_neurons.metrics import uncertainty
 
 CURVES = {*metrics.CURVES, "gap"}
 
@@ -47,16 +44,17 @@ def test_latent_intervals_and_round_trip(tiny, pairs, tmp_path):
             value <= np.array(curves.ci_high[name]) + 1e-12
         )
     peak, middle = result.peaks["ja"], result.middle_peak["ja"]
-    assert peak.layer == curves.peak() and peak.ci is not None and peak.ci[0] <= peak.ci[1]
+    assert peak == curves.peak()
     assert middle is not None and middle.n == 24 and (middle.middle, middle.outer) == ([1, 2], [0, 3])
     assert middle.value == pytest.approx(np.mean(curves.mknn[1:3]) - np.mean(curves.mknn[::3]))
+    assert middle.ci is not None and middle.ci[0] < middle.value < middle.ci[1] and middle.p is not None
     line = result.summary_lines()[0]
-    assert f"peaks at layer {peak.layer} [{peak.ci[0]}, {peak.ci[1]}]" in line and "24 pairs)" in line
+    assert f"mutual kNN (k = 3, n = 24) peaks at layer {peak}" in line and "(24 pairs, p = " in line
     out = result.save(tmp_path / "latent")
     data = json.loads((out / "latent.json").read_text())
     pair = data["pairs"]["ja"]
     assert data["bootstrap"] == 200 and pair["n"] == 24 and set(pair["ci_low"]) == CURVES
-    assert pair["peak"] == {"layer": peak.layer, "ci": list(peak.ci)} and pair["middle_peak"]["p"] == middle.p
+    assert pair["peak"] == {"layer": peak} and pair["middle_peak"]["p"] == middle.p
     loaded = latent.LatentResult.load(out)
     assert loaded.pairs == result.pairs and loaded.peaks == result.peaks and loaded.middle_peak == result.middle_peak
     assert all(np.array_equal(loaded.units["ja"][k], units[k]) for k in CURVES)
@@ -64,54 +62,37 @@ def test_latent_intervals_and_round_trip(tiny, pairs, tmp_path):
     again = latent.run(tiny("llama"), [pairs], {}, config)
     assert again.pairs == result.pairs and again.middle_peak == result.middle_peak  # seeded
     off = latent.run(tiny("llama"), [pairs], {}, config.model_copy(update={"bootstrap": 0}))
-    assert off.pairs["ja"].ci_low == {} and off.peaks["ja"].ci is None and off.middle_peak["ja"].ci is None
+    assert off.pairs["ja"].ci_low == {} and off.middle_peak["ja"].ci is None and off.middle_peak["ja"].p is None
     assert off.pairs["ja"].mknn == curves.mknn and "[" not in off.summary_lines()[0]
 
 
-def test_random_draws_run_in_one_pass(tiny, neurons, pairs):
-    """Each pair's L2 states under the multi-seed baseline equal those with its own draw applied alone."""
+def test_every_draw_runs_on_every_pair(tiny, neurons, pairs):
+    """The random baseline's units are each draw's own capture of every pair; its curves the mean over
+    the draws; its mean mutual kNN estimate that of `metrics.latent.mknn_versus_random` on those states."""
     lm = tiny("llama")
     config = ablate.AblateConfig(top_k=8, k=3, baseline_seeds=3, bootstrap=100, batch_size=5)
     random = conditions_for(lm, neurons, config, Positions.last)["random"]
     assert isinstance(random, RandomBaseline) and len(random.draws) == 3
-    n = len(pairs)
-    states = latent.capture_pair(lm, pairs, None, for_units(random, n), batch_size=5)
-    draw = random.assignment(n)
-    assert sorted(np.bincount(draw)) == [8, 8, 8]
-    for i in range(n):
-        alone = collect(lm, [pairs.l2[i]], latent.PARTS, intervention=random.draws[draw[i]])
-        for part in latent.PARTS:
-            torch.testing.assert_close(states.l2[part][:, i], alone[part][:, 0], atol=1e-4, rtol=1e-4)
-        torch.testing.assert_close(states.l2_np["h"][:, i - 1], alone["h"][:, 0], atol=1e-4, rtol=1e-4)  # shifted
-    first_only = latent.capture_pair(lm, pairs, None, random.draws[0], batch_size=5)
-    assert not torch.allclose(first_only.l2["h"][:, draw != 0], states.l2["h"][:, draw != 0])  # the draws differ
-
     result = ablate.run(lm, neurons, pairs, None, config)
-    np.testing.assert_array_equal(result.units["random"]["draw"], draw)
-    expected = states.measure(config.k, config.clamp, uncertainty.resample_indices(n, 100, config.seed))
-    for name in ("parallel_sim", "nonparallel_sim_centered", "act_parallel_sim"):
-        np.testing.assert_allclose(result.units["random"][name], expected.units[name], atol=1e-5)
-
-
-def test_mknn_estimates_take_intervals_from_recomputations():
-    rng = np.random.default_rng(0)
-    rows = {name: rng.uniform(0, 1, 30) for name in ("normal", "deactivated", "random")}
-    resamples = {name: rng.uniform(0, 1, 500) for name in rows}
-    random = RandomBaseline((Intervention.of([(0, 1)]), Intervention.of([(0, 2)])), (7, 8))
-    conditions = {"normal": None, "deactivated": Intervention.of([(0, 3)]), "random": random}
-    out = ablate.mknn_estimates(rows, resamples, conditions, seed=5)
-    draw = random.assignment(30)
-    assert out["random"].seeds == (7, 8)
-    assert out["random"].per_seed == pytest.approx([rows["random"][draw == s].mean() for s in (0, 1)])
-    for name in rows:
-        assert out[name].value == pytest.approx(rows[name].mean())
-        assert out[name].ci == uncertainty.interval(resamples[name])
-    effect = out["deactivated"].effect_vs_random
-    assert effect is not None and effect.value == pytest.approx(rows["deactivated"].mean() - rows["random"].mean())
-    assert effect.ci == uncertainty.interval(resamples["deactivated"] - resamples["random"])
-    assert out["deactivated"].p_vs_random == uncertainty.paired_permutation_p(rows["deactivated"] - rows["random"], 5)
-    off = ablate.mknn_estimates(rows, {name: np.zeros(0) for name in rows}, conditions, seed=5)
-    assert off["deactivated"].ci is None and off["deactivated"].effect_vs_random.ci is None
+    normal = latent.capture_pair(lm, pairs, None, batch_size=5)
+    english = (normal.en, normal.en_np)
+    draws = [latent.capture_pair(lm, pairs, None, d, english, batch_size=5) for d in random.draws]
+    for s, states in enumerate(draws):
+        measured = states.measure(config.k, config.clamp, 0, config.seed)
+        for name in ("mknn", "parallel_sim", "nonparallel_sim_centered", "act_parallel_sim"):
+            np.testing.assert_allclose(result.units["random"][name][s], measured.units[name], atol=1e-5)
+    assert not np.allclose(result.units["random"]["parallel_sim"][0], result.units["random"]["parallel_sim"][1])
+    mean = np.mean([d.units["mknn"] for d in map(lambda x: x.measure(3, None, 0, 0), draws)], axis=0).mean(1)
+    np.testing.assert_allclose(result.conditions["random"].mknn, mean, atol=1e-6)
+    deactivated = latent.capture_pair(lm, pairs, None, result.deactivated, english, batch_size=5)
+    expected, baseline = metrics.mknn_versus_random(
+        normal.en["h"], deactivated.l2["h"], [d.l2["h"] for d in draws], 3, 100, config.seed, seeds=random.seeds
+    )
+    got = result.summary["deactivated"]["mean_mknn"]
+    assert got.value == pytest.approx(expected.value) and got.ci == pytest.approx(expected.ci)
+    assert got.effect_vs_random == pytest.approx(expected.effect_vs_random)
+    assert got.p_vs_random == pytest.approx(expected.p_vs_random)
+    assert result.summary["random"]["mean_mknn"].per_seed == pytest.approx(baseline.per_seed)
 
 
 def test_ablate_summary_and_round_trip(tiny, neurons, pairs, tmp_path):
@@ -140,5 +121,6 @@ def test_ablate_summary_and_round_trip(tiny, neurons, pairs, tmp_path):
     loaded = ablate.AblationResult.load(out)
     assert loaded.summary == result.summary and loaded.conditions == result.conditions
     assert loaded.random == result.random and loaded.summary_lines() == lines
-    np.testing.assert_array_equal(loaded.units["random"]["draw"], result.units["random"]["draw"])
+    assert loaded.units["random"]["gap"].shape == (3, 4, 24)
+    np.testing.assert_array_equal(loaded.units["random"]["gap"], result.units["random"]["gap"])
     np.testing.assert_array_equal(loaded.units["deactivated"]["gap"], result.units["deactivated"]["gap"])

@@ -49,13 +49,13 @@ def test_latent_writes_json_and_figures(model_folder, tmp_path):
     out = tmp_path / "latent"
     result = run("latent", "--model", model_folder("llama"), "--data", EXAMPLES, "--data", other, "--out", out, *COMMON)
     assert result.exit_code == 0, result.output
-    assert "mutual kNN peaks at layer" in result.output
+    assert "mutual kNN (k = " in result.output and "peaks at layer" in result.output
     data = json.loads((out / "latent.json").read_text())
     assert sorted(data["pairs"]) == ["ja", "xx"] and data["nonparallel"] == {"ja": "shifted", "xx": "shifted"}
     for curves in data["pairs"].values():
         for key in ("mknn", "parallel_sim", "nonparallel_sim", "act_parallel_sim", "act_nonparallel_sim"):
             assert len(curves[key]) == len(curves["ci_low"][key]) == len(curves["ci_high"][key]) == 4
-        assert set(curves["peak"]) == {"layer", "ci"} and curves["middle_peak"]["n"] == 24
+        assert set(curves["peak"]) == {"layer"} and curves["middle_peak"]["n"] == 24
     assert data["centroid_similarity"]["langs"] == ["en", "ja", "xx"]
     for figure in data["figures"]:
         assert (out / figure).read_bytes()[:4] == b"\x89PNG"

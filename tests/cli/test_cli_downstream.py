@@ -45,7 +45,7 @@ def test_qa_three_conditions(model_folder, detected, tmp_path):
     )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (out / "qa.jsonl").read_text().splitlines()]
-    assert len(rows) == 15 and [r["condition"] for r in rows[::5]] == ["normal", "deactivated", "random"]
+    assert len(rows) == 35 and [r["condition"] for r in rows[::5]] == ["normal", "deactivated", *["random"] * 5]
     assert rows[0]["lang"] == "ja" and rows[0]["answers"] == ["パリ"]
     summary = json.loads((out / "qa.json").read_text())
     assert summary["positions"] == "prompt" and summary["conditions"]["normal"]["n"] == 5
@@ -98,7 +98,7 @@ def test_mc_three_conditions(model_folder, detected, tmp_path):
     )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (out / "mc.jsonl").read_text().splitlines()]
-    assert len(rows) == 18 and all(len(r["logprobs"]) == 4 for r in rows)
+    assert len(rows) == 6 + 6 + 5 * 6 and all(len(r["logprobs"]) == 4 for r in rows)  # every draw on every question
     for row in rows:
         assert row["predicted"] == "ABCD"[max(range(4), key=row["logprobs"].__getitem__)]
     summary = json.loads((out / "mc.json").read_text())
@@ -175,7 +175,7 @@ def test_output_lang(model_folder, detected, tmp_path):
         assert all(e["ci"] is None for e in shares.values())
     assert summary["conditions"]["random"]["ja"]["seeds"] == [0, 1] and summary["baseline_seeds"] == 2
     rows = [json.loads(line) for line in (out / "output_lang.jsonl").read_text().splitlines()]
-    assert len(rows) == 12 and rows[0]["prompt"] == "私と踊っていただけませんか。"
+    assert len(rows) == 4 + 4 + 2 * 4 and rows[0]["prompt"] == "私と踊っていただけませんか。"
     assert summary["langid"]["langs"] == ["en", "ja", "ko", "nl", "it"]
     assert_downstream_files(out, "output_lang", "output-lang")
 

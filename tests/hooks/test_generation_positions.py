@@ -18,7 +18,6 @@ from transfer_neurons.hooks.generation import generate
 from transfer_neurons.hooks.interventions import (
     Intervention,
     PositionError,
-    RandomBaseline,
     apply_intervention,
     random_baseline,
 )
@@ -131,7 +130,7 @@ def test_per_row_generation_equals_the_no_cache_reference(tiny, model_type, poli
     lm = tiny(model_type)
     controlled = Intervention(strong_set(lm, 0.0).neurons[::2], policy)
     draws = tuple(random_baseline(controlled, lm.mlp_width, seed=s) for s in range(3))
-    per_unit = RandomBaseline(draws, (0, 1, 2)).per_unit(len(PROMPTS))
+    per_unit = [draws[k % 3] for k in range(len(PROMPTS))]  # the per-row batching of a baseline's draws
     texts, seen = generated(lm, PROMPTS, per_unit)
     expected_texts, expected, tokens = reference(lm, PROMPTS, list(per_unit), policy)
     assert texts == expected_texts

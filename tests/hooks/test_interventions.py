@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 
-import numpy as np
 import pytest
 import torch
 
@@ -17,7 +16,9 @@ from transfer_neurons.hooks.interventions import (
     RandomBaseline,
     apply_intervention,
     deactivation_conditions,
+    for_units,
     random_baseline,
+    replicated,
 )
 
 NEURONS = [(0, 5), (0, 17), (2, 40), (3, 1)]
@@ -218,39 +219,37 @@ def _baseline(width: int = 64, seeds: int = 3) -> RandomBaseline:
 
 @pytest.mark.parametrize("model_type", ["llama", "gemma3_text"])
 def test_per_row_interventions_equal_each_row_run_alone(tiny, model_type):
-    """A multi-seed baseline runs all its draws in one pass: every sentence's states equal those
-    captured with its own draw applied to it alone (capture sorts by length, so rows move)."""
+    """A multi-seed baseline runs every draw on every sentence in shared passes: each row's states
+    equal those captured with its own draw applied to it alone (capture sorts by length, so rows move)."""
     lm = tiny(model_type)
     baseline = _baseline(lm.mlp_width)
-    per_unit = baseline.per_unit(len(SENTENCES))
-    together = collect(lm, SENTENCES, ("h", "act"), batch_size=2, intervention=per_unit)
-    for k, sentence in enumerate(SENTENCES):
+    runs, per_unit = replicated(baseline, SENTENCES), baseline.per_unit(len(SENTENCES))
+    together = collect(lm, runs, ("h", "act"), batch_size=4, intervention=per_unit)
+    for k, sentence in enumerate(runs):
         alone = collect(lm, [sentence], ("h", "act"), intervention=per_unit[k])
         for part in ("h", "act"):
             torch.testing.assert_close(together[part][:, k], alone[part][:, 0], atol=1e-5, rtol=1e-4)
-    plain = collect(lm, SENTENCES, ("h",), batch_size=2)
+    plain = collect(lm, runs, ("h",), batch_size=4)
     assert (plain["h"] - together["h"]).abs().max() > 1e-4, "degenerate: the draws do not matter"
 
 
 def test_per_row_generation_equals_each_prompt_alone(tiny):
     lm = tiny("llama")
     baseline = RandomBaseline(tuple(Intervention(d.neurons, "all") for d in _baseline(lm.mlp_width).draws), (0, 1, 2))
-    per_unit = baseline.per_unit(len(SENTENCES))
-    together = generate(lm, SENTENCES, per_unit, max_new_tokens=4, batch_size=3)
-    alone = [generate(lm, [s], per_unit[k], max_new_tokens=4)[0] for k, s in enumerate(SENTENCES)]
+    runs, per_unit = replicated(baseline, SENTENCES), baseline.per_unit(len(SENTENCES))
+    together = generate(lm, runs, per_unit, max_new_tokens=4, batch_size=4)
+    alone = [generate(lm, [s], per_unit[k], max_new_tokens=4)[0] for k, s in enumerate(runs)]
     assert together == alone
 
 
-def test_random_baseline_assignment_is_balanced_seeded_and_saved(tmp_path):
+def test_random_baseline_runs_every_draw_on_every_unit_and_is_saved(tmp_path):
     baseline = _baseline()
-    assignment = baseline.assignment(10)
-    assert sorted(np.bincount(assignment).tolist()) == [3, 3, 4]
-    assert (assignment == baseline.assignment(10)).all()
-    assert baseline.per_unit(10)[0] is baseline.draws[assignment[0]]
+    rows = baseline.per_unit(4)
+    assert rows == [baseline.draws[s] for s in range(3) for _ in range(4)]  # draw by draw
+    assert replicated(baseline, ["a", "b"]) == ["a", "b"] * 3 and replicated(None, ["a", "b"]) == ["a", "b"]
+    assert for_units(baseline, 4) == rows and for_units(None, 4) is None
     baseline.save(tmp_path / "baseline.json")
     assert RandomBaseline.load(tmp_path / "baseline.json") == baseline
-    single = RandomBaseline(baseline.draws[:1], (0,))
-    assert (single.assignment(4) == 0).all()
 
 
 def test_deactivation_conditions_first_draw_is_the_single_seed_baseline(tmp_path):

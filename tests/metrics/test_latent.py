@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
 
-from transfer_neurons.metrics import latent, uncertainty
+from transfer_neurons.metrics import latent, neighbours, uncertainty
 
 
 def knn_sets(feats: torch.Tensor, k: int) -> list[set[int]]:
@@ -137,45 +138,48 @@ def test_pair_units_means_equal_the_curves(clamp):
             np.testing.assert_allclose(units["mknn"][layer], hits)
 
 
-def mknn_bounds(n: int, n_boot: int = 400, seed: int = 0):
-    h = stacks(n, layers=2, noise=1.0)
+def subsets_of(n: int, n_sub: int, seed: int, r: int) -> np.ndarray:
+    """The subsets `mknn_subsamples` draws (same generator, same order)."""
+    return np.argsort(np.random.default_rng(seed).random((n_sub, n)), axis=1)[:, :r]
+
+
+@pytest.mark.parametrize("narrow", [False, True])
+@pytest.mark.parametrize(("n", "k"), [(25, 5), (40, 10), (30, 2)])
+def test_mknn_subsamples_equal_mutual_knn_of_each_subset_with_k_minus_one(n, k, narrow, monkeypatch):
+    """Each subset of r = n (k - 1) / k pairs, mutual kNN with k - 1 neighbours on those rows only
+    (no copies), and the factor n k / (r (k - 1)) - 1 that scales their variance to the full sample's.
+    `narrow`: candidate windows of k rows, so that most subsets take the fallback."""
+    if narrow:
+        monkeypatch.setattr(neighbours, "_window", lambda k, total: min(k, total))
+    en, l2, _, _ = stacks(n, layers=2, dim=16, noise=1.0, seed=n)
+    values, factor = neighbours.mknn_subsamples(en, l2, k, 30, seed=4)
+    r = round(n * (k - 1) / k)
+    assert values.shape == (30, 2) and factor == pytest.approx(n * k / (r * (k - 1)) - 1)
+    for row, subset in zip(values, subsets_of(n, 30, 4, r), strict=True):
+        for layer in range(2):
+            direct = latent.mutual_knn(en[layer][subset], l2[layer][subset], k - 1)
+            assert row[layer] == pytest.approx(direct, abs=1e-12)
+    assert neighbours.mknn_subsamples(en, l2, 1, 30, 4) is None  # k = 1: no smaller neighbourhood
+    again = neighbours.mknn_subsamples(en, l2, k, 30, seed=4)
+    assert again is not None and np.array_equal(again[0], values)
+
+
+def test_curve_intervals_centre_mutual_knn_on_its_value_and_use_bca_for_the_means():
+    h = stacks(60, layers=2, noise=1.0)
     units = latent.pair_units(h, h, k=5)
-    index = uncertainty.resample_indices(n, n_boot, seed)
-    boot = latent.mknn_resamples(h[0], h[1], 5, index)
-    low, high = latent.curve_intervals(units, boot, index)
-    return units, boot, low, high
-
-
-def test_mknn_bootstrap_contains_the_value_and_narrows_with_more_pairs():
-    units, boot, low, high = mknn_bounds(60)
-    assert boot.shape == (400, 2) and set(low) == set(high) == {*latent.CURVES, "gap"}
-    for name, values in units.items():
-        point = values.mean(1)
-        assert np.all(np.array(low[name]) <= point) and np.all(point <= np.array(high[name])), name
-    _, _, big_low, big_high = mknn_bounds(400)
+    mknn = units["mknn"].mean(1)
+    subsamples = neighbours.mknn_subsamples(h[0], h[1], 5, 200, 0)
+    low, high = latent.curve_intervals(units, mknn, subsamples, 500, 0)
+    assert set(low) == set(high) == {*latent.CURVES, "gap"}
+    se = np.sqrt(neighbours.subsample_variance(*subsamples))
+    np.testing.assert_allclose(np.array(high["mknn"]) - mknn, latent.Z95 * se)
+    np.testing.assert_allclose(mknn - np.array(low["mknn"]), latent.Z95 * se)
     for layer in range(2):
-        assert big_high["mknn"][layer] - big_low["mknn"][layer] < 0.7 * (high["mknn"][layer] - low["mknn"][layer])
-    # the mutual kNN bounds are recomputations on resampled pairs, not bootstrap means of row hits
-    rows = uncertainty.percentile_interval(
-        uncertainty.bootstrap_means(units["mknn"].T, uncertainty.resample_indices(60, 400, 0))
-    )
-    assert not np.allclose(rows[0], low["mknn"])
+        assert (low["gap"][layer], high["gap"][layer]) == uncertainty.bca_interval(units["gap"][layer], 500, 0)
+    assert latent.curve_intervals(units, mknn, subsamples, 0, 0) == ({}, {})
 
 
-def test_mknn_bootstrap_is_seeded_and_off_at_zero():
-    assert mknn_bounds(50, seed=3)[2:] == mknn_bounds(50, seed=3)[2:]
-    assert mknn_bounds(50, seed=3)[2] != mknn_bounds(50, seed=4)[2]
-    units, boot, low, high = mknn_bounds(50, n_boot=0)
-    assert boot.shape == (0, 2) and low == high == {}
-    assert latent.peak_interval(boot) is None
-    middle = latent.middle_peak(np.zeros((4, 50)), boot, 0)
-    assert middle is not None and middle.ci is None
-
-
-def test_peak_interval_and_middle_layers():
-    boot = np.zeros((100, 6))
-    boot[np.arange(100), np.r_[np.full(50, 2), np.full(48, 3), [0, 5]]] = 1.0  # argmax 2 or 3, two outliers
-    assert latent.peak_interval(boot) == (2, 3)
+def test_middle_layers():
     assert latent.middle_layers(18) == (list(range(6, 12)), [*range(6), *range(12, 18)])
     assert latent.middle_layers(4) == ([1, 2], [0, 3])
     assert latent.middle_layers(2) == ([0, 1], [])
@@ -183,39 +187,54 @@ def test_peak_interval_and_middle_layers():
 
 def test_middle_peak_against_direct_computation():
     rng = np.random.default_rng(0)
-    hits = rng.uniform(0, 0.5, size=(6, 40))
-    hits[2:4] += 0.2  # a middle-layer peak in every pair
-    boot = rng.uniform(0, 1, size=(200, 6))
-    peak = latent.middle_peak(hits, boot, seed=1)
+    curve = np.array([0.2, 0.25, 0.5, 0.45, 0.3, 0.2])
+    values = curve + 0.05 * rng.normal(size=(200, 6))
+    peak = latent.middle_peak(curve, (values, 2.0), 40)
     assert peak is not None and (peak.middle, peak.outer, peak.n) == ([2, 3], [0, 1, 4, 5], 40)
-    per_pair = hits[[2, 3]].mean(0) - hits[[0, 1, 4, 5]].mean(0)
-    assert peak.value == pytest.approx(per_pair.mean())
-    assert peak.ci == uncertainty.interval(boot[:, [2, 3]].mean(1) - boot[:, [0, 1, 4, 5]].mean(1))
-    assert peak.p == uncertainty.paired_permutation_p(per_pair, 1) and peak.p < 0.01
+    assert peak.value == pytest.approx(curve[[2, 3]].mean() - curve[[0, 1, 4, 5]].mean())
+    se = np.sqrt(np.var(values[:, [2, 3]].mean(1) - values[:, [0, 1, 4, 5]].mean(1), ddof=1) / 2.0)
+    assert peak.ci == pytest.approx((peak.value - 1.959963984540054 * se, peak.value + 1.959963984540054 * se))
+    assert peak.p == pytest.approx(2 * (1 - 0.5 * (1 + math.erf(peak.value / se / math.sqrt(2)))), rel=1e-9)
     assert latent.MiddlePeak.from_json(json.loads(json.dumps(peak.to_json()))) == peak
-    assert latent.middle_peak(hits[:2], boot[:, :2], 0) is None
-    assert latent.Peak.from_json(latent.Peak(3, (2, 4)).to_json()) == latent.Peak(3, (2, 4))
+    assert latent.middle_peak(curve[:2], None, 40) is None
+    off = latent.middle_peak(curve, None, 40)
+    assert off is not None and off.ci is None and off.p is None
 
 
-def resampled_mknn_directly(a: torch.Tensor, b: torch.Tensor, k: int, rows: list[int]) -> float:
-    """Direct: the resample's rows are the pairs `rows` (with copies); each row's k nearest other rows
-    by cosine, copies of its own pair excluded, ties taken in row order; mean |kNN_a & kNN_b| / k."""
+@pytest.mark.parametrize("narrow", [False, True])
+def test_mknn_swaps_equal_mutual_knn_of_explicitly_swapped_sets(narrow, monkeypatch):
+    """Each swap exchanges the two conditions' states of the same pairs on every layer (`narrow`:
+    candidate windows of k, so that the fallback to every candidate runs)."""
+    if narrow:
+        monkeypatch.setattr(neighbours, "_window", lambda k, total: min(k, total))
+    en, first, _, _ = stacks(30, layers=2, dim=12, noise=1.0, seed=1)
+    second = first + 0.8 * torch.randn(first.shape, generator=torch.Generator().manual_seed(3), dtype=first.dtype)
+    got = neighbours.mknn_swaps(en, first, second, 4, 20, seed=5)
+    swapped = np.random.default_rng(5).random((20, 30)) < 0.5
+    for value, w in zip(got, swapped, strict=True):
+        mask = torch.from_numpy(w)[:, None]
+        one = [torch.where(mask, second[layer], first[layer]) for layer in range(2)]
+        two = [torch.where(mask, first[layer], second[layer]) for layer in range(2)]
+        direct = np.mean([latent.mutual_knn(en[l], one[l], 4) - latent.mutual_knn(en[l], two[l], 4) for l in range(2)])
+        assert value == pytest.approx(direct, abs=1e-12)
+    none = neighbours.mknn_swaps(en, first, first, 4, 20, seed=5)
+    assert np.all(none == 0)
 
-    def knn(x: torch.Tensor) -> list[set[int]]:
-        sims = torch.nn.functional.cosine_similarity(x[:, None].double(), x[None].double(), dim=-1)
-        return [{j for _, j in sorted((-float(sims[u, v]), j) for j, v in enumerate(rows) if v != u)[:k]} for u in rows]
 
-    return float(np.mean([len(x & y) / k for x, y in zip(knn(a), knn(b), strict=True)]))
-
-
-@pytest.mark.parametrize(("n", "k", "width"), [(25, 3, None), (25, 3, 3), (30, 10, 10), (12, 10, None)])
-def test_mknn_resamples_equal_the_direct_computation(n, k, width):
-    """Copies of a neighbour straddling the k-th place count once per copy taken on both sides;
-    width=k forces the recomputation with every pair for most resamples."""
-    en, l2, _, _ = stacks(n, layers=1, dim=16, noise=1.0, seed=n)
-    index = uncertainty.resample_indices(n, 120, 2)
-    got = latent.mknn_resamples(en, l2, k, index, width=width)[:, 0]
-    expected = [resampled_mknn_directly(en[0], l2[0], k, list(rows)) for rows in index]
-    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
-    permuted = np.stack([np.random.default_rng(s).permutation(n) for s in range(3)])  # no copies
-    np.testing.assert_allclose(latent.mknn_resamples(en, l2, k, permuted)[:, 0], latent.mutual_knn(en[0], l2[0], k))
+def test_mknn_versus_random_values_and_their_structure():
+    en, l2, _, _ = stacks(40, layers=2, dim=12, noise=1.0, seed=2)
+    gen = torch.Generator().manual_seed(0)
+    compared = l2 + 2.0 * torch.randn(l2.shape, generator=gen, dtype=l2.dtype)
+    draws = [l2 + 0.3 * torch.randn(l2.shape, generator=gen, dtype=l2.dtype) for _ in range(4)]
+    estimate, random = latent.mknn_versus_random(en, compared, draws, 5, 200, 0, seeds=(7, 8, 9, 10))
+    per_draw = [latent.mean_mknn(en, d, 5) for d in draws]
+    assert estimate.value == pytest.approx(latent.mean_mknn(en, compared, 5))
+    assert random.per_seed == pytest.approx(per_draw) and random.seeds == (7, 8, 9, 10)
+    assert random.value == pytest.approx(np.mean(per_draw))
+    effect = estimate.effect_vs_random
+    assert effect is not None and effect.value == pytest.approx(estimate.value - np.mean(per_draw))
+    assert (
+        effect.ci is not None and effect.ci[1] < 0 and estimate.p_vs_random is not None and estimate.p_vs_random < 0.05
+    )
+    off, off_random = latent.mknn_versus_random(en, compared, draws, 5, 0, 0)
+    assert off.ci is None and off.p_vs_random is None and off_random.ci is None

@@ -136,86 +136,82 @@ def test_statistics_equal_direct_summary_for_any_leading_shape():
     assert values["share_eta2_gt_0.1"].tolist() == [1.0, 0.0, 0.0]
 
 
-def test_resampled_is_indexing_per_resample():
-    values = np.random.default_rng(1).random((3, 5))
-    index = np.random.default_rng(2).integers(0, 5, size=(3, 4, 5))
-    out = spec.resampled(values, index)
-    assert out.shape == (3, 4, 5)
-    assert all(np.array_equal(out[s, b], values[s][index[s, b]]) for s in range(3) for b in range(4))
-    assert np.array_equal(spec.resampled(values[0], index[0]), values[0][index[0]])
+def naive_replicates(x: np.ndarray, lang: np.ndarray, block: np.ndarray, mapping, neurons, blocks):
+    """Each block left out in turn: eta^2 and ANOVA p of the listed columns from the remaining rows by
+    the textbook formula and scipy's f_oneway, then their summaries: {statistic: [blocks]}."""
+    out: dict[str, list[float]] = {}
+    for b in range(blocks):
+        keep = block != b
+        labels = np.array(mapping)[lang[keep]]
+        cols = x[keep][:, neurons]
+        eta2 = direct_eta2(cols, labels)
+        p = np.array([scipy_stats.f_oneway(*(c[labels == g] for g in np.unique(labels))).pvalue for c in cols.T])
+        for key, value in direct_summary(eta2, p).items():
+            out.setdefault(key, []).append(value)
+    return {key: np.array(v) for key, v in out.items()}
 
 
-def test_permutation_p_rows_equal_permutation_p_of_each_row():
+def test_block_replicates_equal_the_summaries_with_each_block_left_out():
     rng = np.random.default_rng(3)
-    a, b = rng.random((4, 30)), rng.random((4, 90))
-    a[1] += 0.2
-    a[2], b[2] = (a[2] > 0.4).astype(float), (b[2] > 0.6).astype(float)  # shares: ties everywhere
-    a[3], b[3] = 0.5, 0.5  # constant: p = 1
-    rows = spec.permutation_p_rows(a, b, seed=11, n_perm=3000)
-    assert rows.tolist() == [u.permutation_p(a[k], b[k], 11, n_perm=3000) for k in range(4)]
-    assert rows[3] == 1.0 and rows[1] < 0.05
+    n, langs, blocks, width = 60, 3, 4, 12
+    lang = np.repeat(np.arange(langs), n // langs)
+    block = np.tile(np.arange(blocks), n // blocks)
+    x = rng.normal(size=(n, 2 * width)) + 0.8 * (lang[:, None] == 1) * rng.random(2 * width)
+    stats = spec.GroupStats(langs * blocks, (2, width))
+    stats.update(torch.from_numpy(x.reshape(n, 2, width)), torch.from_numpy(lang * blocks + block))
+    listed = {"a": torch.tensor([[0, 1], [1, 3], [0, 7], [1, 11]])}
+    mapping = [0, 1, 0]  # target language 1 vs the rest
+    got = spec.block_replicates(stats, mapping, blocks, listed)["a"]
+    flat = [layer * width + neuron for layer, neuron in listed["a"].tolist()]
+    expected = naive_replicates(x, lang, block, mapping, flat, blocks)
+    for key, values in expected.items():
+        np.testing.assert_allclose(got[key], values, rtol=1e-9, atol=1e-12)
+    assert spec.blocks_for([25, 3, 40]) == 3 and spec.blocks_for([25, 40]) == 10 and spec.blocks_for([1]) == 2
 
 
-def naive_bootstrap(eta2: np.ndarray, p: np.ndarray, index: np.ndarray) -> dict[str, np.ndarray]:
-    """Each statistic of each resample of the draws [S, n] (index [S, B, n]), averaged over draws: [B]."""
-    draws, n_boot = index.shape[:2]
-    out = {key: np.zeros(n_boot) for key in direct_summary(eta2[0], p[0])}
-    for b in range(n_boot):
-        for s in range(draws):
-            for key, value in direct_summary(eta2[s][index[s, b]], p[s][index[s, b]]).items():
-                out[key][b] += value / draws
-    return out
+def test_jackknife_variance_by_hand():
+    replicates = np.array([1.0, 2.0, 4.0])  # mean 7/3; sum of squares 14/3; (3 - 1) / 3 of it
+    assert spec.jackknife_variance(replicates) == pytest.approx(28 / 9)
+    # the delete-one jackknife of a mean is the usual s^2 / n
+    x = np.random.default_rng(0).normal(size=12)
+    leave_one_out = np.array([np.delete(x, i).mean() for i in range(12)])
+    assert spec.jackknife_variance(leave_one_out) == pytest.approx(x.var(ddof=1) / 12)
 
 
 def test_compare_to_random_by_hand():
     rng = np.random.default_rng(4)
-    n, draws, n_boot, seed = 40, 3, 200, 9
-    top = eta_values(rng, n, shift=0.1)
-    random = eta_values(rng, (draws, n))
-    (tops, randoms) = spec.compare_to_random({"a": top}, {"a": random}, (9, 10, 11), n_boot, seed)["a"]
+    n, draws, blocks = 40, 3, 5
+    top, random = eta_values(rng, n, shift=0.1), eta_values(rng, (draws, n))
+    replicates = (
+        {key: rng.normal(0.3, 0.02, blocks) for key in direct_summary(*top)},
+        {key: rng.normal(0.2, 0.02, (blocks, draws)) for key in direct_summary(*top)},
+    )
+    tops, randoms = spec.compare_to_random({"a": top}, {"a": random}, {"a": replicates}, (9, 10, 11))["a"]
     direct = direct_summary(*top)
     per_seed = [direct_summary(random[0][s], random[1][s]) for s in range(draws)]
-    top_samples = naive_bootstrap(top[0][None], top[1][None], u.resample_indices(n, n_boot, seed)[None])
-    index = u.resample_indices(n, draws * n_boot, seed + 1).reshape(draws, n_boot, n)
-    random_samples = naive_bootstrap(*random, index)
     for key, value in direct.items():
         top_e, random_e = tops[key], randoms[key]
+        own, others = replicates[0][key], replicates[1][key]
         assert top_e.value == pytest.approx(value, rel=1e-12)
         assert random_e.per_seed == pytest.approx([d[key] for d in per_seed], rel=1e-12)
-        assert random_e.value == pytest.approx(np.mean(random_e.per_seed), rel=1e-12) and random_e.seeds == (9, 10, 11)
-        assert top_e.ci == pytest.approx(u.interval(top_samples[key]), rel=1e-9)
-        assert random_e.ci == pytest.approx(u.interval(random_samples[key]), rel=1e-9)
+        assert random_e.value == pytest.approx(np.mean(random_e.per_seed)) and random_e.seeds == (9, 10, 11)
+        assert top_e.ci == pytest.approx(u.t_test(value, float(spec.jackknife_variance(own)), blocks - 1)[0])
         if key == "median_eta2":  # descriptive: no test
             assert top_e.effect_vs_random is None and top_e.p_vs_random is None
             continue
+        contrast = u.random_effect(
+            value - random_e.value,
+            float(spec.jackknife_variance(own - others.mean(1))),
+            blocks - 1,
+            [d[key] for d in per_seed],
+            float(spec.jackknife_variance(others).mean()),
+        )
         assert top_e.effect_vs_random is not None
         assert top_e.effect_vs_random.value == pytest.approx(value - random_e.value, abs=1e-12)
-        assert top_e.effect_vs_random.ci == pytest.approx(
-            u.interval(top_samples[key] - random_samples[key]), rel=1e-9, abs=1e-12
-        )
-        per_neuron = spec.neuron_values(*top)[key], spec.neuron_values(*random)[key].reshape(-1)
-        assert top_e.p_vs_random == u.permutation_p(*per_neuron, seed)
-    assert tops["mean_eta2"].ci == u.mean_estimate(top[0], n_boot, seed).ci  # the shared bootstrap of means
-    assert tops["mean_eta2"].p_vs_random < 0.05
-
-
-def test_compare_to_random_seeded_and_without_bootstrap():
-    rng = np.random.default_rng(5)
-    top, random = {"a": eta_values(rng, 30), "b": eta_values(rng, 30)}, {k: eta_values(rng, (2, 30)) for k in "ab"}
-    once, again = (spec.compare_to_random(top, random, (0, 1), 300, 2) for _ in range(2))
-    assert once == again
-    assert once["a"][0]["mean_eta2"].ci != spec.compare_to_random(top, random, (0, 1), 300, 3)["a"][0]["mean_eta2"].ci
-    off = spec.compare_to_random(top, random, (0, 1), 0, 2)
-    for key in ("a", "b"):
-        for on_e, off_e in zip(
-            [*once[key][0].values(), *once[key][1].values()],
-            [*off[key][0].values(), *off[key][1].values()],
-            strict=True,
-        ):
-            assert off_e.ci is None and off_e.value == on_e.value and off_e.p_vs_random == on_e.p_vs_random
-            assert off_e.to_json()["ci"] is None
-        effect = off[key][0]["share_eta2_gt_0.1"].effect_vs_random
-        assert effect is not None and effect.ci is None
+        assert top_e.effect_vs_random.ci == pytest.approx(contrast.estimate().ci)
+        assert top_e.p_vs_random == pytest.approx(contrast.estimate().p_vs_random)
+    off = spec.compare_to_random({"a": top}, {"a": random}, None, (9, 10, 11))["a"]
+    assert all(e.ci is None and e.p_vs_random is None for e in [*off[0].values(), *off[1].values()])
 
 
 def test_families_and_labelings():

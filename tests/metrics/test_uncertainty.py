@@ -1,4 +1,5 @@
-"""Bootstrap intervals, permutation tests and verdicts (DESIGN.md 3.8) against known truths."""
+"""Intervals, tests against random draws, the false-discovery adjustment and verdicts (docs/method.md
+section 8) against known truths and naive computations."""
 
 from __future__ import annotations
 
@@ -45,14 +46,6 @@ def test_paired_permutation_p_is_small_under_a_clear_shift():
     assert u.paired_permutation_p(np.zeros(10), seed=0) == 1.0
 
 
-def test_unpaired_permutation_p_null_and_shift():
-    rng = np.random.default_rng(4)
-    ps = np.array([u.permutation_p(rng.normal(size=20), rng.normal(size=25), seed=k, n_perm=1000) for k in range(200)])
-    counts, _ = np.histogram(ps, bins=5, range=(0, 1))
-    assert np.all(np.abs(counts - 40) <= 18), counts
-    assert u.permutation_p(rng.normal(size=30) + 2, rng.normal(size=30), seed=0) < 0.01
-
-
 def test_paired_estimate_effect_is_the_mean_difference_on_the_same_units():
     rng = np.random.default_rng(5)
     compared, random = rng.normal(size=25), rng.normal(size=25)
@@ -64,15 +57,6 @@ def test_paired_estimate_effect_is_the_mean_difference_on_the_same_units():
     assert u.Estimate.from_json(estimate.to_json()) == estimate
 
 
-def test_random_estimate_reports_each_draws_mean_over_its_units():
-    values = np.arange(10, dtype=float)
-    assignment = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
-    estimate = u.random_estimate(values, assignment, (7, 8, 9), 0, 0)
-    assert estimate.seeds == (7, 8, 9)
-    assert estimate.per_seed == (values[[0, 3, 6, 9]].mean(), values[[1, 4, 7]].mean(), values[[2, 5, 8]].mean())
-    assert estimate.to_json()["sd"] == pytest.approx(np.std(estimate.per_seed, ddof=1))
-
-
 def test_mutual_knn_rows_average_to_mutual_knn():
     torch.manual_seed(0)
     a = torch.randn(40, 16)
@@ -81,29 +65,115 @@ def test_mutual_knn_rows_average_to_mutual_knn():
         assert u.mutual_knn_rows(a, b, k).mean() == pytest.approx(latent.mutual_knn(a, b, k))
 
 
-def test_mutual_knn_resample_copies_are_not_each_others_neighbours():
-    """A pair drawn twice must not count its own copy as a neighbour: a naive recomputation on the
-    resampled rows would (the copy is at distance 0 in both spaces)."""
-    torch.manual_seed(2)
-    a, b = torch.randn(12, 6), torch.randn(12, 6)  # unrelated: alignment near chance
-    index = np.array([[0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]])
-    got = latent.mknn_resamples(a[None], b[None], 1, index)[0, 0]
-    naive = latent.mutual_knn(a[index[0]], b[index[0]], 1)
-    assert naive == 1.0 and got < 1.0
+def test_wilson_for_shares_and_bca_for_other_means_as_scipy_gives_them():
+    shares = np.array([1, 1, 0, 1, 1, 1, 0, 1, 1, 1], dtype=float)
+    assert u.mean_estimate(shares, 1000, 0).ci == pytest.approx((0.4902, 0.9433), abs=1e-4)  # Wilson 8/10
+    scores = np.random.default_rng(3).beta(2, 5, size=30)
+    from scipy import stats
+
+    ref = stats.bootstrap((scores,), np.mean, n_resamples=1000, method="BCa", **u.seeded(4)).confidence_interval
+    assert u.mean_estimate(scores, 1000, 4).ci == pytest.approx((ref.low, ref.high))
+    assert u.mean_estimate(np.full(5, 0.3), 1000, 0).ci == (0.3, 0.3)
+
+
+def test_t_test_interval_and_p_agree():
+    for value, var, df in ((0.1, 0.0025, 12), (-0.1, 0.0025, float("inf")), (0.02, 0.0004, 5)):
+        ci, p = u.t_test(value, var, df)
+        assert (ci[0] > 0 or ci[1] < 0) == (p < 0.05)
+        assert ci[0] + ci[1] == pytest.approx(2 * value)
+    ci, p = u.t_test(0.1, 0.0025, float("inf"))  # z = 2
+    assert p == pytest.approx(0.0455, abs=1e-4) and ci == pytest.approx((0.1 - 0.098, 0.1 + 0.098), abs=1e-4)
+
+
+def naive_compare(y: np.ndarray, table: np.ndarray) -> tuple[float, float, float]:
+    """The random-effect contrast written out with loops: (difference, variance, df)."""
+    s, n = table.shape
+    d = [y[i] - sum(table[t, i] for t in range(s)) / s for i in range(n)]
+    mean_d = sum(d) / n
+    unit = sum((x - mean_d) ** 2 for x in d) / (n - 1) / n
+    rows = [sum(table[t]) / n for t in range(s)]
+    cols = [sum(table[:, i]) / s for i in range(n)]
+    grand = sum(rows) / s
+    ms_res = sum((table[t, i] - rows[t] - cols[i] + grand) ** 2 for t in range(s) for i in range(n))
+    ms_res /= (s - 1) * (n - 1)
+    spread = sum((r - grand) ** 2 for r in rows) / (s - 1)
+    draw = max(0.0, spread - ms_res / n) * (1 + 1 / s)
+    df = (unit + draw) ** 2 / (unit**2 / (n - 1) + draw**2 / (s - 1)) if draw > 0 else n - 1
+    return mean_d, unit + draw, df
+
+
+@pytest.mark.parametrize("draw_sd", [0.0, 0.5])
+def test_compare_to_draws_against_a_naive_two_way_computation(draw_sd):
+    rng = np.random.default_rng(6)
+    n, s = 20, 6
+    unit = rng.normal(size=n)
+    table = unit + draw_sd * rng.normal(size=(s, 1)) + 0.3 * rng.normal(size=(s, n))
+    y = unit + 0.4 + 0.3 * rng.normal(size=n)
+    estimate, random = u.compare_to_draws(y, table, range(10, 16), 1000, 0)
+    difference, variance, df = naive_compare(y, table)
+    ci, p = u.t_test(difference, variance, df)
+    effect = estimate.effect_vs_random
+    assert effect is not None and effect.value == pytest.approx(difference)
+    assert effect.ci == pytest.approx(ci) and estimate.p_vs_random == pytest.approx(p)
+    assert random.per_seed == pytest.approx(tuple(table.mean(1))) and random.seeds == tuple(range(10, 16))
+    assert random.value == pytest.approx(table.mean())
+    assert u.Estimate.from_json(estimate.to_json()) == estimate
+    off, _ = u.compare_to_draws(y, table, range(6), 0, 0)
+    assert off.ci is None and off.p_vs_random is None and off.effect_vs_random is not None
+
+
+def test_draws_that_differ_widen_the_interval():
+    rng = np.random.default_rng(7)
+    unit = rng.normal(size=30)
+    noise = 0.3 * rng.normal(size=(5, 30))
+    shifts = np.array([[-1.0], [0.0], [1.0], [0.5], [-0.5]])
+    alike, _ = u.compare_to_draws(unit + 0.1, unit + noise, range(5), 1000, 0)
+    apart, _ = u.compare_to_draws(unit + 0.1, unit + noise + shifts, range(5), 1000, 0)
+    widths = []
+    for estimate in (alike, apart):
+        assert estimate.effect_vs_random is not None and estimate.effect_vs_random.ci is not None
+        widths.append(estimate.effect_vs_random.ci[1] - estimate.effect_vs_random.ci[0])
+    assert widths[1] > 3 * widths[0]
+
+
+def test_bh_adjust_against_the_step_up_rule():
+    p = [0.01, 0.04, 0.03, 0.005, None, 0.5]
+    got = u.bh_adjust(p)
+    present = [0.01, 0.04, 0.03, 0.005, 0.5]
+    m = len(present)
+    order = sorted(range(m), key=present.__getitem__)
+    expected = [0.0] * m
+    running = 1.0
+    for rank in range(m, 0, -1):  # step up from the largest p
+        k = order[rank - 1]
+        running = min(running, present[k] * m / rank)
+        expected[k] = running
+    assert got[4] is None
+    assert [got[i] for i in (0, 1, 2, 3, 5)] == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(
-    ("effect", "ci", "p", "sign", "want"),
+    ("effect", "p_adjusted", "sign", "want"),
     [
-        (-0.1, (-0.15, -0.05), 0.001, -1, u.HOLDS),
-        (0.1, (0.05, 0.15), 0.001, +1, u.HOLDS),
-        (0.1, (0.05, 0.15), 0.001, -1, u.DOES_NOT_HOLD),
-        (-0.1, (-0.15, -0.05), 0.001, +1, u.DOES_NOT_HOLD),
-        (-0.1, (-0.2, 0.01), 0.04, -1, u.INCONCLUSIVE),  # interval touches 0
-        (-0.1, (-0.15, -0.05), 0.2, -1, u.INCONCLUSIVE),  # p too large
-        (-0.1, None, 0.001, -1, u.INCONCLUSIVE),  # no interval (bootstrap off)
-        (float("nan"), (0.1, 0.2), 0.001, +1, u.INCONCLUSIVE),
+        (-0.1, 0.001, -1, u.HOLDS),
+        (0.1, 0.001, +1, u.HOLDS),
+        (0.1, 0.001, -1, u.DOES_NOT_HOLD),
+        (-0.1, 0.001, +1, u.DOES_NOT_HOLD),
+        (-0.1, 0.2, -1, u.INCONCLUSIVE),  # p too large after the adjustment
+        (-0.1, None, -1, u.INCONCLUSIVE),  # no test (intervals off)
+        (float("nan"), 0.001, +1, u.INCONCLUSIVE),
     ],
 )
-def test_verdicts(effect, ci, p, sign, want):
-    assert u.verdict(effect, ci, p, sign) == want
+def test_verdicts(effect, p_adjusted, sign, want):
+    assert u.verdict(effect, p_adjusted, sign) == want
+
+
+def test_findings_are_adjusted_together():
+    rows = [u.Finding("c", "claim", "ja", -0.1, (-0.2, -0.01), p, 25, "pairs", -1, "x") for p in (0.01, 0.02, 0.04)]
+    adjusted = u.adjust(rows)
+    assert [row.p_adjusted for row in adjusted] == pytest.approx([0.03, 0.03, 0.04])
+    assert all(row.verdict == u.HOLDS for row in adjusted)
+    nulls = [u.Finding("c", "t", "ko", 0.01, None, 0.9, 25, "pairs", -1, "x") for _ in range(7)]
+    alone = u.adjust([*rows, *nulls])
+    assert all(row.verdict == u.INCONCLUSIVE for row in alone)  # ten tests: 0.01 x 10 / 1 = 0.1
+    assert alone[0].to_json()["p_adjusted"] == pytest.approx(0.1)

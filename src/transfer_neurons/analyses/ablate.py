@@ -1,26 +1,29 @@
-"""Deactivation vs a random baseline on the latent analyses (DESIGN.md 3.3, 3.4, 3.8): the pair
-curves under normal, top-k deactivated and random conditions, the intervention at the last token of
-the L2 inputs only (English untouched), as in the paper.
+"""Deactivation vs a random baseline on the latent analyses (docs/method.md sections 4, 5, 8): the
+pair curves under normal, top-k deactivated and random conditions, the intervention at the last
+token of the L2 inputs only (English untouched), as in the paper.
 
-The random baseline is drawn with several seeds and spread over the pairs of one pass (pair i runs
-under draw `random.assignment(n)[i]`); every summary number carries a bootstrap interval over the
-pairs, and the deactivated condition its paired difference from the random one with a p-value."""
+The random baseline is drawn with `baseline_seeds` seeds and every draw runs on every pair; the
+draws are a random effect when the deactivated set is compared with them: mean mutual kNN by
+`metrics.latent.mknn_versus_random` (swaps of each pair's two conditions for the unit part), the
+centred gaps by `metrics.uncertainty.compare_to_draws`. Every summary carries its 95 % interval."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import torch
 from pydantic import Field
 
 from transfer_neurons.analyses.base import ControlConfig, condition_estimates, conditions_for
 from transfer_neurons.analyses.latent import (
     PairCurves,
     PairMeasures,
+    PairStates,
     capture_pair,
     check_pairs,
     plot_curves,
@@ -33,8 +36,9 @@ from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.artifacts.result import Result, read_manifest
 from transfer_neurons.choices import Positions
 from transfer_neurons.data.pairs import ParallelData
-from transfer_neurons.hooks.interventions import Conditions, Intervention, RandomBaseline, for_units
-from transfer_neurons.metrics.uncertainty import Estimate, interval, resample_indices
+from transfer_neurons.hooks.interventions import Conditions, Intervention, RandomBaseline
+from transfer_neurons.metrics import latent, neighbours
+from transfer_neurons.metrics.uncertainty import Estimate, mean_estimate, t_test
 from transfer_neurons.model.loading import LoadedModel
 
 METRICS = ("mean_mknn", "mean_gap", "middle_gap")  # the summary of each condition
@@ -48,49 +52,76 @@ class AblateConfig(ControlConfig):
     batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
 
 
-def mknn_estimates(
-    rows: dict[str, Sequence[float] | np.ndarray],
-    resamples: dict[str, np.ndarray],
-    conditions: Conditions,
+def random_curves(draws: Sequence[PairMeasures], n_boot: int, seed: int) -> PairCurves:
+    """The random baseline's curves: each the mean over its draws; bands of the similarity curves by
+    BCa over the pairs' draw-averaged values, of mutual kNN from the first draw's subsampling variance
+    plus the draws' spread / S."""
+    units = {name: np.mean([d.units[name] for d in draws], axis=0) for name in draws[0].units}
+    mknn = np.mean([d.curves.mknn for d in draws], axis=0)
+    low, high = latent.curve_intervals(units, mknn, None, n_boot, seed)
+    first = draws[0].subsamples
+    if n_boot and first is not None:
+        spread = np.var([d.curves.mknn for d in draws], axis=0, ddof=1) / len(draws) if len(draws) > 1 else 0.0
+        se = np.sqrt(neighbours.subsample_variance(*first) + spread)
+        low["mknn"], high["mknn"] = (mknn - latent.Z95 * se).tolist(), (mknn + latent.Z95 * se).tolist()
+    return PairCurves(**{name: units[name].mean(1).tolist() for name in latent.CURVES}, ci_low=low, ci_high=high)
+
+
+def plain_summary(
+    english: torch.Tensor,
+    l2: torch.Tensor,
+    measured: PairMeasures,
+    k: int,
+    clamp: float | None,
+    n_boot: int,
     seed: int,
+    middle: int,
 ) -> dict[str, Estimate]:
-    """Mean mutual kNN over layers per condition: the value, the deactivated condition's difference
-    from random with its paired permutation p, and the random condition's per-seed values from each
-    pair's row hits `rows[condition]` [n] (averaged over layers); every interval, the difference's
-    too, from mutual kNN recomputed on the same resamples of pairs `resamples[condition]` [n_boot]
-    (averaged over layers), not from the row hits; no intervals without resamples."""
-    out = condition_estimates(rows, conditions, 0, seed)
-    for name, estimate in out.items():
-        if len(resamples[name]) == 0:
-            continue
-        effect = estimate.effect_vs_random
-        if effect is not None:
-            effect = replace(effect, ci=interval(resamples[name] - resamples["random"]))
-        out[name] = replace(estimate, ci=interval(resamples[name]), effect_vs_random=effect)
-    return out
+    """One condition's summary without a random baseline: mean mutual kNN over layers with its
+    subsampling interval, mean centred gap and the gap at the middle layer by BCa over the pairs."""
+    value = latent.mean_mknn(english, l2, k, clamp)
+    variance = latent.mean_variance(english, l2, k, n_boot, seed, clamp) if n_boot else None
+    gap = measured.units["gap"]
+    return {
+        "mean_mknn": Estimate(value, None if variance is None else t_test(value, variance, float("inf"))[0]),
+        "mean_gap": mean_estimate(gap.mean(0), n_boot, seed),
+        "middle_gap": mean_estimate(gap[middle], n_boot, seed),
+    }
 
 
 def summarize(
-    measured: dict[str, PairMeasures], conditions: Conditions, middle: int, n_boot: int, seed: int
+    states: dict[str, PairStates],
+    draws: Sequence[PairStates],
+    measured: dict[str, PairMeasures],
+    draw_measures: Sequence[PairMeasures],
+    conditions: Conditions,
+    config: AblateConfig,
+    middle: int,
 ) -> dict[str, dict[str, Estimate]]:
     """Per condition: mean mutual kNN over layers, mean centred gap over layers and the centred gap
-    at the middle layer, each with its interval (and, deactivated, its difference from random)."""
-    mknn = mknn_estimates(
-        {name: m.units["mknn"].mean(0) for name, m in measured.items()},
-        {name: m.mknn_boot.mean(1) for name, m in measured.items()},
-        conditions,
-        seed,
+    at the middle layer, each with its interval (the deactivated set with its difference from the
+    random draws, the draws a random effect)."""
+    k, n_boot, seed, clamp = config.k, config.bootstrap, config.seed, config.clamp
+    random = conditions["random"]
+    assert isinstance(random, RandomBaseline)
+    english = states["normal"].en["h"]
+    compared, baseline = latent.mknn_versus_random(
+        english, states["deactivated"].l2["h"], [d.l2["h"] for d in draws], k, n_boot, seed, clamp, random.seeds
     )
+    normal = plain_summary(english, states["normal"].l2["h"], measured["normal"], k, clamp, n_boot, seed, middle)
+    mknn = {"normal": normal["mean_mknn"], "deactivated": compared, "random": baseline}
     gaps = {name: m.units["gap"] for name, m in measured.items()}
+    gaps["random"] = np.concatenate([d.units["gap"] for d in draw_measures], axis=1)  # [L, S * n], draw by draw
     mean_gap = condition_estimates({name: g.mean(0) for name, g in gaps.items()}, conditions, n_boot, seed)
     middle_gap = condition_estimates({name: g[middle] for name, g in gaps.items()}, conditions, n_boot, seed)
-    return {name: dict(zip(METRICS, (mknn[name], mean_gap[name], middle_gap[name]), strict=True)) for name in measured}
+    return {name: dict(zip(METRICS, (mknn[name], mean_gap[name], middle_gap[name]), strict=True)) for name in gaps}
 
 
 def versus(estimate: Estimate) -> str:
-    """', vs random -0.031 [-0.050, -0.010] (p = 0.002)', ' (5 seeds, sd 0.004)', or ''."""
+    """', vs random -0.031 [-0.050, -0.010] (p = 0.002)', ' (10 seeds, sd 0.004)', or ''."""
     if estimate.effect_vs_random is not None:
-        return f", vs random {estimate.effect_vs_random.text()} (p = {estimate.p_vs_random:.3g})"
+        p = "" if estimate.p_vs_random is None else f" (p = {estimate.p_vs_random:.3g})"
+        return f", vs random {estimate.effect_vs_random.text()}{p}"
     if estimate.seeds is not None:
         spread = "" if estimate.spread is None else f", sd {estimate.spread:.3f}"
         return f" ({len(estimate.seeds)} seeds{spread})"
@@ -99,10 +130,10 @@ def versus(estimate: Estimate) -> str:
 
 @dataclass
 class AblationResult(Result):
-    """The pair curves of one language under each condition with their bounds, the summary
-    `summary[condition][metric]` (metrics: mean_mknn, mean_gap, middle_gap), the two neuron sets
-    used and the per-pair values `units[condition][curve]` ([L, n]; `units["random"]["draw"]` [n]:
-    the baseline draw each pair ran under)."""
+    """The pair curves of one language under each condition with their bounds (the random baseline's:
+    the mean over its draws), the summary `summary[condition][metric]` (metrics: mean_mknn, mean_gap,
+    middle_gap), the two neuron sets used and the per-pair values `units[condition][curve]` ([L, n];
+    the random baseline's [S, L, n], one per draw)."""
 
     command: ClassVar[str] = "ablate"
 
@@ -218,35 +249,34 @@ def run(
     progress: bool = False,
 ) -> AblationResult:
     """Deactivate the top-k neurons of `neurons` on the L2 inputs and compare with normal and a
-    seeded random baseline of the same shape (`baseline_seeds` draws spread over the pairs)."""
+    seeded random baseline of the same shape (`baseline_seeds` draws, each on every pair)."""
     check_pairs(pairs, config.k)
     conditions = conditions_for(lm, neurons, config, Positions.last)
-    start = time.perf_counter()
-    n = len(pairs)
-    index = resample_indices(n, config.bootstrap, config.seed)  # shared by every condition
-    normal = capture_pair(lm, pairs, nonparallel, None, batch_size=config.batch_size, progress=progress)
-    english = (normal.en, normal.en_np)
-    measured: dict[str, PairMeasures] = {}
-    for name, condition in conditions.items():
-        states = (
-            normal
-            if condition is None
-            else capture_pair(lm, pairs, nonparallel, for_units(condition, n), english, config.batch_size, progress)
-        )
-        measured[name] = states.measure(config.k, config.clamp, index)
     deactivated, random = conditions["deactivated"], conditions["random"]
     assert isinstance(deactivated, Intervention) and isinstance(random, RandomBaseline)
+    start = time.perf_counter()
+    n_boot, seed, batch = config.bootstrap, config.seed, config.batch_size
+    normal = capture_pair(lm, pairs, nonparallel, None, batch_size=batch, progress=progress)
+    english = (normal.en, normal.en_np)
+    states = {
+        "normal": normal,
+        "deactivated": capture_pair(lm, pairs, nonparallel, deactivated, english, batch, progress),
+    }
+    draws = [capture_pair(lm, pairs, nonparallel, draw, english, batch, progress) for draw in random.draws]
+    measured = {name: s.measure(config.k, config.clamp, n_boot, seed) for name, s in states.items()}
+    draw_measures = [d.measure(config.k, config.clamp, n_boot, seed) for d in draws]
+    curves = {name: m.curves for name, m in measured.items()} | {"random": random_curves(draw_measures, n_boot, seed)}
     units = {name: m.units for name, m in measured.items()}
-    units["random"] = {**units["random"], "draw": random.assignment(n)}
+    units["random"] = {name: np.stack([d.units[name] for d in draw_measures]) for name in draw_measures[0].units}
     return AblationResult(
         model=lm.name,
         lang=pairs.lang,
         layers=lm.num_layers,
         config=config,
         nonparallel="shifted" if nonparallel is None else "file",
-        n_pairs=n,
-        conditions={name: m.curves for name, m in measured.items()},
-        summary=summarize(measured, conditions, lm.num_layers // 2, config.bootstrap, config.seed),
+        n_pairs=len(pairs),
+        conditions=curves,
+        summary=summarize(states, draws, measured, draw_measures, conditions, config, lm.num_layers // 2),
         deactivated=deactivated,
         random=random,
         units=units,

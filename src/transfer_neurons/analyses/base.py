@@ -16,7 +16,7 @@ from transfer_neurons.artifacts.result import Result, read_manifest
 from transfer_neurons.choices import Baseline, Positions
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.interventions import Conditions, Intervention, RandomBaseline, deactivation_conditions
-from transfer_neurons.metrics.uncertainty import Estimate, mean_estimate, paired_estimate, random_estimate
+from transfer_neurons.metrics.uncertainty import Estimate, compare_to_draws, mean_estimate
 from transfer_neurons.model.loading import LoadedModel
 
 
@@ -67,21 +67,27 @@ def conditions_for(
 def condition_estimates(
     values: dict[str, Sequence[float] | np.ndarray], conditions: Conditions, n_boot: int, seed: int
 ) -> dict[str, Estimate]:
-    """Per condition, the mean of its per-unit `values` (the same units under every condition) with
-    its bootstrap interval; the deactivated condition adds its paired difference from the random
-    baseline and p; the random one the mean of each seed's draw over its units."""
+    """Per condition, the mean of its per-unit `values` with its interval (`mean_estimate`); the
+    random baseline's values are every draw on every unit, draw by draw ([S * n], as `for_units`
+    orders them), and the deactivated condition adds its difference from the draws, the draws a
+    random effect (`uncertainty.compare_to_draws`)."""
     random = conditions.get("random")
-    out = {}
+    draws = None
+    if isinstance(random, RandomBaseline) and "random" in values:
+        draws = np.asarray(values["random"], dtype=np.float64).reshape(len(random.draws), -1)
+    out: dict[str, Estimate] = {}
     for name, units in values.items():
-        units = np.asarray(units, dtype=np.float64)
-        condition = conditions.get(name)
-        if isinstance(condition, RandomBaseline):
-            out[name] = random_estimate(units, condition.assignment(len(units)), condition.seeds, n_boot, seed)
-        elif name == "deactivated" and random is not None:
-            out[name] = paired_estimate(units, np.asarray(values["random"], dtype=np.float64), n_boot, seed)
+        if draws is not None and name == "random":
+            continue
+        if draws is not None and name == "deactivated":
+            assert isinstance(random, RandomBaseline)
+            out[name], out["random"] = compare_to_draws(units, draws, random.seeds, n_boot, seed)
         else:
             out[name] = mean_estimate(units, n_boot, seed)
-    return out
+    if draws is not None and "random" not in out:
+        assert isinstance(random, RandomBaseline)
+        out["random"] = compare_to_draws(draws[0], draws, random.seeds, n_boot, seed)[1]
+    return {name: out[name] for name in values}
 
 
 @dataclass(kw_only=True)

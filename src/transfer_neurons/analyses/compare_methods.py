@@ -242,9 +242,9 @@ def report_rows(result: MethodsResult) -> list[dict[str, str]]:
         row = {
             "method": name,
             "mknn_effect": mknn.text(),
-            "mknn_p": f"p = {mknn.p_vs_random:.3g}",
+            "mknn_p": "" if mknn.p_vs_random is None else f"p = {mknn.p_vs_random:.3g}",
             "gap_effect": gap.text(),
-            "gap_p": f"p = {gap.p_vs_random:.3g}",
+            "gap_p": "" if gap.p_vs_random is None else f"p = {gap.p_vs_random:.3g}",
             "eta2_share": target.share_eta2_gt_0_1.text(),
             "mean_eta2": target.mean_eta2.text(),
             "massive_share": m.massive_share.text(),

@@ -8,15 +8,17 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import torch
 
 from transfer_neurons.analyses import qa as qa_analysis
-from transfer_neurons.analyses.ablate import summarize
+from transfer_neurons.analyses.ablate import plain_summary
 from transfer_neurons.analyses.finetune_train import encode, sentence_nll
-from transfer_neurons.analyses.latent import PairMeasures, capture_pair
+from transfer_neurons.analyses.latent import PairMeasures, PairStates, capture_pair
 from transfer_neurons.analyses.qa import QAItem
 from transfer_neurons.data.pairs import ParallelData
-from transfer_neurons.metrics.perplexity import Change, mean_change, perplexity, perplexity_change, resampled_change
-from transfer_neurons.metrics.uncertainty import Estimate, resample_indices
+from transfer_neurons.metrics import latent, neighbours
+from transfer_neurons.metrics.perplexity import Change, mean_change, perplexity, perplexity_change
+from transfer_neurons.metrics.uncertainty import Estimate, resample_indices, t_test
 from transfer_neurons.model.loading import LoadedModel
 
 PERPLEXITIES = {"l2_perplexity": "l2", "en_perplexity": "en"}
@@ -56,6 +58,7 @@ class Measured:
     pairs: PairMeasures | None
     f1: np.ndarray | None
     qa_f1: Estimate | None
+    states: PairStates | None = None
 
 
 def measure(lm: LoadedModel, data: EvalSet, settings: Settings, progress: bool = False) -> Measured:
@@ -67,17 +70,29 @@ def measure(lm: LoadedModel, data: EvalSet, settings: Settings, progress: bool =
         )
         for side, texts in sides.items()
     }
-    pairs = None
+    pairs, states = None, None
     if data.pairs is not None:
         states = capture_pair(lm, data.pairs, None, batch_size=settings.batch_size, progress=progress)
-        pairs = states.measure(settings.k, None, resample_indices(len(data.pairs), settings.bootstrap, settings.seed))
+        pairs = states.measure(settings.k, None, settings.bootstrap, settings.seed)
     f1, qa_f1 = None, None
     if data.questions:
         config = qa_analysis.QAConfig(bootstrap=settings.bootstrap, seed=settings.seed, batch_size=settings.batch_size)
         result = qa_analysis.run(lm, data.questions, None, config)
         f1 = np.array([row["f1"] for row in result.rows], dtype=np.float64)
         qa_f1 = result.conditions["normal"].f1
-    return Measured(nll, pairs, f1, qa_f1)
+    return Measured(nll, pairs, f1, qa_f1, states)
+
+
+def mknn_change(english: torch.Tensor, before: torch.Tensor, after: torch.Tensor, settings: Settings) -> Change:
+    """Mean mutual kNN over layers after minus before on the same pairs (the English side unchanged):
+    interval and p from one normal test whose variance is that of the randomization distribution
+    that swaps each pair's two states (`metrics.neighbours.mknn_swaps`; no interval without resamples)."""
+    value = latent.mean_mknn(english, after, settings.k) - latent.mean_mknn(english, before, settings.k)
+    if settings.bootstrap == 0:
+        return Change(value, None, float("nan"))
+    swaps = neighbours.mknn_swaps(english, after, before, settings.k, settings.bootstrap, settings.seed)
+    ci, p = t_test(value, float(np.var(swaps, ddof=1)), float("inf"))
+    return Change(value, ci, p)
 
 
 def compare(
@@ -95,15 +110,14 @@ def compare(
         summary["before"][metric] = perplexity(nll_before, tokens, index)
         summary["after"][metric] = perplexity(nll_after, tokens, index)
         change[metric] = perplexity_change(nll_before, nll_after, tokens, index, settings.seed)
-    if before.pairs is not None and after.pairs is not None:
-        measured = {"before": before.pairs, "after": after.pairs}
-        latent = summarize(measured, {"before": None, "after": None}, middle, settings.bootstrap, settings.seed)
-        for condition, metrics in latent.items():
-            summary[condition] |= metrics
+    if before.pairs is not None and after.pairs is not None and before.states is not None and after.states is not None:
+        english, n_boot, seed = before.states.en["h"], settings.bootstrap, settings.seed
+        for name, measured in (("before", before), ("after", after)):
+            assert measured.states is not None and measured.pairs is not None
+            l2 = measured.states.l2["h"]
+            summary[name] |= plain_summary(english, l2, measured.pairs, settings.k, None, n_boot, seed, middle)
+        change["mean_mknn"] = mknn_change(english, before.states.l2["h"], after.states.l2["h"], settings)
         b, a = before.pairs, after.pairs
-        change["mean_mknn"] = resampled_change(
-            b.units["mknn"].mean(0), a.units["mknn"].mean(0), b.mknn_boot.mean(1), a.mknn_boot.mean(1), settings.seed
-        )
         change["mean_gap"] = mean_change(
             b.units["gap"].mean(0), a.units["gap"].mean(0), settings.bootstrap, settings.seed
         )

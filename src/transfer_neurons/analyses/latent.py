@@ -3,9 +3,12 @@ non-parallel similarity (raw and centred), MLP activation similarity; across lan
 similarities and a PCA. States are captured once per side; the intervention of an ablation applies
 to the L2 inputs only (English untouched).
 
-Uncertainty (DESIGN.md 3.8): every curve has per-layer 95 % bounds from a bootstrap over the pairs
-(mutual kNN recomputed on each resample, one resample index shared by all layers); the per-pair
-values are kept in `latent_units.safetensors` for anyone to recompute them."""
+Uncertainty (docs/method.md section 8): every curve has per-layer 95 % bounds over the pairs: BCa
+for the similarity curves (means of per-pair values), and for mutual kNN, a nearest-neighbour
+statistic the bootstrap fails on, an interval centred on the full-sample value with the standard
+error of subsampling at a fixed neighbourhood fraction (one subset of pairs serves every layer);
+the middle-layer peak's interval and p come from the same subsets. The per-pair values are kept
+in `latent_units.safetensors` for anyone to recompute them."""
 
 from __future__ import annotations
 
@@ -26,9 +29,8 @@ from transfer_neurons.data.pairs import ParallelData
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.capture import collect
 from transfer_neurons.hooks.interventions import Applied
-from transfer_neurons.metrics import latent
-from transfer_neurons.metrics.latent import MiddlePeak, Peak
-from transfer_neurons.metrics.uncertainty import resample_indices
+from transfer_neurons.metrics import latent, neighbours
+from transfer_neurons.metrics.latent import MiddlePeak
 from transfer_neurons.model.loading import LoadedModel
 
 PARTS = ("h", "act")
@@ -42,7 +44,9 @@ class LatentConfig(Config):
     clamp: float | None = Field(None, ge=0.5, le=1.0, description="Outlier clamp quantile before mutual kNN.")
     seed: int = Field(0, description="Seed of the PCA and of the bootstrap.")
     batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
-    bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples of every interval (0: no intervals).")
+    bootstrap: int = Field(
+        1000, ge=0, description="Bootstrap resamples or subsets of pairs of every interval (0: no intervals)."
+    )
 
 
 @dataclass
@@ -82,10 +86,11 @@ class PairCurves:
 @dataclass
 class PairMeasures:
     """One pair set measured: per-pair values [L, n] of every curve and "gap" (`latent.pair_units`),
-    mutual kNN recomputed on each resample of pairs [n_boot, L], and the curves with their bounds."""
+    mutual kNN on subsets of pairs ([n_sub, L] and their variance factor, `neighbours.mknn_subsamples`;
+    None without intervals), and the curves with their bounds."""
 
     units: dict[str, np.ndarray]
-    mknn_boot: np.ndarray
+    subsamples: tuple[np.ndarray, float] | None
     curves: PairCurves
 
 
@@ -98,14 +103,15 @@ class PairStates:
     en_np: States
     l2_np: States
 
-    def measure(self, k: int, clamp: float | None, index: np.ndarray) -> PairMeasures:
-        """Per-pair values, mutual kNN on the resamples `index` [n_boot, n] and the curves."""
+    def measure(self, k: int, clamp: float | None, n_boot: int, seed: int) -> PairMeasures:
+        """Per-pair values, mutual kNN on `n_boot` subsets of pairs (none for 0) and the curves."""
         sides = (self.en, self.l2, self.en_np, self.l2_np)
         units = latent.pair_units([side["h"] for side in sides], [side["act"] for side in sides], k, clamp)
-        boot = latent.mknn_resamples(self.en["h"], self.l2["h"], k, index, clamp)
-        low, high = latent.curve_intervals(units, boot, index)
+        subsamples = neighbours.mknn_subsamples(self.en["h"], self.l2["h"], k, n_boot, seed, clamp) if n_boot else None
+        mknn = units["mknn"].mean(1)
+        low, high = latent.curve_intervals(units, mknn, subsamples, n_boot, seed)
         curves = PairCurves(**{name: units[name].mean(1).tolist() for name in latent.CURVES}, ci_low=low, ci_high=high)
-        return PairMeasures(units, boot, curves)
+        return PairMeasures(units, subsamples, curves)
 
 
 def units_tensors(units: dict[str, dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
@@ -199,7 +205,7 @@ class LatentResult(Result):
     langs: list[str]  # en first, then the L2 codes
     centroid_similarity: list[np.ndarray]  # per layer, [langs, langs]
     pca: list[dict[str, np.ndarray]] = field(repr=False)  # per layer, lang -> [n, 2]
-    peaks: dict[str, Peak] = field(default_factory=dict)
+    peaks: dict[str, int] = field(default_factory=dict)  # lang -> the layer where mutual kNN is highest
     middle_peak: dict[str, MiddlePeak | None] = field(default_factory=dict)  # None with fewer than 3 layers
     units: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False, compare=False)
     timings: dict[str, float] = field(default_factory=dict)
@@ -278,7 +284,7 @@ class LatentResult(Result):
         return {
             "n": self.n_pairs(lang),
             **asdict(self.pairs[lang]),
-            "peak": self.peaks[lang].to_json(),
+            "peak": {"layer": self.peaks[lang]},
             "middle_peak": None if middle is None else middle.to_json(),
         }
 
@@ -311,7 +317,7 @@ class LatentResult(Result):
             langs=langs,
             centroid_similarity=[np.array(m) for m in data["centroid_similarity"]["matrices"]],
             pca=pca,
-            peaks={lang: Peak.from_json(c["peak"]) for lang, c in pairs.items()},
+            peaks={lang: int(c["peak"]["layer"]) for lang, c in pairs.items()},
             middle_peak={
                 lang: None if c["middle_peak"] is None else MiddlePeak.from_json(c["middle_peak"])
                 for lang, c in pairs.items()
@@ -324,13 +330,12 @@ class LatentResult(Result):
         lines = []
         for lang, c in self.pairs.items():
             peak, middle = self.peaks[lang], self.middle_peak.get(lang)
-            ci = "" if peak.ci is None else f" [{peak.ci[0]}, {peak.ci[1]}]"
-            line = f"en-{lang}: mutual kNN peaks at layer {peak.layer}{ci} ({c.mknn[peak.layer]:.3f})"
+            line = f"en-{lang}: mutual kNN (k = {self.config.k}, n = {self.n_pairs(lang)}) peaks at layer {peak}"
+            line += f" ({c.mknn[peak]:.3f})"
             if middle is not None:
                 bounds = "" if middle.ci is None else f" [{middle.ci[0]:.3f}, {middle.ci[1]:.3f}]"
-                line += (
-                    f"; middle minus outer layers {middle.value:+.3f}{bounds} (p = {middle.p:.3g}, {middle.n} pairs)"
-                )
+                p = "" if middle.p is None else f", p = {middle.p:.3g}"
+                line += f"; middle minus outer layers {middle.value:+.3f}{bounds} ({middle.n} pairs{p})"
             lines.append(line)
         return lines
 
@@ -343,8 +348,8 @@ def run(
     progress: bool = False,
 ) -> LatentResult:
     """Curves per language pair (test pairs, non-parallel pairs from a file or the L2 side shifted
-    by one) with bootstrap bounds, the peak layer and the middle-layer peak; centroid similarities
-    and PCA across languages."""
+    by one) with their bounds, the peak layer and the middle-layer peak; centroid similarities and
+    PCA across languages."""
     langs = [data.lang for data in datasets]
     if len(set(langs)) != len(langs):
         raise InputError(f"each language may have one pair set; got {', '.join(langs)}")
@@ -355,8 +360,7 @@ def run(
     layer_states: dict[str, torch.Tensor] = {}
     for data in datasets:
         states = capture_pair(lm, data, nonparallel.get(data.lang), batch_size=config.batch_size, progress=progress)
-        index = resample_indices(len(data), config.bootstrap, config.seed)
-        measured[data.lang] = states.measure(config.k, config.clamp, index)
+        measured[data.lang] = states.measure(config.k, config.clamp, config.bootstrap, config.seed)
         layer_states.setdefault("en", states.en["h"])
         layer_states[data.lang] = states.l2["h"]
     per_layer = [{lang: states[layer] for lang, states in layer_states.items()} for layer in range(lm.num_layers)]
@@ -369,9 +373,10 @@ def run(
         langs=list(layer_states),
         centroid_similarity=[latent.centroid_cosines(states) for states in per_layer],
         pca=[latent.pca_2d(states, config.seed) for states in per_layer],
-        peaks={lang: Peak(m.curves.peak(), latent.peak_interval(m.mknn_boot)) for lang, m in measured.items()},
+        peaks={lang: m.curves.peak() for lang, m in measured.items()},
         middle_peak={
-            lang: latent.middle_peak(m.units["mknn"], m.mknn_boot, config.seed) for lang, m in measured.items()
+            lang: latent.middle_peak(np.array(m.curves.mknn), m.subsamples, len(data))
+            for (lang, m), data in zip(measured.items(), datasets, strict=True)
         },
         units={lang: m.units for lang, m in measured.items()},
         timings={"total": time.perf_counter() - start},

@@ -24,9 +24,9 @@ from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Positions
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.capture import collect
-from transfer_neurons.hooks.interventions import Applied, for_units
+from transfer_neurons.hooks.interventions import Applied, for_units, replicated
 from transfer_neurons.metrics.langid import NONE, STUDY_LANGS, LanguageID
-from transfer_neurons.metrics.uncertainty import Estimate, bootstrap_means, percentile_interval, resample_indices
+from transfer_neurons.metrics.uncertainty import Estimate, mean_estimate
 from transfer_neurons.model.loading import LoadedModel
 
 TASK = "logit_lens"
@@ -50,23 +50,23 @@ class LogitLensConfig(ControlConfig):
 
 @dataclass(frozen=True)
 class LayerCurve:
-    """A per-layer mean over the sentences, with its per-layer 95 % bootstrap interval over the
-    sentences (None without bootstrap)."""
+    """A per-layer mean over the sentences, with its per-layer 95 % interval over the sentences
+    (`uncertainty.mean_estimate`; None without bootstrap)."""
 
     values: list[float]
     ci_low: list[float] | None = None
     ci_high: list[float] | None = None
 
     @classmethod
-    def of(cls, per_sentence: np.ndarray, n_boot: int, seed: int) -> LayerCurve:
-        """The curve of per-sentence values [n, layers]."""
-        values = per_sentence.mean(axis=0).tolist()
+    def of(cls, per_sentence: np.ndarray, n_boot: int, seed: int, draws: int = 1) -> LayerCurve:
+        """The curve of per-sentence values [n, layers] (a random baseline's [draws x n, layers], draw
+        by draw: each sentence's mean over the draws is its unit)."""
+        units = per_sentence.reshape(draws, -1, per_sentence.shape[-1]).mean(axis=0)
+        values = units.mean(axis=0).tolist()
         if n_boot == 0:
             return cls(values)
-        low, high = percentile_interval(
-            bootstrap_means(per_sentence, resample_indices(len(per_sentence), n_boot, seed))
-        )
-        return cls(values, low.tolist(), high.tolist())
+        bounds = [mean_estimate(layer, n_boot, seed).ci or (np.nan, np.nan) for layer in units.T]
+        return cls(values, [b[0] for b in bounds], [b[1] for b in bounds])
 
     def to_json(self) -> dict[str, Any]:
         return {"values": self.values, "ci_low": self.ci_low, "ci_high": self.ci_high}
@@ -168,13 +168,14 @@ def run(
     deactivated, random = compared(conditions)
     per_sentence, rows = {}, []
     for name, condition in conditions.items():
-        applied = for_units(condition, len(sentences))  # a random baseline: each sentence its own draw, one pass
-        top = logit_lens_tokens(lm, sentences, config.tokens, applied, config.batch_size, progress)
+        applied = for_units(condition, len(sentences))  # a random baseline: every sentence under every draw
+        runs = replicated(condition, sentences)
+        top = logit_lens_tokens(lm, runs, config.tokens, applied, config.batch_size, progress)
         shares = per_sentence[name] = token_language_shares(lm.tokenizer, top, identifier, lang)
         seeds = seed_fields(condition, len(sentences))
         rows += [
             {"condition": name, **seeds[i], "sentence": s, "shares": {k: v[i].tolist() for k, v in shares.items()}}
-            for i, s in enumerate(sentences)
+            for i, s in enumerate(runs)
         ]
     labels = list(per_sentence["normal"])
     last = {
@@ -198,7 +199,10 @@ def run(
         tokens=config.tokens,
         seed=config.seed,
         conditions={
-            name: {label: LayerCurve.of(v, config.bootstrap, config.seed) for label, v in values.items()}
+            name: {
+                label: LayerCurve.of(v, config.bootstrap, config.seed, len(v) // len(sentences))
+                for label, v in values.items()
+            }
             for name, values in per_sentence.items()
         },
         last_layer={name: {label: last[label][name] for label in labels} for name in conditions},

@@ -31,7 +31,7 @@ from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Positions
 from transfer_neurons.data.mc import LETTERS, MCItem, letter_token_ids, mc_prompt, shifted_item, template_lang
 from transfer_neurons.hooks.generation import next_token_logprobs
-from transfer_neurons.hooks.interventions import Applied, Conditions, Intervention, for_units
+from transfer_neurons.hooks.interventions import Applied, Conditions, Intervention, for_units, replicated
 from transfer_neurons.metrics.mc import choose, cyclic_scores, letter_counts, near_chance, wilson_interval
 from transfer_neurons.metrics.uncertainty import Estimate
 from transfer_neurons.model.loading import LoadedModel
@@ -76,11 +76,18 @@ class MCScores:
 
     @classmethod
     def of(
-        cls, accuracy: Estimate, correct: Sequence[bool], predicted: Sequence[str], letters: str, chance: float
+        cls,
+        accuracy: Estimate,
+        correct: Sequence[bool],
+        predicted: Sequence[str],
+        letters: str,
+        chance: float,
+        draws: int = 1,
     ) -> MCScores:
-        """The scores of one condition's rows (correctness and chosen letter per question), given the
-        estimate of its accuracy."""
-        hits, n = sum(correct), len(correct)
+        """The scores of one condition's rows (correctness and chosen letter per question, `draws` times
+        for a random baseline), given the estimate of its accuracy: n questions, the Wilson interval and
+        the chance check of the hits per draw, the letters chosen over every draw."""
+        n, hits = len(correct) // draws, round(sum(correct) / draws)
         wilson = wilson_interval(hits, n)
         return cls(accuracy, n, wilson, near_chance(hits, n, chance), letter_counts(predicted, letters))
 
@@ -195,6 +202,7 @@ def run(
             [row["predicted"] for row in chosen[name]],
             LETTERS[: max(n_options)],
             chance,
+            len(chosen[name]) // len(items),
         )
         for name in conditions
     }
@@ -236,8 +244,8 @@ def mc_study(
     """Option-letter log-likelihoods after each prompt under each condition; the choice is the argmax
     of the letters ('letter') or of the option scores averaged over the cyclic shifts ('cyclic',
     recorded as `scores`, in the original option order). Under a random baseline each question runs
-    under its own draw (all its shifted prompts under the same one; one pass) and its row records the
-    draw's `seed`. `say` gets a time estimate after the first batch."""
+    under every draw (all its shifted prompts under the same one) and its rows record the draw's `seed`.
+    `say` gets a time estimate after the first batch."""
     n_options = [len(item.options) for item in items]
     token_ids, _ = letter_token_ids(lm.tokenizer, max(n_options))
     shifts = [1 if scoring is Scoring.letter else n for n in n_options]
@@ -245,17 +253,20 @@ def mc_study(
     step = partial(next_token_logprobs, lm, token_ids=token_ids, batch_size=batch_size)
     rows = []
     for k, (name, condition) in enumerate(conditions.items()):
-        applied = per_prompt(for_units(condition, len(items)), shifts)
-        parts = in_parts(step, prompts, applied, batch_size, len(conditions), say if k == 0 else None)
-        blocks = torch.cat(parts).split(shifts)  # per question: [shifts, letters], shift 0 first
+        units, counts, options = (
+            replicated(condition, items),
+            replicated(condition, shifts),
+            replicated(condition, n_options),
+        )
+        applied = per_prompt(for_units(condition, len(items)), counts)
+        runs = replicated(condition, prompts)
+        parts = in_parts(step, runs, applied, batch_size, len(conditions), say if k == 0 else None)
+        blocks = torch.cat(parts).split(counts)  # per question: [shifts, letters], shift 0 first
         scores = [
-            b[0] if scoring is Scoring.letter else cyclic_scores(b[:, :n])
-            for b, n in zip(blocks, n_options, strict=True)
+            b[0] if scoring is Scoring.letter else cyclic_scores(b[:, :n]) for b, n in zip(blocks, options, strict=True)
         ]
         seeds = seed_fields(condition, len(items))
-        for item, block, score, chosen, seed in zip(
-            items, blocks, scores, choose(scores, n_options), seeds, strict=True
-        ):
+        for item, block, score, chosen, seed in zip(units, blocks, scores, choose(scores, options), seeds, strict=True):
             row = {
                 "condition": name,
                 **seed,

@@ -20,7 +20,7 @@ from transfer_neurons.artifacts.io import read_json, read_jsonl, write_json, wri
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Positions
 from transfer_neurons.hooks.generation import generate
-from transfer_neurons.hooks.interventions import Conditions, for_units
+from transfer_neurons.hooks.interventions import Conditions, for_units, replicated
 from transfer_neurons.metrics.langid import NONE, STUDY_LANGS, UNDECODABLE, LanguageID, undecodable
 from transfer_neurons.metrics.uncertainty import Estimate
 from transfer_neurons.model.loading import LoadedModel
@@ -69,8 +69,8 @@ class OutputLangResult(ControlledResult):
 
     @property
     def n_prompts(self) -> int:
-        """Prompts per condition (each condition continues the same ones)."""
-        return len(self.rows) // len(self.conditions)
+        """Prompts per condition (each condition continues the same ones; the random baseline once per draw)."""
+        return sum(row["condition"] == "normal" for row in self.rows)
 
     def conditions_json(self) -> dict[str, dict[str, Any]]:
         """The `conditions` of output_lang.json: per condition and category, `Estimate.to_json()`."""
@@ -167,17 +167,19 @@ def output_language_study(
     """Greedy continuations under each condition and their identified language (`language`: `lang`,
     'en', another language, 'none' without letters, or 'undecodable' with bytes that do not decode,
     see `metrics.langid.undecodable`; identified no further), one row per prompt and condition. Under a
-    random baseline each prompt runs under its own draw (one pass) and its row records the draw's `seed`."""
+    random baseline each prompt runs under every draw (its rows record the draw's `seed`)."""
     rows = []
     step = partial(generate, lm, max_new_tokens=max_new_tokens, batch_size=batch_size)
     for k, (name, condition) in enumerate(conditions.items()):
         applied = for_units(condition, len(prompts))
-        parts = in_parts(step, prompts, applied, batch_size, len(conditions), say if k == 0 else None)
+        runs = replicated(condition, prompts)
+        parts = in_parts(step, runs, applied, batch_size, len(conditions), say if k == 0 else None)
         outputs = [output for part in parts for output in part]
         labels = [UNDECODABLE if undecodable(o) else identifier.identify(o.strip()) for o in outputs]
+        seeds = seed_fields(condition, len(prompts))
         rows += [
             {"condition": name, **seed, "prompt": p, "output": o, "language": label}
-            for p, o, label, seed in zip(prompts, outputs, labels, seed_fields(condition, len(prompts)), strict=True)
+            for p, o, label, seed in zip(runs, outputs, labels, seeds, strict=True)
         ]
     return rows
 

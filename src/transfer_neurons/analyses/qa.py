@@ -26,7 +26,7 @@ from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Positions
 from transfer_neurons.data.qa import MAX_SHOTS, QAItem, qa_prompt, template_lang
 from transfer_neurons.hooks.generation import generate
-from transfer_neurons.hooks.interventions import Conditions, for_units
+from transfer_neurons.hooks.interventions import Conditions, for_units, replicated
 from transfer_neurons.metrics.qa import best_f1, exact_match, first_line
 from transfer_neurons.metrics.uncertainty import Estimate
 from transfer_neurons.model.loading import LoadedModel
@@ -173,16 +173,18 @@ def qa_study(
     say: Say | None = None,
 ) -> list[dict]:
     """Greedy answers under each condition, scored by token F1 / exact match (max over aliases); under
-    a random baseline each question runs under its own draw (one pass), its row records the draw's
-    `seed`. `say` gets a time estimate after the first batch."""
+    a random baseline each question runs under every draw (its rows record the draw's `seed`). `say`
+    gets a time estimate after the first batch."""
     prompts = [qa_prompt(item.question, item.lang, shots) for item in items]
     step = partial(generate, lm, max_new_tokens=max_new_tokens, batch_size=batch_size, stop_strings=["\n"])
     rows = []
     for k, (name, condition) in enumerate(conditions.items()):
         applied = for_units(condition, len(prompts))
-        parts = in_parts(step, prompts, applied, batch_size, len(conditions), say if k == 0 else None)
+        runs = replicated(condition, prompts)
+        parts = in_parts(step, runs, applied, batch_size, len(conditions), say if k == 0 else None)
         outputs = [output for part in parts for output in part]
-        for item, output, seed in zip(items, outputs, seed_fields(condition, len(items)), strict=True):
+        units = replicated(condition, items)
+        for item, output, seed in zip(units, outputs, seed_fields(condition, len(items)), strict=True):
             prediction = first_line(output)
             rows.append(
                 {

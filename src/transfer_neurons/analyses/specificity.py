@@ -4,13 +4,16 @@ One pass over each language's sentences keeps per-language sufficient statistics
 neuron's last-token activation; eta^2 and the ANOVA p-value under each labelling (the set's
 target language vs the rest, language families, all languages) come from merging them. Each set's
 top-n is compared with a random baseline of the same layers drawn with `baseline_seeds` seeds (no
-extra model pass: a draw only picks other neurons); every summary is an Estimate with a bootstrap
-interval over the neurons (`metrics.specificity.compare_to_random`).
+extra model pass: a draw only picks other neurons); every summary is an Estimate whose interval
+covers the sampling of sentences (a delete-one-block jackknife over `blocks` blocks of each
+language's sentences), the random draws a random effect (`metrics.specificity.compare_to_random`).
 
 specificity.safetensors keeps what every summary comes from: `eta2_<labelling>` [L, m] (float32,
-the values summarised) and `p_<labelling>`, the sufficient statistics, and per set
+the values summarised) and `p_<labelling>`, the sufficient statistics, per set
 `top_neurons/<set>` [n, 2] (layer, neuron; rank order) and `random_neurons/<set>` [S, n, 2] (draw s
-seeded seed + s). `SpecificityResult.values` looks per-neuron values up, `summarise` recomputes.
+seeded seed + s), and the summaries with each block left out, `replicates/<set>/<labelling>/<top or
+random>/<statistic>` ([G], [G, S]). `SpecificityResult.values` looks per-neuron values up,
+`summarise` recomputes the summaries.
 """
 
 from __future__ import annotations
@@ -26,6 +29,13 @@ import torch
 from pydantic import Field
 
 from transfer_neurons.analyses.base import Config
+from transfer_neurons.analyses.specificity_summary import (
+    Comparison,
+    EtaSummary,
+    SetSpecificity,
+    estimate_text,
+    p_text,
+)
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.io import read_json, read_tensors, write_json, write_tensors
 from transfer_neurons.artifacts.neurons import NeuronSet
@@ -35,7 +45,7 @@ from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.capture import capture
 from transfer_neurons.hooks.interventions import Intervention, random_baseline
 from transfer_neurons.metrics import specificity as spec
-from transfer_neurons.metrics.uncertainty import Estimate
+from transfer_neurons.metrics.uncertainty import Estimate, t_test
 from transfer_neurons.model.loading import LoadedModel
 
 ALPHA = 0.05  # significance level of the shares
@@ -43,10 +53,8 @@ THRESHOLDS = (0.1, 0.25)  # eta^2 thresholds of the shares
 STATS = ("count", "sum", "sumsq", "shift")  # the GroupStats tensors kept beside eta^2 and p
 LABELLINGS = ("target", "family", "language")  # "family" only with two or more families
 TOP, RANDOM = "top_neurons/", "random_neurons/"  # tensor name prefixes of each set's neuron indices
-# JSON key of each summary -> EtaSummary field
-METRICS = {
-    key: key.replace(".", "_") for key in ("mean_eta2", "median_eta2", "share_eta2_gt_0.1", "share_eta2_gt_0.25")
-}
+REPLICATES = "replicates/"  # prefix of the summaries with each block of sentences left out
+Replicates = tuple[dict[str, np.ndarray], dict[str, np.ndarray]]  # top [G], draws [G, S] per statistic
 
 
 class SpecificityConfig(Config):
@@ -56,7 +64,10 @@ class SpecificityConfig(Config):
     baseline: Baseline = Field(Baseline.per_layer, description="Random baseline placement.")
     seed: int = Field(0, description="Seed of the random baseline and of the bootstrap.")
     baseline_seeds: int = Field(5, ge=1, description="Random baseline draws per set (seeds seed, seed + 1, ...).")
-    bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples of every interval (0: no intervals).")
+    bootstrap: int = Field(1000, ge=0, description="Intervals on (any value but 0) or off (0).")
+    blocks: int = Field(
+        10, ge=2, description="Jackknife blocks of each language's sentences (fewer when a language has fewer)."
+    )
     batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
     families: dict[str, str] | None = Field(None, description="Language families overriding the built-in table.")
 
@@ -64,75 +75,6 @@ class SpecificityConfig(Config):
     def seeds(self) -> tuple[int, ...]:
         """The seed of each random baseline draw."""
         return tuple(self.seed + s for s in range(self.baseline_seeds))
-
-
-@dataclass(frozen=True)
-class EtaSummary:
-    """One neuron list's summaries (`metrics.specificity.statistics`), each an Estimate: mean and
-    median eta^2, and the shares with eta^2 above 0.1 / 0.25 and p < ALPHA. `n`: neurons (per draw
-    for a random baseline, whose Estimates hold each draw's value)."""
-
-    n: int
-    mean_eta2: Estimate
-    median_eta2: Estimate
-    share_eta2_gt_0_1: Estimate
-    share_eta2_gt_0_25: Estimate
-
-    @property
-    def shares(self) -> dict[str, Estimate]:
-        """Threshold (as written in the JSON keys) -> share."""
-        return {"0.1": self.share_eta2_gt_0_1, "0.25": self.share_eta2_gt_0_25}
-
-    def to_json(self) -> dict[str, Any]:
-        return {"n": self.n} | {key: getattr(self, name).to_json() for key, name in METRICS.items()}
-
-    @classmethod
-    def of(cls, n: int, estimates: Mapping[str, Estimate]) -> EtaSummary:
-        """From Estimates under their JSON keys."""
-        return cls(n, **{name: estimates[key] for key, name in METRICS.items()})
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> EtaSummary:
-        return cls.of(int(data["n"]), {key: Estimate.from_json(data[key]) for key in METRICS})
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """A set's top-n and its random baseline under one labelling; the top's mean and shares carry
-    their difference from the baseline (`effect_vs_random`, `p_vs_random`)."""
-
-    top: EtaSummary
-    random: EtaSummary
-
-
-@dataclass(frozen=True)
-class SetSpecificity:
-    """One neuron set's summaries: labelling ("target", "family" when there are two or more
-    families, "language") -> top-n vs random baseline."""
-
-    lang: str
-    type: str | None
-    source: str | None
-    top_n: int
-    labellings: dict[str, Comparison]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "lang": self.lang,
-            "type": self.type,
-            "source": self.source,
-            "top_n": self.top_n,
-            **{name: {"top": c.top.to_json(), "random": c.random.to_json()} for name, c in self.labellings.items()},
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> SetSpecificity:
-        labellings = {
-            name: Comparison(EtaSummary.from_json(value["top"]), EtaSummary.from_json(value["random"]))
-            for name, value in data.items()
-            if name not in ("lang", "type", "source", "top_n")
-        }
-        return cls(data["lang"], data["type"], data["source"], int(data["top_n"]), labellings)
 
 
 @dataclass(eq=False)
@@ -154,7 +96,14 @@ class SpecificityResult(Result):
     random_neurons: dict[str, torch.Tensor]  # set -> [S, n, 2] int64, draw s seeded config.seed + s
     stats: spec.GroupStats
     config: SpecificityConfig
+    replicates: dict[tuple[str, str], Replicates] = field(default_factory=dict)  # (set, labelling) -> jackknife
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def blocks(self) -> int | None:
+        """Jackknife blocks of sentences per language (None without intervals)."""
+        any_set = next(iter(self.replicates.values()), None)
+        return None if any_set is None else len(next(iter(any_set[0].values())))
 
     @property
     def labellings(self) -> list[str]:
@@ -176,20 +125,32 @@ class SpecificityResult(Result):
         return self.eta2[key][layer, neuron].double().numpy(), self.p[key][layer, neuron].double().numpy()
 
     def top_eta2(self, set_name: str, labelling: str = "target") -> np.ndarray:
-        """Per-neuron eta^2 [n] of a set's top-n in rank order (e.g. to compare two sets with
-        `uncertainty.unpaired_difference`)."""
+        """Per-neuron eta^2 [n] of a set's top-n in rank order."""
         return self.values(set_name, labelling)[0]
 
+    def contrast(self, first: str, second: str, statistic: str = "mean_eta2", labelling: str = "target") -> Estimate:
+        """A summary of set `first`'s top-n minus the same summary of set `second` (the same sentences),
+        with interval and p (`p_vs_random`) from one t test with the jackknife variance of the
+        difference (G - 1 df); no interval without replicates."""
+        values = [
+            spec.statistics(*self.values(name, labelling), THRESHOLDS, ALPHA)[statistic] for name in (first, second)
+        ]
+        difference = float(values[0]) - float(values[1])
+        if (first, labelling) not in self.replicates or (second, labelling) not in self.replicates:
+            return Estimate(difference)
+        a, b = (self.replicates[name, labelling][0][statistic] for name in (first, second))
+        ci, p = t_test(difference, float(spec.jackknife_variance(a - b)), len(a) - 1)
+        return Estimate(difference, ci, p)
+
     def summarise(self) -> dict[str, SetSpecificity]:
-        """Every set's summaries, computed from the stored per-neuron values with the config's
-        bootstrap and seeds (`run` stores exactly these; a loaded result gives the same)."""
+        """Every set's summaries, computed from the stored per-neuron values and jackknife replicates
+        (`run` stores exactly these; a loaded result gives the same)."""
         keys = [(name, labelling) for name in self.sets for labelling in self.labellings]
         compared = spec.compare_to_random(
             {key: self.values(*key) for key in keys},
             {key: self.values(*key, which="random") for key in keys},
+            {key: self.replicates[key] for key in keys} if self.replicates else None,
             self.config.seeds,
-            self.config.bootstrap,
-            self.config.seed,
             THRESHOLDS,
             ALPHA,
         )
@@ -216,6 +177,7 @@ class SpecificityResult(Result):
             "alpha": ALPHA,
             "baseline": {"mode": config.baseline.value, "seed": config.seed, "seeds": list(config.seeds)},
             "bootstrap": config.bootstrap,
+            "jackknife_blocks": self.blocks,
             "sets": {name: s.to_json() for name, s in self.sets.items()},
         }
 
@@ -226,6 +188,11 @@ class SpecificityResult(Result):
         tensors |= {name: getattr(self.stats, name) for name in STATS}
         tensors |= {TOP + name: t for name, t in self.top_neurons.items()}
         tensors |= {RANDOM + name: t for name, t in self.random_neurons.items()}
+        for (name, labelling), (top, draws) in self.replicates.items():
+            for which, values in (("top", top), ("random", draws)):
+                tensors |= {
+                    f"{REPLICATES}{name}/{labelling}/{which}/{k}": torch.from_numpy(v) for k, v in values.items()
+                }
         metadata = {"langs": ",".join(self.langs), "families": ",".join(self.families[lang] for lang in self.langs)}
         write_tensors(out / names.SPECIFICITY_TENSORS, tensors, metadata)
         write_json(out / names.SPECIFICITY, self.to_json())
@@ -280,6 +247,7 @@ class SpecificityResult(Result):
             random_neurons=_prefixed(tensors, RANDOM),
             stats=stats,
             config=SpecificityConfig.model_validate(manifest["settings"]),
+            replicates=_replicates(_prefixed(tensors, REPLICATES)),
             timings=manifest.get("timings_s", {}),
         )
 
@@ -291,27 +259,28 @@ class SpecificityResult(Result):
             for labelling, c in s.labellings.items():
                 (t, share), *more = c.top.shares.items()
                 parts = [
-                    f"eta^2 > {t} for {_text(share, '.1%')} of {c.top.n} neurons vs random "
-                    f"{_text(c.random.shares[t], '.1%')} ({_p_text(share.p_vs_random)})",
+                    f"eta^2 > {t} for {estimate_text(share, '.1%')} of {c.top.n} neurons vs random "
+                    f"{estimate_text(c.random.shares[t], '.1%')} ({p_text(share.p_vs_random)})",
                     *(
-                        f"> {t}: {_text(e, '.1%')} vs {_text(c.random.shares[t], '.1%')} ({_p_text(e.p_vs_random)})"
+                        f"> {t}: {estimate_text(e, '.1%')} vs {estimate_text(c.random.shares[t], '.1%')} "
+                        f"({p_text(e.p_vs_random)})"
                         for t, e in more
                     ),
-                    f"mean {_text(c.top.mean_eta2, '.3f')} vs {_text(c.random.mean_eta2, '.3f')} "
-                    f"({_p_text(c.top.mean_eta2.p_vs_random)})",
+                    f"mean {estimate_text(c.top.mean_eta2, '.3f')} vs {estimate_text(c.random.mean_eta2, '.3f')} "
+                    f"({p_text(c.top.mean_eta2.p_vs_random)})",
                 ]
                 lines.append(f"{name} ({labelling}): " + "; ".join(parts))
         return lines
 
 
-def _text(e: Estimate, spec_: str) -> str:
-    """'41.0% [38.2%, 44.1%]': the value and its interval (when there is one) in one format."""
-    interval = "" if e.ci is None else f" [{e.ci[0]:{spec_}}, {e.ci[1]:{spec_}}]"
-    return f"{e.value:{spec_}}{interval}"
-
-
-def _p_text(p: float | None) -> str:
-    return "p n/a" if p is None else "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+def _replicates(tensors: Mapping[str, torch.Tensor]) -> dict[tuple[str, str], Replicates]:
+    """The jackknife replicates stored as '<set>/<labelling>/<top or random>/<statistic>'."""
+    out: dict[tuple[str, str], Replicates] = {}
+    for name, values in tensors.items():
+        set_name, labelling, which, statistic = name.rsplit("/", 3)
+        top, draws = out.setdefault((set_name, labelling), ({}, {}))
+        (top if which == "top" else draws)[statistic] = values.double().numpy()
+    return out
 
 
 def _prefixed(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -363,9 +332,26 @@ def run(
         top_neurons[name] = torch.tensor(top, dtype=torch.int64)
         random_neurons[name] = torch.tensor([d.pairs() for d in draws], dtype=torch.int64)
     start = time.perf_counter()
-    stats = activation_stats(lm, sentences, config.batch_size, progress)
+    blocks = spec.blocks_for([len(texts) for texts in sentences.values()], config.blocks)
+    by_block = activation_stats(lm, sentences, config.batch_size, progress, blocks, config.seed)
+    stats = by_block.regroup([lang for lang in range(len(langs)) for _ in range(blocks)])
     measured = time.perf_counter()
-    eta2, p = spec.labelling_tensors(stats, langs, families, list(dict.fromkeys(d.lang for d in described.values())))
+    targets = list(dict.fromkeys(d.lang for d in described.values()))
+    eta2, p = spec.labelling_tensors(stats, langs, families, targets)
+    replicates: dict[tuple[str, str], Replicates] = {}
+    if config.bootstrap:
+        for labelling, mapping in spec.labelings(langs, families, targets).items():
+            kind = labelling.partition(":")[0]
+            lists = {
+                (name, which): index
+                for name, s in described.items()
+                if kind != "target" or labelling == f"target:{s.lang}"
+                for which, index in (("top", top_neurons[name]), ("random", random_neurons[name]))
+            }
+            values = spec.block_replicates(by_block, mapping, blocks, lists, THRESHOLDS, ALPHA)
+            for name in described:
+                if (name, "top") in values:
+                    replicates[name, kind] = (values[name, "top"], values[name, "random"])
     result = SpecificityResult(
         model=lm.name,
         langs=langs,
@@ -378,6 +364,7 @@ def run(
         random_neurons=random_neurons,
         stats=stats,
         config=config,
+        replicates=replicates,
     )
     result.sets = result.summarise()
     end = time.perf_counter()
@@ -386,14 +373,24 @@ def run(
 
 
 def activation_stats(
-    lm: LoadedModel, sentences: Mapping[str, Sequence[str]], batch_size: int = 16, progress: bool = True
+    lm: LoadedModel,
+    sentences: Mapping[str, Sequence[str]],
+    batch_size: int = 16,
+    progress: bool = True,
+    blocks: int = 1,
+    seed: int = 0,
 ) -> spec.GroupStats:
-    """Streaming per-language statistics of every neuron's last-token activation, shape [L, m]."""
-    stats = spec.GroupStats(len(sentences), (lm.num_layers, lm.mlp_width))
+    """Streaming statistics of every neuron's last-token activation, shape [L, m], per (language,
+    block) group (language-major): each language's sentences fall into `blocks` blocks of nearly
+    equal size in a seeded order (one block: per language)."""
+    stats = spec.GroupStats(len(sentences) * blocks, (lm.num_layers, lm.mlp_width))
     layers = range(lm.num_layers)
     for group, (lang, texts) in enumerate(sentences.items()):
+        block = torch.from_numpy(np.random.default_rng(seed + group).permutation(len(texts)) % blocks)
         for batch in capture(
             lm, texts, ("act",), batch_size=batch_size, desc=f"activations ({lang})", progress=progress
         ):
-            stats.update(torch.stack([batch["act"][layer] for layer in layers], dim=1), group)
+            stats.update(
+                torch.stack([batch["act"][layer] for layer in layers], dim=1), group * blocks + block[batch.index]
+            )
     return stats

@@ -23,11 +23,11 @@ def compared(conditions: Conditions) -> tuple[Intervention | None, RandomBaselin
 
 
 def seed_fields(condition: Condition, n: int) -> list[dict[str, int]]:
-    """Per unit (input order), what its row records of its draw: `{"seed": s}` under a random
-    baseline (the draw `for_units` gives it), nothing under another condition."""
+    """Per row of the n units under a condition (`replicated` order), what it records of its draw:
+    `{"seed": s}` under a random baseline (S x n rows, draw by draw), nothing otherwise (n rows)."""
     if not isinstance(condition, RandomBaseline):
         return [{} for _ in range(n)]
-    return [{"seed": condition.seeds[s]} for s in condition.assignment(n)]
+    return [{"seed": seed} for seed in condition.seeds for _ in range(n)]
 
 
 def in_parts(

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ from transfer_neurons.errors import InputError
 from transfer_neurons.model.loading import LoadedModel
 
 POSITIONS = tuple(p.value for p in Positions)
+Unit = TypeVar("Unit")
 BASELINE_MODES = tuple(b.value for b in Baseline)
 
 
@@ -305,9 +307,10 @@ def random_baseline(
 
 @dataclass(frozen=True)
 class RandomBaseline:
-    """A random baseline drawn with several seeds and spread over the units of one pass: unit i
-    runs under draw `assignment(n)[i]`, a seeded balanced assignment, so S seeds cost one pass
-    (DESIGN.md 3.8), and each draw's mean over its units gives the spread between seeds."""
+    """A random baseline drawn with several seeds. Every draw runs on every unit: the units are
+    repeated once per draw, draw by draw (`per_unit`), so the per-row batching can still put several
+    draws in one pass, and each draw's measure covers all units (docs/method.md section 8: the draws
+    are a random effect when a condition is compared with them)."""
 
     draws: tuple[Intervention, ...]
     seeds: tuple[int, ...]
@@ -316,14 +319,9 @@ class RandomBaseline:
         if not self.draws or len(self.draws) != len(self.seeds):
             raise ValueError("a random baseline needs one seed per draw, and at least one draw")
 
-    def assignment(self, n: int) -> np.ndarray:
-        """The draw of each of n units: as even as n allows, in a seeded order (all 0 for one draw)."""
-        order = np.arange(n) % len(self.draws)
-        return np.random.default_rng(self.seeds[0]).permutation(order) if len(self.draws) > 1 else order
-
     def per_unit(self, n: int) -> list[Intervention]:
-        """The intervention of each of n units, for `apply_intervention`."""
-        return [self.draws[s] for s in self.assignment(n)]
+        """The intervention of each of the S x n rows: draw 0 on units 0..n-1, then draw 1, ..."""
+        return [draw for draw in self.draws for _ in range(n)]
 
     @property
     def positions(self) -> str:
@@ -359,8 +357,14 @@ Conditions = dict[str, Condition]
 
 
 def for_units(condition: Condition, n: int) -> Applied:
-    """What `apply_intervention` gets for n units (in input order) under a condition."""
+    """What `apply_intervention` gets for n units (in input order) under a condition: under a random
+    baseline one intervention per row of the units repeated for each draw (`replicated`)."""
     return condition.per_unit(n) if isinstance(condition, RandomBaseline) else condition
+
+
+def replicated(condition: Condition, units: Sequence[Unit]) -> list[Unit]:
+    """The units a condition runs on: repeated once per draw (draw by draw) under a random baseline."""
+    return list(units) * (len(condition.draws) if isinstance(condition, RandomBaseline) else 1)
 
 
 def deactivation_conditions(
@@ -375,7 +379,7 @@ def deactivation_conditions(
 ) -> Conditions:
     """The three conditions of a controlled experiment: normal (None), the top-k neurons of a
     neuron set deactivated, and a random baseline of the same shape drawn with `seeds` seeds
-    (seed, seed + 1, ...; the first draw is the single-seed baseline)."""
+    (seed, seed + 1, ...; the first draw is the single-seed baseline), each draw on every unit."""
     neurons.check_model(num_layers, width)
     deactivated = Intervention.from_neurons(neurons, top_k, factor=0.0, positions=positions)
     candidates = list(neurons.layers) or sorted(deactivated.counts_per_layer())

@@ -7,8 +7,10 @@ p-value (F distribution from scipy). Statistics of languages can be merged into 
 (target language vs rest, language families) without another pass over the data.
 
 The summaries of a neuron list (mean and median eta^2, shares with eta^2 > t and p < alpha) come
-with bootstrap intervals over its neurons and a comparison with a multi-seed random baseline
-(DESIGN.md 3.8): `compare_to_random`.
+with intervals over the sentences, by a delete-one-block jackknife: the sentences of each language
+fall into G blocks, the statistics are kept per (language, block), and every summary is recomputed
+with each block left out (`block_replicates`); a set is compared with a multi-seed random baseline
+of the same shape, the draws a random effect (`compare_to_random`, docs/method.md section 8).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 from scipy import stats
 
 from transfer_neurons.errors import InputError
-from transfer_neurons.metrics.uncertainty import CHUNK, PERMUTATIONS, Estimate, interval, resample_indices
+from transfer_neurons.metrics.uncertainty import Estimate, random_effect, t_test
 
 Key = TypeVar("Key", bound=Hashable)
 Values = tuple[np.ndarray, np.ndarray]  # (eta^2, ANOVA p) of listed neurons, same shape
@@ -118,15 +120,17 @@ class GroupStats:
         self.sumsq.index_add_(0, groups, x * x)
 
     def regroup(self, mapping: Sequence[int]) -> GroupStats:
-        """Merged statistics: old group g goes into new group ``mapping[g]`` (e.g. languages -> families)."""
+        """Merged statistics: old group g goes into new group ``mapping[g]`` (e.g. languages -> families);
+        a group mapped to -1 is left out (a jackknife block)."""
         if len(mapping) != self.n_groups:
             raise ValueError("regroup needs one new group index per old group")
         index = torch.as_tensor(list(mapping), dtype=torch.long)
+        kept = (index >= 0).nonzero().flatten()
         merged = GroupStats(int(index.max()) + 1, self.shape)
         merged.shift = self.shift
-        merged.count.index_add_(0, index, self.count)
-        merged.sum.index_add_(0, index, self.sum)
-        merged.sumsq.index_add_(0, index, self.sumsq)
+        merged.count.index_add_(0, index[kept], self.count[kept])
+        merged.sum.index_add_(0, index[kept], self.sum[kept])
+        merged.sumsq.index_add_(0, index[kept], self.sumsq[kept])
         return merged
 
     def sums_of_squares(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -253,92 +257,90 @@ def summarize(
     return {"n": len(neurons)} | {name: float(v) for name, v in statistics(e, q, thresholds, alpha).items()}
 
 
-def resampled(values: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """`values` [..., n] at the bootstrap resamples `index` [..., n_boot, n] (leading axes
-    broadcast): [..., n_boot, n]. One indexing operation, no loop over resamples."""
-    return np.take_along_axis(np.asarray(values)[..., None, :], index, axis=-1)
+def blocks_for(counts: Sequence[int], most: int = 10) -> int:
+    """The number of jackknife blocks: `most`, or fewer when a language has fewer sentences (at least 2)."""
+    return max(2, min(most, *counts))
 
 
-def permutation_p_rows(a: np.ndarray, b: np.ndarray, seed: int, n_perm: int = PERMUTATIONS) -> np.ndarray:
-    """`uncertainty.permutation_p(a[k], b[k], seed)` for every row k of a [K, n] and b [K, m]: the
-    same label shuffles (drawn once) serve every row, and each shuffle's mean of a's side comes
-    from one matrix product, so K rows cost about one test."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    pooled = np.concatenate([a, b], axis=1)  # [K, N]
-    n, m = a.shape[1], b.shape[1]
-    if n == 0 or m == 0:
-        return np.ones(len(a))
-    observed = np.abs(a.mean(axis=1) - b.mean(axis=1))
-    total, hits = pooled.sum(axis=1), np.zeros(len(a), dtype=np.int64)
-    rng = np.random.default_rng(seed)
-    order = np.arange(n + m, dtype=np.int32)
-    for start in range(0, n_perm, CHUNK * 16):
-        rows = min(CHUNK * 16, n_perm - start)
-        first = rng.permuted(np.tile(order, (rows, 1)), axis=1)[:, :n]  # as permutation_p shuffles
-        chosen = np.zeros((rows, n + m))
-        np.put_along_axis(chosen, first, 1.0, axis=1)
-        side = chosen @ pooled.T  # [rows, K]: sum of a's side
-        hits += (np.abs(side / n - (total - side) / m) >= observed - 1e-12).sum(axis=0)
-    return np.where(np.ptp(pooled, axis=1) == 0, 1.0, (1 + hits) / (1 + n_perm))
+def block_mapping(mapping: Sequence[int], blocks: int, left_out: int | None = None) -> list[int]:
+    """A mapping of (language, block) groups (language-major) from a mapping of languages; the groups
+    of block `left_out` dropped (-1)."""
+    return [label if b != left_out else -1 for label in mapping for b in range(blocks)]
+
+
+def block_replicates(
+    stats: GroupStats,
+    mapping: Sequence[int],
+    blocks: int,
+    neurons: Mapping[Key, torch.Tensor],
+    thresholds: Sequence[float] = (0.1, 0.25),
+    alpha: float = 0.05,
+) -> dict[Key, dict[str, np.ndarray]]:
+    """For each neuron list (`neurons[key]`: [..., n, 2] (layer, neuron) indices), its `statistics`
+    recomputed with each block of sentences left out: [blocks, ...] per statistic. `stats` holds the
+    (language, block) groups, `mapping` gives each language's label (target vs rest, family, ...)."""
+    out: dict[Key, dict[str, list[np.ndarray]]] = {key: {} for key in neurons}
+    for block in range(blocks):
+        merged = stats.regroup(block_mapping(mapping, blocks, block))
+        eta2, p = merged.eta_squared(), merged.anova_p()
+        for key, index in neurons.items():
+            layer, neuron = index.unbind(-1)
+            values = statistics(eta2[layer, neuron].numpy(), p[layer, neuron].numpy(), thresholds, alpha)
+            for name, value in values.items():
+                out[key].setdefault(name, []).append(value)
+    return {key: {name: np.stack(v) for name, v in per.items()} for key, per in out.items()}
+
+
+def jackknife_variance(replicates: np.ndarray) -> np.ndarray:
+    """The delete-one-block jackknife variance from replicates [G, ...]: (G - 1) / G x sum of squares."""
+    g = replicates.shape[0]
+    return (g - 1) / g * ((replicates - replicates.mean(axis=0)) ** 2).sum(axis=0)
 
 
 def compare_to_random(
     top: Mapping[Key, Values],
     random: Mapping[Key, Values],
+    replicates: Mapping[Key, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] | None,
     seeds: Sequence[int],
-    n_boot: int,
-    seed: int,
     thresholds: Sequence[float] = (0.1, 0.25),
     alpha: float = 0.05,
 ) -> dict[Key, tuple[dict[str, Estimate], dict[str, Estimate]]]:
     """Per key, the `statistics` of a neuron list (`top[key]`: eta^2 and p, [n] each) and of its
     random baseline (`random[key]`: [S, n] each, draw s seeded `seeds[s]`) as Estimates.
 
-    Intervals: percentile bootstrap over the neurons, `n_boot` resamples (none for 0); the top
-    resampled with `resample_indices(n, n_boot, seed)`, each draw on its own (seed + 1). The
-    baseline's value is the mean over its draws of each statistic, with each draw's value. The top's
-    mean and shares (means of per-neuron values) add `effect_vs_random` (top minus baseline, interval
-    from the two independent resamples) and `p_vs_random`, the label-permutation p of
-    `uncertainty.permutation_p` (top neurons vs all drawn ones), as `unpaired_difference` does; the
-    median has no test. One set of shuffles serves every key: all need the same n and S.
-    """
-    tops = {key: neuron_values(*values, thresholds, alpha) for key, values in top.items()}
-    draws = {key: neuron_values(*random[key], thresholds, alpha) for key in top}
-    rows = [(key, name) for key, values in tops.items() for name in values]
-    p_values = permutation_p_rows(
-        np.stack([tops[key][name] for key, name in rows]),
-        np.stack([draws[key][name].reshape(-1) for key, name in rows]),
-        seed,
-    )
-    tested = dict(zip(rows, p_values.tolist(), strict=True))
+    Intervals and tests come from `replicates[key]`: the top's and the draws' statistics with each
+    block of sentences left out ([G] and [G, S] per statistic, `block_replicates`); none when None.
+    The top's value has a t interval (G - 1 df) from the jackknife variance; its mean and shares add
+    `effect_vs_random`, the top minus the draws' mean, with interval and `p_vs_random` from one test
+    in which the draws are a random effect (`uncertainty.random_effect`: the jackknife variance of
+    the difference, plus the draws' spread beyond their own jackknife variance); the median has no
+    test. The baseline's value is the mean over its draws, with each draw's value."""
     out = {}
     for key, (eta2, p) in top.items():
+        value = statistics(eta2, p, thresholds, alpha)
         draw_eta2, draw_p = (np.asarray(x, dtype=np.float64) for x in random[key])
-        value, per_seed = statistics(eta2, p, thresholds, alpha), statistics(draw_eta2, draw_p, thresholds, alpha)
-        samples: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None
-        if n_boot:
-            n, s = len(eta2), len(draw_eta2)
-            index = resample_indices(n, n_boot, seed)
-            draw_index = resample_indices(n, s * n_boot, seed + 1).reshape(s, n_boot, n)
-            boot_top = statistics(resampled(eta2, index), resampled(p, index), thresholds, alpha)
-            boot_random = statistics(resampled(draw_eta2, draw_index), resampled(draw_p, draw_index), thresholds, alpha)
-            samples = (boot_top, {name: v.mean(axis=0) for name, v in boot_random.items()})
+        per_draw = statistics(draw_eta2, draw_p, thresholds, alpha)
         top_estimates, random_estimates = {}, {}
         for name in value:
-            ci, random_ci, effect_ci = (None, None, None) if samples is None else _intervals(samples, name)
-            baseline = Estimate(
-                float(per_seed[name].mean()), random_ci, seeds=tuple(seeds), per_seed=tuple(per_seed[name].tolist())
-            )
-            effect = Estimate(float(value[name]) - baseline.value, effect_ci) if (key, name) in tested else None
-            top_estimates[name] = Estimate(float(value[name]), ci, tested.get((key, name)), effect)
-            random_estimates[name] = baseline
+            draws = per_draw[name]
+            mean = float(draws.mean())
+            if replicates is None:
+                top_estimates[name] = Estimate(float(value[name]))
+                random_estimates[name] = Estimate(mean, seeds=tuple(seeds), per_seed=tuple(draws.tolist()))
+                continue
+            own, others = replicates[key][0][name], replicates[key][1][name]  # [G], [G, S]
+            df = own.shape[0] - 1
+            noise = float(jackknife_variance(others).mean())
+            ci, _ = t_test(float(value[name]), float(jackknife_variance(own)), df)
+            pooled = random_effect(mean, float(jackknife_variance(others.mean(axis=1))), df, draws, noise, False)
+            random_estimates[name] = Estimate(mean, pooled.estimate().ci, seeds=tuple(seeds), per_seed=tuple(draws))
+            if name == "median_eta2":
+                top_estimates[name] = Estimate(float(value[name]), ci)
+                continue
+            difference = float(value[name]) - mean
+            unit = float(jackknife_variance(own - others.mean(axis=1)))
+            tested = random_effect(difference, unit, df, draws, noise).estimate()
+            effect = Estimate(tested.value, tested.ci)
+            top_estimates[name] = Estimate(float(value[name]), ci, tested.p_vs_random, effect)
         out[key] = (top_estimates, random_estimates)
     return out
-
-
-def _intervals(
-    samples: tuple[dict[str, np.ndarray], dict[str, np.ndarray]], name: str
-) -> tuple[tuple[float, float], tuple[float, float], tuple[float, float]]:
-    """Intervals of the top, of the baseline and of their difference from bootstrap samples."""
-    top, random = samples[0][name], samples[1][name]
-    return interval(top), interval(random), interval(top - random)

@@ -1,24 +1,31 @@
-"""Uncertainty (DESIGN.md 3.8): bootstrap intervals over evaluation units, paired and unpaired
-permutation tests, and the verdict of a claim. Plain functions over arrays; no model code.
+"""Uncertainty (docs/method.md section 8): intervals over evaluation units and tests of a condition
+against a random baseline whose draws are a random effect. Plain functions over arrays; no model code.
 
-The model is never run again: every function resamples per-unit values that an analysis already
-has (mutual kNN is recomputed on resampled pairs by `metrics.latent.mknn_resamples`).
+- A mean of per-unit values: Wilson's interval for 0/1 values, else the BCa bootstrap (scipy).
+- A condition against S random draws, each measured on every unit: the draws are a random effect
+  (`random_effect`): the difference's variance is the unit-sampling part plus (1 + 1/S) times the
+  between-draw part, and its interval and p-value both come from that one variance (t, Satterthwaite
+  degrees of freedom). Means use `compare_to_draws`; statistics that are not means (mutual kNN,
+  eta^2 shares) give the unit-sampling part from their own procedure.
+- The verdict of a claim: its p-value adjusted by Benjamini-Hochberg over every claim of a table.
+
+Every procedure is checked by simulation against a known answer (`transfer_neurons.calibration`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import stats
 
 LEVEL = 0.95  # coverage of every interval
-ALPHA = 0.05  # significance level of a verdict
-PERMUTATIONS = 10_000  # sign flips / label shuffles of a permutation test
-CHUNK = 1024  # permutations computed at once
+ALPHA = 0.05  # significance level of a verdict (after the false-discovery-rate adjustment)
+PERMUTATIONS = 10_000  # sign flips of a paired permutation test
 
 
 def resample_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
@@ -95,14 +102,48 @@ def interval(samples: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def mean_estimate(values: Sequence[float] | np.ndarray, n_boot: int, seed: int) -> Estimate:
-    """The mean of per-unit `values` with its percentile bootstrap interval over the units."""
+def wilson_interval(successes: int, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Wilson's score interval of a proportion (scipy's binomtest)."""
+    ci = stats.binomtest(int(successes), int(n)).proportion_ci(level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def bca_interval(values: np.ndarray, n_boot: int, seed: int, level: float = LEVEL) -> tuple[float, float]:
+    """The BCa bootstrap interval of the mean (scipy.stats.bootstrap); a point for constant values."""
     values = np.asarray(values, dtype=np.float64)
-    if n_boot == 0 or len(values) == 0:
-        return Estimate(float(values.mean()) if len(values) else float("nan"))
-    return Estimate(
-        float(values.mean()), interval(bootstrap_means(values, resample_indices(len(values), n_boot, seed)))
+    if np.ptp(values) == 0:
+        return float(values[0]), float(values[0])
+    result = stats.bootstrap(
+        (values,), np.mean, n_resamples=n_boot, confidence_level=level, method="BCa", **seeded(seed)
     )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def seeded(seed: int) -> dict[str, Any]:
+    """scipy's seed option: `rng` from scipy 1.15, `random_state` before it."""
+    import inspect
+
+    name = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
+    return {name: np.random.default_rng(seed)}
+
+
+def is_binary(values: np.ndarray) -> bool:
+    """Whether every value is 0 or 1 (a proportion's units)."""
+    return bool(np.isin(values, (0.0, 1.0)).all())
+
+
+def mean_estimate(values: Sequence[float] | np.ndarray, n_boot: int, seed: int) -> Estimate:
+    """The mean of per-unit `values` with its 95 % interval over the units: Wilson's for 0/1 values,
+    BCa from `n_boot` bootstrap resamples otherwise (none when `n_boot` is 0)."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) == 0:
+        return Estimate(float("nan"))
+    value = float(values.mean())
+    if n_boot == 0 or len(values) < 2:
+        return Estimate(value)
+    if is_binary(values):
+        return Estimate(value, wilson_interval(int(values.sum()), len(values)))
+    return Estimate(value, bca_interval(values, n_boot, seed))
 
 
 def paired_permutation_p(differences: Sequence[float] | np.ndarray, seed: int, n_perm: int = PERMUTATIONS) -> float:
@@ -117,23 +158,6 @@ def paired_permutation_p(differences: Sequence[float] | np.ndarray, seed: int, n
     return (1 + hits) / (1 + n_perm)
 
 
-def permutation_p(
-    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, seed: int, n_perm: int = PERMUTATIONS
-) -> float:
-    """Two-sided p-value of 'mean(a) = mean(b)' for two independent samples (labels shuffled)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    pooled = np.concatenate([a, b])
-    if len(a) == 0 or len(b) == 0 or np.ptp(pooled) == 0:
-        return 1.0
-    rng = np.random.default_rng(seed)
-    observed = abs(a.mean() - b.mean())
-    hits = 0
-    for start in range(0, n_perm, CHUNK):
-        shuffled = rng.permuted(np.tile(pooled, (min(CHUNK, n_perm - start), 1)), axis=1)
-        hits += int((np.abs(shuffled[:, : len(a)].mean(1) - shuffled[:, len(a) :].mean(1)) >= observed - 1e-12).sum())
-    return (1 + hits) / (1 + n_perm)
-
-
 def paired_estimate(
     compared: Sequence[float] | np.ndarray, random: Sequence[float] | np.ndarray, n_boot: int, seed: int
 ) -> Estimate:
@@ -145,32 +169,104 @@ def paired_estimate(
     return Estimate(base.value, base.ci, paired_permutation_p(compared - random, seed), effect)
 
 
-def unpaired_difference(
-    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, n_boot: int, seed: int
-) -> Estimate:
-    """mean(a) - mean(b) of two independent samples, each resampled on its own, with the
-    permutation p-value in `p_vs_random` (b plays the reference)."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    value = float(a.mean() - b.mean())
-    ci = None
-    if n_boot:
-        ci = interval(
-            bootstrap_means(a, resample_indices(len(a), n_boot, seed))
-            - bootstrap_means(b, resample_indices(len(b), n_boot, seed + 1))
-        )
-    return Estimate(value, ci, permutation_p(a, b, seed))
+def t_test(value: float, variance: float, df: float, level: float = LEVEL) -> tuple[tuple[float, float], float]:
+    """The interval `value -/+ t * sqrt(variance)` and the two-sided p-value of 'the effect is 0', from
+    one t distribution with `df` degrees of freedom (infinite: normal): interval and p always agree."""
+    se = float(np.sqrt(max(variance, 0.0)))
+    dist = stats.norm if not np.isfinite(df) else stats.t(df)
+    half = float(dist.ppf(0.5 + level / 2)) * se
+    p = 1.0 if se == 0 and value == 0 else (0.0 if se == 0 else float(2 * dist.sf(abs(value) / se)))
+    return (value - half, value + half), p
 
 
-def random_estimate(
-    values: np.ndarray, assignment: np.ndarray, seeds: Sequence[int], n_boot: int, seed: int
-) -> Estimate:
-    """A multi-seed random baseline whose draws were spread over the units (`assignment[i]` is the
-    draw of unit i): the mean over all units with its interval, and each draw's mean over its units."""
-    base = mean_estimate(values, n_boot, seed)
-    values = np.asarray(values, dtype=np.float64)
-    per_seed = tuple(float(values[assignment == s].mean()) for s in range(len(seeds)) if np.any(assignment == s))
-    used = tuple(int(seeds[s]) for s in range(len(seeds)) if np.any(assignment == s))
-    return Estimate(base.value, base.ci, seeds=used, per_seed=per_seed)
+@dataclass(frozen=True)
+class RandomEffect:
+    """A statistic whose variance has a unit-sampling part `unit_var` (`unit_df` degrees of freedom)
+    and a part from S random draws, `weight` x `draw_var` (the variance between draws beyond their
+    unit noise; 0 with one draw): (1 + 1/S) for a condition minus the draws' mean, 1/S for the draws'
+    mean itself. Degrees of freedom by Satterthwaite (the draw part has S - 1)."""
+
+    value: float
+    unit_var: float
+    unit_df: float
+    draw_var: float
+    draws: int
+    weight: float
+
+    @property
+    def variance(self) -> float:
+        return self.unit_var + self.weight * self.draw_var
+
+    @property
+    def df(self) -> float:
+        part = self.weight * self.draw_var
+        if part <= 0 or self.draws < 2:
+            return self.unit_df
+        unit = 0.0 if not np.isfinite(self.unit_df) else self.unit_var**2 / self.unit_df
+        return float(self.variance**2 / (unit + part**2 / (self.draws - 1)))
+
+    def estimate(self) -> Estimate:
+        """The value with its interval; `p_vs_random` holds the p-value of the same t test."""
+        ci, p = t_test(self.value, self.variance, self.df)
+        return Estimate(self.value, ci, p)
+
+
+def random_effect(
+    value: float,
+    unit_var: float,
+    unit_df: float,
+    draw_values: Sequence[float] | np.ndarray,
+    draw_noise: float,
+    contrast: bool = True,
+) -> RandomEffect:
+    """`value` (a compared condition minus the mean of S random draws when `contrast`, else the draws'
+    mean) with `draw_values` [S], the draws' statistics, and `draw_noise`, the unit-sampling variance of
+    one draw's statistic around the others: their spread beyond it is the between-draw variance,
+    estimated as max(0, s^2 - draw_noise)."""
+    draw_values = np.asarray(draw_values, dtype=np.float64)
+    draws = len(draw_values)
+    draw_var = 0.0 if draws < 2 else max(0.0, float(draw_values.var(ddof=1)) - draw_noise)
+    weight = (1 + 1 / draws) if contrast else 1 / draws
+    return RandomEffect(value, unit_var, unit_df, draw_var, draws, weight)
+
+
+def compare_to_draws(
+    compared: Sequence[float] | np.ndarray, draws: np.ndarray, seeds: Sequence[int], n_boot: int, seed: int
+) -> tuple[Estimate, Estimate]:
+    """Per-unit values of a compared condition [n] and of S random draws [S, n] (the same units):
+    the compared condition's mean with its interval and its difference from the draws' mean
+    (`effect_vs_random`, interval and `p_vs_random` from `random_effect`); the random baseline's mean
+    over draws and units with its interval (unit part plus between-draw part / S) and each draw's mean.
+    No intervals and no p when `n_boot` is 0."""
+    y = np.asarray(compared, dtype=np.float64)
+    table = np.asarray(draws, dtype=np.float64).reshape(-1, len(y))
+    s, n = table.shape
+    per_draw = table.mean(axis=1)
+    base = mean_estimate(y, n_boot, seed)
+    difference = y - table.mean(axis=0)
+    if n_boot == 0 or n < 2:
+        random = Estimate(float(table.mean()), seeds=tuple(seeds), per_seed=tuple(per_draw.tolist()))
+        return Estimate(base.value, base.ci, None, Estimate(float(difference.mean()))), random
+    residual = table - table.mean(axis=1, keepdims=True) - table.mean(axis=0) + table.mean()
+    noise = float((residual**2).sum() / ((s - 1) * (n - 1))) / n if s > 1 else 0.0  # one draw's mean, unit part
+    contrast = random_effect(float(difference.mean()), float(difference.var(ddof=1)) / n, n - 1, per_draw, noise)
+    unit_means = table.mean(axis=0)
+    pooled = random_effect(float(table.mean()), float(unit_means.var(ddof=1)) / n, n - 1, per_draw, noise, False)
+    random = Estimate(pooled.value, pooled.estimate().ci, seeds=tuple(seeds), per_seed=tuple(per_draw.tolist()))
+    tested = contrast.estimate()
+    return Estimate(base.value, base.ci, tested.p_vs_random, replace(tested, p_vs_random=None)), random
+
+
+def bh_adjust(p_values: Sequence[float | None]) -> list[float | None]:
+    """Benjamini-Hochberg adjusted p-values (scipy's false_discovery_control) of the given ones;
+    None stays None and does not count as a test."""
+    present = [k for k, p in enumerate(p_values) if p is not None and np.isfinite(p)]
+    adjusted: list[float | None] = [None] * len(p_values)
+    if present:
+        values = stats.false_discovery_control([float(p_values[k]) for k in present], method="bh")  # type: ignore[arg-type]
+        for k, value in zip(present, np.atleast_1d(values), strict=True):
+            adjusted[k] = float(value)
+    return adjusted
 
 
 # mutual kNN ---------------------------------------------------------------------------------------
@@ -197,22 +293,19 @@ def mutual_knn_rows(a: torch.Tensor, b: torch.Tensor, k: int) -> np.ndarray:
 HOLDS, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 
 
-def verdict(effect: float, ci: tuple[float, float] | None, p: float | None, sign: int, alpha: float = ALPHA) -> str:
-    """'holds' when the effect has the claimed sign, its interval excludes 0 on that side and
-    p < alpha; 'does not hold' when the interval excludes 0 on the other side; else 'inconclusive'."""
-    if ci is None or p is None or not np.isfinite(effect):
+def verdict(effect: float, p_adjusted: float | None, sign: int, alpha: float = ALPHA) -> str:
+    """'holds' when the effect has the claimed sign and its adjusted p < alpha, 'does not hold' when
+    it has the other sign with adjusted p < alpha, else 'inconclusive' (the interval and p come from
+    one test, so an unadjusted p < alpha means the interval excludes 0)."""
+    if p_adjusted is None or not np.isfinite(effect) or p_adjusted >= alpha or effect == 0:
         return INCONCLUSIVE
-    low, high = (ci[0], ci[1]) if sign > 0 else (-ci[1], -ci[0])
-    if sign * effect > 0 and low > 0 and p < alpha:
-        return HOLDS
-    if high < 0:
-        return DOES_NOT_HOLD
-    return INCONCLUSIVE
+    return HOLDS if sign * effect > 0 else DOES_NOT_HOLD
 
 
-@dataclass
+@dataclass(frozen=True)
 class Finding:
-    """One row of the Findings table: a claim of the paper measured on one language."""
+    """One row of the Findings table: a claim of the paper measured on one language; its verdict
+    reads `p_adjusted`, the p-value adjusted over every row of the table (`adjust`)."""
 
     claim: str  # short id, e.g. "middle_peak"
     text: str  # the claim in words
@@ -224,10 +317,11 @@ class Finding:
     units: str  # what n counts, e.g. "test pairs"
     sign: int  # the claimed sign of the effect
     source: str  # the step folder it was read from
-    verdict: str = field(init=False)
+    p_adjusted: float | None = None
 
-    def __post_init__(self) -> None:
-        self.verdict = verdict(self.effect, self.ci, self.p, self.sign)
+    @property
+    def verdict(self) -> str:
+        return verdict(self.effect, self.p_adjusted, self.sign)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -238,8 +332,15 @@ class Finding:
             "effect": self.effect,
             "ci": None if self.ci is None else list(self.ci),
             "p": self.p,
+            "p_adjusted": self.p_adjusted,
             "n": self.n,
             "units": self.units,
             "claimed_sign": "+" if self.sign > 0 else "-",
             "source": self.source,
         }
+
+
+def adjust(findings: Sequence[Finding]) -> list[Finding]:
+    """The rows with their p-values adjusted by Benjamini-Hochberg over all of them (q = ALPHA)."""
+    adjusted = bh_adjust([row.p for row in findings])
+    return [replace(row, p_adjusted=p) for row, p in zip(findings, adjusted, strict=True)]

@@ -131,7 +131,7 @@ def _latent_json(latent: LatentResult | None, lang: str) -> dict[str, Any] | Non
     peak = latent.peaks[lang]
     return {
         "n": latent.n_pairs(lang),
-        "mknn_peak": {**peak.to_json(), "depth": peak.layer / latent.layers},
+        "mknn_peak": {"layer": peak, "depth": peak / latent.layers},
         **{name: _curve(latent.pairs[lang], name) for name in CURVES},
     }
 
@@ -290,13 +290,12 @@ def _peak_rows(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if latent is None:
                 continue
             peak = latent["mknn_peak"]
-            ci = "" if peak["ci"] is None else f" [{peak['ci'][0]}, {peak['ci'][1]}]"
             rows.append(
                 {
                     "lang": lang,
                     "model": m["label"],
                     "n": latent["n"],
-                    "layer": f"{peak['layer']}{ci} of {m['num_layers']}",
+                    "layer": f"{peak['layer']} of {m['num_layers']}",
                     "depth": peak["depth"],
                     "value": latent["mknn"]["value"][peak["layer"]],
                 }

@@ -26,7 +26,7 @@ depth share one axis. "&ndash;": the run did not compute that analysis. Every nu
 {% if curves %}<h3>Latent space over relative depth</h3>
 <p>Per language, each model's mutual kNN of parallel en / L2 test pairs and its centred parallel minus non-parallel
 similarity, with 95% bootstrap bands over the pairs; the layer where mutual kNN peaks, with its 95% interval.</p>
-<table><tr><th class="l">language</th><th class="l">model</th><th>pairs</th><th>mutual kNN peak layer [95% CI]</th>
+<table><tr><th class="l">language</th><th class="l">model</th><th>pairs</th><th>mutual kNN peak layer</th>
 <th>relative depth</th><th>peak value</th></tr>
 {% for r in peaks %}<tr{% if loop.first or r.lang != loop.previtem.lang %} class="first"{% endif %}>
 <td class="l">{{ r.lang }}</td><td class="l">{{ r.model }}</td><td>{{ r.n }}</td><td>{{ r.layer }}</td>

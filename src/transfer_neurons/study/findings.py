@@ -1,6 +1,7 @@
-"""Findings (DESIGN.md 3.8): each of the paper's claims that a study measured, one row per language,
-with a verdict from the effect, its interval and its p-value (`metrics.uncertainty.verdict`). Read
-from the finished steps' folders, written to findings.json and shown first in the report."""
+"""Findings (docs/method.md section 8): each of the paper's claims that a study measured, one row per
+language, with its effect, its interval and p from one test, the p-value adjusted by
+Benjamini-Hochberg over every row, and a verdict from the adjusted p (`metrics.uncertainty.verdict`).
+Read from the finished steps' folders, written to findings.json and shown first in the report."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 from transfer_neurons.analyses import ablate, latent, output_lang, qa, specificity
 from transfer_neurons.artifacts import names
 from transfer_neurons.artifacts.io import write_json
-from transfer_neurons.metrics.uncertainty import ALPHA, Estimate, Finding, unpaired_difference
+from transfer_neurons.metrics.uncertainty import ALPHA, Estimate, Finding, adjust
 from transfer_neurons.study.config import StudyConfig
 
 CLAIMS = {
@@ -53,8 +54,7 @@ def _type2_specific(out: Path, config: StudyConfig) -> Iterator[Finding]:
     for lang in config.languages:
         sets = {kind: f"{lang}-{kind}" for kind in ("type1", "type2")}
         if all(name in result.sets for name in sets.values()):
-            type2, type1 = (result.top_eta2(sets[kind]) for kind in ("type2", "type1"))
-            difference = unpaired_difference(type2, type1, config.bootstrap, config.seed)
+            difference = result.contrast(sets["type2"], sets["type1"])
             yield Finding(
                 "type2_specific",
                 CLAIMS["type2_specific"],
@@ -62,8 +62,8 @@ def _type2_specific(out: Path, config: StudyConfig) -> Iterator[Finding]:
                 difference.value,
                 difference.ci,
                 difference.p_vs_random,
-                min(len(type2), len(type1)),
-                "neurons per type",
+                result.n_sentences[lang],
+                "sentences (mean eta^2 of the top-n, target labelling)",
                 +1,
                 "specificity",
             )
@@ -97,12 +97,13 @@ READERS: dict[str, tuple[str, Callable[[Path, StudyConfig], Iterator[Finding]]]]
 
 
 def findings(out: Path, config: StudyConfig) -> list[Finding]:
-    """Every claim the study measured (its step folder is complete), one row per language."""
+    """Every claim the study measured (its step folder is complete), one row per language, the
+    p-values adjusted by Benjamini-Hochberg over all rows."""
     rows: list[Finding] = []
     for folder, reader in READERS.values():
         if (out / folder).is_dir() and any((out / folder).rglob(names.MANIFEST)):
             rows += list(reader(out, config))
-    return rows
+    return adjust(rows)
 
 
 def write_findings(out: Path, config: StudyConfig) -> list[Finding]:
@@ -114,10 +115,12 @@ def write_findings(out: Path, config: StudyConfig) -> list[Finding]:
             "schema_version": names.SCHEMA_VERSION,
             "model": config.model,
             "alpha": ALPHA,
-            "tests": len(rows),
+            "tests": sum(row.p is not None for row in rows),
+            "adjustment": "Benjamini-Hochberg over every row (false discovery rate q = alpha)",
             "bootstrap": config.bootstrap,
-            "verdicts": "holds: the effect has the claimed sign, its 95% interval excludes 0 and p < alpha; "
-            "does not hold: the interval excludes 0 on the other side; inconclusive: otherwise",
+            "verdicts": "holds: the effect has the claimed sign and its adjusted p < alpha; does not hold: the "
+            "other sign with adjusted p < alpha; inconclusive: otherwise. Each row's 95% interval and p come "
+            "from one test",
             "rows": [row.to_json() for row in rows],
         },
     )

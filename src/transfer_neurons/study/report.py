@@ -105,13 +105,12 @@ def _latent_view(out: Path) -> tuple[list[dict[str, Any]] | None, str]:
     rows, layers = [], ""
     for lang, curves in result.pairs.items():
         peak, middle = result.peaks[lang], result.middle_peak[lang]
-        interval = "" if peak.ci is None else f" [{peak.ci[0]}, {peak.ci[1]}]"
         rows.append(
             {
                 "lang": lang,
                 "n": result.n_pairs(lang),
-                "peak": f"{peak.layer}{interval}",
-                "peak_value": f"{curves.mknn[peak.layer]:.3f}",
+                "peak": str(peak),
+                "peak_value": f"{curves.mknn[peak]:.3f}",
                 "middle": "" if middle is None else Estimate(middle.value, middle.ci).text(3),
                 "p": "" if middle is None else p_text(middle.p),
             }

@@ -105,8 +105,7 @@ def _latent(r: latent.LatentResult) -> Iterator[Row]:
         for layer, matrix in enumerate(r.centroid_similarity):
             yield lang, None, None, "centroid_similarity_en", layer, float(matrix[0, column]), NAN, NAN
         peak, middle = r.peaks[lang], r.middle_peak[lang]
-        low, high = peak.ci or (NAN, NAN)
-        yield lang, None, None, "mknn_peak_layer", None, float(peak.layer), float(low), float(high)
+        yield lang, None, None, "mknn_peak_layer", None, float(peak), NAN, NAN
         if middle is not None:
             yield from _scalars(
                 lang, None, None, {"middle_peak": {"value": middle.value, "ci": middle.ci, "p": middle.p}}

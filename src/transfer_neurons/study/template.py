@@ -61,7 +61,7 @@ baselines: {{ config.baseline_seeds }} seeds.</p>
 <h2 id="latent">Latent-space dynamics</h2>
 <p>Per layer, on each language's test pairs (bands: 95% bootstrap intervals over the pairs). Similarities are centred
 on the per-layer mean (raw cosines are near 1 in models with massive dimensions).</p>
-<table><tr><th class="l">language</th><th>pairs</th><th>mutual kNN peak layer [95% CI]</th><th>peak value</th>
+<table><tr><th class="l">language</th><th>pairs</th><th>mutual kNN peak layer</th><th>peak value</th>
 <th>middle minus other layers [95% CI]</th><th>p</th></tr>
 {% for row in latent %}<tr><td class="l">en-{{ row.lang }}</td><td>{{ row.n }}</td><td>{{ row.peak }}</td><td>{{ row.peak_value }}</td>
 <td>{{ row.middle }}</td><td>{{ row.p }}</td></tr>{% endfor %}</table>
