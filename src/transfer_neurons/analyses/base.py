@@ -49,9 +49,11 @@ class ControlConfig(Config):
 def conditions_for(
     lm: LoadedModel, neurons: NeuronSet | None, config: ControlConfig, positions: Positions
 ) -> Conditions:
-    """normal only without a neuron set; else normal, the top-k deactivated and a random baseline."""
+    """normal only without a neuron set; else normal, the top-k deactivated and a random baseline
+    (InputError for a set of another model)."""
     if neurons is None:
         return {"normal": None}
+    lm.check_neurons(neurons)
     return deactivation_conditions(
         neurons,
         config.top_k,
@@ -61,6 +63,7 @@ def conditions_for(
         config.baseline,
         config.seed,
         config.baseline_seeds,
+        lm.identity(),
     )
 
 

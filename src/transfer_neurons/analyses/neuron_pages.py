@@ -165,7 +165,7 @@ def check_inputs(
     if not neurons:
         raise InputError("give at least one neuron (LAYER:NEURON)")
     for s in sets.values():
-        s.check_model(lm.num_layers, lm.mlp_width)
+        lm.check_neurons(s)
         if sentences and s.lang is not None and s.lang not in sentences:
             raise InputError(f"'{s.source}' is for '{s.lang}', which no --data covers ({', '.join(sentences)})")
     for layer, neuron in neurons:

@@ -356,7 +356,7 @@ def run(
     described = {name: SetSpecificity(str(s.lang), s.type, s.source, config.top_n, {}) for name, s in sets.items()}
     top_neurons, random_neurons = {}, {}
     for name, s in sets.items():
-        s.check_model(lm.num_layers, lm.mlp_width)
+        lm.check_neurons(s)
         top, layers = s.neurons(config.top_n), list(s.layers) or None
         # draw k seeded seed + k: the first draw is the single-seed baseline
         draws = [random_baseline(Intervention.of(top), lm.mlp_width, config.baseline, layers, k) for k in config.seeds]

@@ -102,7 +102,7 @@ def qa(
     with locked(prepare_out_dir(out)) as out:
         lm = load_model(model, device=device, dtype=dtype, progress=not quiet, delta=delta)
         result = qa_analysis.run(lm, items, neuron_set, config, estimate_printer(quiet))
-        result.save(out, source_inputs(data, neurons) | lm.delta_inputs())
+        result.save(out, source_inputs(data, neuron_set) | lm.delta_inputs())
         echo_summary(result, out)
 
 
@@ -151,7 +151,7 @@ def mc(
     with locked(prepare_out_dir(out)) as out:
         lm = load_model(model, device=device, dtype=dtype, progress=not quiet, delta=delta)
         result = mc_analysis.run(lm, items, neuron_set, config, estimate_printer(quiet))
-        result.save(out, source_inputs(data, neurons) | lm.delta_inputs())
+        result.save(out, source_inputs(data, neuron_set) | lm.delta_inputs())
         echo_summary(result, out)
 
 
@@ -194,7 +194,9 @@ def output_lang(
     with locked(prepare_out_dir(out)) as out:
         lm = load_model(model, device=device, dtype=dtype, progress=not quiet, delta=delta)
         result = output_lang_analysis.run(lm, prompts, neuron_set, config, lang, estimate_printer(quiet))
-        result.save(out, data_inputs(data=data, neurons=neurons) | lm.delta_inputs())
+        result.save(
+            out, data_inputs(data=data, neurons=None if neuron_set is None else neuron_set.source) | lm.delta_inputs()
+        )
         echo_summary(result, out)
 
 
@@ -233,5 +235,7 @@ def logit_lens(
             model, device=device, dtype=dtype, progress=not quiet, store=store, store_dtype=store_dtype, delta=delta
         )
         result = logit_lens_analysis.run(lm, sentences, neuron_set, config, lang, progress=not quiet)  # checks --tokens
-        result.save(out, data_inputs(data=data, neurons=neurons) | lm.delta_inputs())
+        result.save(
+            out, data_inputs(data=data, neurons=None if neuron_set is None else neuron_set.source) | lm.delta_inputs()
+        )
         echo_summary(result, out)

@@ -15,6 +15,7 @@ from transfer_neurons.artifacts import names
 from transfer_neurons.artifacts.io import locked, prepare_out_dir
 from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.artifacts.neurons import read_neurons
+from transfer_neurons.cli.checks import finite
 from transfer_neurons.cli.common import (
     BootstrapOpt,
     DeviceOpt,
@@ -24,7 +25,6 @@ from transfer_neurons.cli.common import (
     NeuronsOpt,
     QuietOpt,
     echo_summary,
-    finite,
     neurons_lang,
     user_errors,
 )

@@ -143,6 +143,6 @@ def ablate(
             model, device=device, dtype=dtype, progress=not quiet, store=store, store_dtype=store_dtype, delta=delta
         )
         result = ablate_analysis.run(lm, neuron_set, pairs, np_pairs, config, progress=not quiet)
-        inputs = data_inputs(neurons=neurons, data=data, nonparallel=nonparallel)
+        inputs = data_inputs(neurons=neuron_set.source, data=data, nonparallel=nonparallel)
         result.save(out, {"model": model, **inputs, **lm.delta_inputs()})
         echo_summary(result, out)

@@ -90,5 +90,5 @@ def sweep(
     with locked(prepare_out_dir(out)) as out:
         lm = load_model(model, device=device, dtype=dtype, progress=not quiet, delta=delta)
         result = sweep_analysis.run(lm, prompts, neuron_set, config, lang)
-        result.save(out, data_inputs(data=data, neurons=neurons) | lm.delta_inputs())
+        result.save(out, data_inputs(data=data, neurons=neuron_set.source) | lm.delta_inputs())
         echo_summary(result, out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import struct
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,13 +21,14 @@ from transformers.utils import logging as hf_logging
 
 from transfer_neurons.artifacts import hub
 from transfer_neurons.artifacts.cache import cache_dir
+from transfer_neurons.artifacts.neurons import ModelIdentity, NeuronSet
 from transfer_neurons.artifacts.store import ActivationStore
 from transfer_neurons.errors import InputError
 from transfer_neurons.model.adapters import Adapter, accelerate_hooks, adapter_for, module_weight
 from transfer_neurons.model.builtin import BUILTIN_MODELS, pull
 from transfer_neurons.model.delta import AppliedDelta, Delta, apply_delta
 from transfer_neurons.model.gguf import convert_gguf, first_line
-from transfer_neurons.model.identity import model_key
+from transfer_neurons.model.identity import model_identity, model_key
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -45,6 +47,24 @@ class LoadedModel:
     offload_dir: tempfile.TemporaryDirectory | None = field(default=None, repr=False)  # removed with the model
     store: ActivationStore | None = field(default=None, repr=False)  # captures without an intervention read it
     delta: AppliedDelta | None = field(default=None, repr=False)  # a fine-tuning delta applied (`model.delta`)
+    _identity: tuple[ModelIdentity | None] | None = field(default=None, repr=False)
+
+    def identity(self) -> ModelIdentity | None:
+        """Which model this is (`model.identity.model_identity`), computed once: the same for a delta
+        applied or removed (a delta's base key is the key of the weights it was trained on). None when
+        weights are offloaded to disk."""
+        if self._identity is None:
+            base = None if self.delta is None else self.delta.delta.base_key
+            self._identity = (model_identity(self.model, self.tokenizer, base),)
+        return self._identity[0]
+
+    def check_neurons(self, neurons: NeuronSet) -> None:
+        """InputError for a neuron set detected on another model (compared by identity, not by path
+        or name) or lying outside this model's layers and neurons."""
+        note = neurons.check_identity(self.identity(), self.name)
+        neurons.check_model(self.num_layers, self.mlp_width)
+        if note is not None:
+            warnings.warn(note, stacklevel=2)
 
     def delta_inputs(self) -> dict[str, dict[str, str]]:
         """The manifest inputs entry of an applied fine-tuning delta (path, sha256); {} without one."""
