@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transfer_neurons.artifacts.io import read_json, write_json
+from transfer_neurons.artifacts.io import JOURNAL, read_json, write_json
 from transfer_neurons.artifacts.names import CENTROIDS, MANIFEST, NEURONS, SCHEMA_VERSION, SCORES
 from transfer_neurons.artifacts.result import read_manifest
 from transfer_neurons.errors import InputError
@@ -167,6 +167,8 @@ def read_neurons(path: str | Path) -> NeuronSet:
         path = path / NEURONS
     where = f"neurons file '{path}'"
     if not path.is_file():
+        if path.parent.is_dir() and not (path.parent / MANIFEST).is_file():
+            _check_folder(path.parent)  # a detect rerun killed before it wrote neurons.json
         raise InputError(f"{where} does not exist; give a detect folder or the neurons.json written by detect")
     _check_folder(path.parent)
     try:
@@ -203,10 +205,11 @@ def read_neurons(path: str | Path) -> NeuronSet:
 
 def _check_folder(folder: Path) -> None:
     """A neurons.json inside a result folder is trusted only when that folder is complete: its
-    manifest lists it with the same digest (a detect rerun killed half-way leaves no manifest)."""
+    manifest lists it with the same digest (a detect rerun killed half-way leaves no manifest, and
+    the journal of its unfinished write)."""
     if (folder / MANIFEST).is_file():
         read_manifest(folder)
-    elif any((folder / name).is_file() for name in (SCORES, CENTROIDS)):
+    elif any((folder / name).is_file() for name in (SCORES, CENTROIDS, JOURNAL)):
         raise InputError(
             f"'{folder}' is an incomplete detect folder (no {MANIFEST}: the run that wrote it did not "
             "finish); rerun detect into it"

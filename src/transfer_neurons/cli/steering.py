@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from safetensors import SafetensorError
 
-from transfer_neurons.artifacts.io import atomic_path, read_tensors
+from transfer_neurons.artifacts.io import atomic_path, disk_error, read_tensors
 from transfer_neurons.artifacts.neurons import read_neurons
 from transfer_neurons.choices import Positions
 from transfer_neurons.cli.checks import finite
@@ -82,8 +82,12 @@ def export_steering(
     neuron_set = read_neurons(neurons)
     intervention = Intervention.from_neurons(neuron_set, top_k, factor, "all")
     width = mlp_width(Path(str(neuron_set.source)), intervention)
-    with atomic_path(out) as tmp:
-        intervention.export_steering(tmp, width)
+    try:
+        with atomic_path(out) as tmp:
+            intervention.export_steering(tmp, width)
+    except OSError as exc:  # a full disk: the temporary file is gone, nothing is written
+        needed = 4 * width * len(intervention.counts_per_layer())  # the factor vectors, float32
+        raise disk_error(exc, out.parent, "nothing was written", "choose another --out", needed) from exc
     typer.echo(f"wrote {out}: {steering_summary(intervention, factor)}")
 
 
