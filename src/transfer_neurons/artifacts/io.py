@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -261,11 +262,23 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+# what JSON leaves unescaped (ensure_ascii=False) but a reader may split lines on (str.splitlines splits
+# on U+0085, U+2028 and U+2029 too; JSON escapes every other line break) or cannot encode (lone surrogates)
+_UNSAFE_IN_LINE = re.compile("[\u0085\u2028\u2029\ud800-\udfff]")
+
+
+def json_line(row: object) -> str:
+    """`row` as one line of JSONL (with its newline): non-ASCII text stays readable, but every character
+    a reader may split lines on is escaped, so the line reads back as one line whatever the text holds."""
+    text = json.dumps(row, ensure_ascii=False)
+    return _UNSAFE_IN_LINE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
+
+
 def write_jsonl(path: str | Path, rows: list[dict]) -> None:
-    """One JSON object per line, written atomically."""
+    """One JSON object per line (`json_line`), written atomically."""
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.write(json_line(row))
 
 
 def read_jsonl(path: str | Path) -> list[Any]:

@@ -59,11 +59,11 @@ def check_pairs_out(path: str | Path, lang: str) -> Path:
 def write_pairs(pairs: ParallelData, path: str | Path) -> Path:
     """Write `pairs` as JSONL (`{"en": ..., "<lang>": ...}` per line), or as TSV with a header row
     for a .tsv/.tab path, atomically: the file every command reads with `--data`."""
-    from transfer_neurons.artifacts.io import atomic_path
+    from transfer_neurons.artifacts.io import atomic_path, disk_error, json_line
 
     path = check_pairs_out(path, pairs.lang)
     tsv = path.suffix.lower() in {".tsv", ".tab"}
-    if tsv and any("\t" in s or "\n" in s for s in (*pairs.en, *pairs.l2)):
+    if tsv and any(c in s for s in (*pairs.en, *pairs.l2) for c in "\t\n\r"):
         raise InputError(f"sentences contain tabs or line breaks, which TSV cannot hold; write '{path.stem}.jsonl'")
     try:
         with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
@@ -73,9 +73,9 @@ def write_pairs(pairs: ParallelData, path: str | Path) -> Path:
                 if tsv:
                     fh.write(f"{en}\t{l2}\n")
                 else:
-                    fh.write(json.dumps({"en": en, pairs.lang: l2}, ensure_ascii=False) + "\n")
+                    fh.write(json_line({"en": en, pairs.lang: l2}))
     except OSError as exc:
-        raise InputError(f"cannot write '{path}': {exc.strerror or exc}") from exc
+        raise disk_error(exc, path.parent, "nothing was written", "choose another --out") from exc
     return path
 
 
