@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from transfer_neurons.analyses.base import Config
+from transfer_neurons.analyses.base import Config, seed_field
 from transfer_neurons.analyses.finetune_eval import EvalSet, Measured, compare, measure
 from transfer_neurons.analyses.finetune_train import (
     LoraTuning,
@@ -67,7 +67,7 @@ class FinetuneConfig(Config):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (of the trained tensors only).")
     batch_size: int = Field(8, ge=1, description="Sentences per step (and per forward pass when measuring).")
     max_length: int = Field(128, ge=2, description="Tokens per sentence at most (longer ones are cut).")
-    seed: int = Field(0, description="Seed of the batch order, the random baseline, LoRA's init and the bootstrap.")
+    seed: int = seed_field("Seed of the batch order, the random baseline, LoRA's init and the bootstrap.")
     save_every: int = Field(50, ge=0, description="Checkpoint every this many steps (0: never).")
     k: int = Field(10, ge=1, description="Neighbours for mutual kNN.")
     bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples of every interval (0: no intervals).")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from transfer_neurons.analyses.base import Config
+from transfer_neurons.analyses.base import Config, seed_field
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.io import read_json, read_tensors, write_json, write_tensors
 from transfer_neurons.artifacts.neurons import NeuronSet
@@ -54,7 +54,7 @@ class SpecificityConfig(Config):
 
     top_n: int = Field(1000, ge=1, description="Characterise the top-n neurons of each set.")
     baseline: Baseline = Field(Baseline.per_layer, description="Random baseline placement.")
-    seed: int = Field(0, description="Seed of the random baseline and of the bootstrap.")
+    seed: int = seed_field("Seed of the random baseline and of the bootstrap.")
     baseline_seeds: int = Field(5, ge=1, description="Random baseline draws per set (seeds seed, seed + 1, ...).")
     bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples of every interval (0: no intervals).")
     batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")

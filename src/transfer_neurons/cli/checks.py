@@ -1,5 +1,6 @@
-"""What the command line checks in every command's input besides typer's own checks (finite
-numbers), and how the package's warnings show (one line each)."""
+"""What the command line checks in every command's input besides typer's own checks: finite numbers,
+seeds in the range every seeded library takes, paths to write that are not empty; and how the
+package's warnings show (one line each)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,32 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
+
+from transfer_neurons.analyses.base import MAX_SEED
+
+
+def seed_option(what: str) -> Any:
+    """The --seed option: an integer from 0 to 2**32 - 1 (what every seeded library takes)."""
+    return typer.Option(min=0, max=MAX_SEED, help=f"Seed of {what}.")
+
+
+def written_path(value: str | Path) -> Path:
+    """The value of an option naming a path to write: not empty (a shell's '' would mean the current
+    folder, and results would land among the user's files). A default (a Path) passes as it is."""
+    if isinstance(value, Path):
+        return value
+    if not value.strip():
+        raise typer.BadParameter("must not be empty; give a path")
+    return Path(value)
+
+
+def path_option(help: str) -> Any:
+    """An option naming a path to write (an output folder or file, a store): `written_path`."""
+    return typer.Option(help=help, parser=written_path, metavar="PATH")
+
 
 PACKAGE = str(Path(__file__).resolve().parents[1])
 

@@ -17,7 +17,7 @@ from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.artifacts.result import Result, read_manifest
 from transfer_neurons.choices import Baseline
-from transfer_neurons.cli.checks import finite, one_line_warnings
+from transfer_neurons.cli.checks import finite, one_line_warnings, path_option, seed_option
 from transfer_neurons.data.pairs import data_lang, read_pairs
 from transfer_neurons.errors import InputError
 from transfer_neurons.metrics.langid import STUDY_LANGS, LanguageID
@@ -126,7 +126,9 @@ DeviceMapOpt = Annotated[
 DtypeOpt = Annotated[
     str, typer.Option(help="Model weights dtype: float32, bfloat16 or float16 (accumulation is always fp32/fp64).")
 ]
-StoreOpt = Annotated[Path | None, typer.Option(help="Activation store folder: sentences seen before are read from it.")]
+
+
+StoreOpt = Annotated[Path | None, path_option("Activation store folder: sentences seen before are read from it.")]
 StoreDtypeOpt = Annotated[str, typer.Option(help="Stored states' dtype: float32, or model (the model's own).")]
 DeltaOpt = Annotated[Path | None, typer.Option(help="A finetune folder: its delta is applied to the model.")]
 BatchOpt = Annotated[int, typer.Option(min=1, help="Sentences per forward pass.")]
@@ -148,14 +150,16 @@ ClampOpt = Annotated[
         callback=finite((0.5, 1.0)), help="Clamp outliers at this quantile (0.5 to 1) before mutual kNN (e.g. 0.95)."
     ),
 ]
-NeuronsOpt = Annotated[Path, typer.Option(help="neurons.json written by detect.")]
+NeuronsOpt = Annotated[Path, typer.Option(help="A detect folder, or the neurons.json in it.")]
 TopKOpt = Annotated[int, typer.Option(min=1, help="Use the top-k neurons of --neurons.")]
 
 
 BaselineOpt = Annotated[
     Baseline, typer.Option(help="Random baseline: same count per layer, or uniform over the candidate layers.")
 ]
-SeedOpt = Annotated[int, typer.Option(help="Seed of the random baseline and of the bootstrap.")]
+
+
+SeedOpt = Annotated[int, seed_option("the random baseline and of the bootstrap")]
 BaselineSeedsOpt = Annotated[
     int,
     typer.Option(min=1, help="Random baseline draws (seeds seed, seed + 1, ...), spread over the items of one pass."),
@@ -165,7 +169,7 @@ BootstrapOpt = Annotated[
     typer.Option(min=0, help="Bootstrap resamples of every 95% interval (0: no intervals; the model is not rerun)."),
 ]
 OptNeuronsOpt = Annotated[
-    Path | None, typer.Option(help="neurons.json written by detect; adds the deactivated and random conditions.")
+    Path | None, typer.Option(help="A detect folder (or its neurons.json); adds the deactivated and random conditions.")
 ]
 DEFAULT_LANGID = ",".join(STUDY_LANGS)
 LangIdOpt = Annotated[

@@ -13,7 +13,7 @@ from safetensors import SafetensorError
 from transfer_neurons.artifacts.io import atomic_path, disk_error, read_tensors
 from transfer_neurons.artifacts.neurons import read_neurons
 from transfer_neurons.choices import Positions
-from transfer_neurons.cli.checks import finite
+from transfer_neurons.cli.checks import finite, path_option
 from transfer_neurons.cli.common import (
     DeltaOpt,
     DeviceOpt,
@@ -72,7 +72,7 @@ def generate(
 @user_errors
 def export_steering(
     neurons: NeuronsOpt,
-    out: Annotated[Path, typer.Option(help="Steering file to write (.pt).")],
+    out: Annotated[Path, path_option("Steering file to write (.pt).")],
     top_k: TopKOpt = 1000,
     factor: FactorOpt = 0.0,
     force: Annotated[bool, typer.Option(help="Overwrite an existing steering file.")] = False,
