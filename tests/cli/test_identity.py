@@ -44,6 +44,7 @@ def test_a_set_records_the_store_key_of_its_model(model_folder, detected, tmp_pa
                  "--store", store, "--out", tmp_path / "latent", *DEV)  # fmt: skip
     assert result.exit_code == 0, result.output
     assert [p.name for p in store.iterdir()] == [key]
+    assert load_model(model, device="cpu", store=store).identity() == lm.identity()  # taken from the store's key
     out = tmp_path / "ablate"
     assert ablate(model, detected["type1"], out).exit_code == 0
     for file in (names.INTERVENTION, names.BASELINE):  # the sets an experiment ran record the model too

@@ -83,15 +83,19 @@ def offloaded(model: PreTrainedModel) -> bool:
 
 
 def model_identity(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, base_key: str | None = None
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    key: str | None = None,
+    tokenizer_hash: str | None = None,
 ) -> ModelIdentity | None:
-    """The identity of a loaded model: its store key (`base_key` instead when a fine-tuning delta is
-    applied: the key of the weights it was trained on), its dtype, and the key of its class, config
-    (without the dtype) and tokenizer. None when weights are offloaded to disk."""
-    if base_key is None and offloaded(model):
+    """The identity of a loaded model: its store key (`key` when known: for a fine-tuning delta
+    applied, the key of the weights it was trained on), its dtype, and the key of its class, config
+    (without the dtype) and tokenizer (`tokenizer_hash`: its digest, when known). None when weights
+    are offloaded to disk."""
+    if key is None and offloaded(model):
         return None
-    tokenizer_hash = tokenizer_digest(tokenizer)
-    key = base_key or model_key(model, tokenizer, tokenizer_hash)[0]
+    tokenizer_hash = tokenizer_hash or tokenizer_digest(tokenizer)
+    key = key or model_key(model, tokenizer, tokenizer_hash)[0]
     architecture = {
         "class": type(model).__name__,
         "config": _config_digest(model, ("dtype", "torch_dtype")),

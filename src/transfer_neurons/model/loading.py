@@ -28,7 +28,7 @@ from transfer_neurons.model.adapters import Adapter, accelerate_hooks, adapter_f
 from transfer_neurons.model.builtin import BUILTIN_MODELS, pull
 from transfer_neurons.model.delta import AppliedDelta, Delta, apply_delta
 from transfer_neurons.model.gguf import convert_gguf, first_line
-from transfer_neurons.model.identity import PROBE, model_identity, model_key
+from transfer_neurons.model.identity import PROBE, model_identity, model_key, tokenizer_digest
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -186,7 +186,10 @@ def attach_store(
     without an intervention then forward each distinct sentence once and read it from disk.
     `groups`: what every fill keeps (add ``tokens`` when LAPE or AP will read the same sentences)."""
     _check_store_dtype(dtype)
-    key, meta = model_key(lm.model, lm.tokenizer)
+    tokenizer_hash = tokenizer_digest(lm.tokenizer)
+    key, meta = model_key(lm.model, lm.tokenizer, tokenizer_hash)
+    if lm.delta is None and lm._identity is None:  # the same key identifies the model: computed once
+        lm._identity = (model_identity(lm.model, lm.tokenizer, key, tokenizer_hash),)
     store_dtype = lm.dtype if dtype == "model" else DTYPES[dtype]
     if store_dtype != torch.float32:  # rounded states never mix with float32 ones
         key = f"{key}-{str(store_dtype).removeprefix('torch.')}"
