@@ -184,16 +184,17 @@ def disk_error(exc: OSError, where: Path, done: str, fix: str, needed: int | Non
     """One line for a write into `where` that failed: on a full disk (or quota) how much space the write
     needed at least (`needed` bytes, when known) and how much is free, else the system's reason; then
     what was done about it (`done`) and what to do (`fix`)."""
-    failed = exc.filename or where
+    failed = f"'{exc.filename}'" if exc.filename else f"into '{where}'"
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         existing = next((p for p in [where, *where.parents] if p.exists()), Path("."))
-        need = "" if needed is None else f"it needs more than {_size(needed)}, "
         free = _size(shutil.disk_usage(existing).free)
-        return InputError(
-            f"no space left on device writing '{failed}': {need}{free} free under '{where}'; {done}; "
-            f"free some space or {fix}"
+        need = (
+            f"{free} is free there"
+            if needed is None
+            else f"it needs more than {_size(needed)} and {free} is free there"
         )
-    return InputError(f"cannot write '{failed}': {exc.strerror or exc}; {done}; {fix}")
+        return InputError(f"no space left on device writing {failed}: {need}; {done}; free some space or {fix}")
+    return InputError(f"cannot write {failed}: {exc.strerror or exc}; {done}; {fix}")
 
 
 def _size(count: int) -> str:
