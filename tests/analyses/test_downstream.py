@@ -32,7 +32,7 @@ def neurons(tiny) -> NeuronSet:
     """12 'ja' Type-2 neurons of the tiny Llama over its last two layers, best first."""
     layers = (2, 3)
     top = tuple((layers[k % 2], 5 * k + 1, 1.0 - 0.01 * k) for k in range(12))
-    return NeuronSet(top, "ja", "type2", tiny("llama").name, layers)
+    return NeuronSet(top, "ja", "type2", tiny("llama").name, layers, identity=tiny("llama").identity())
 
 
 def round_trip(result: Result, cls: type[Result], tmp_path, files: set[str]) -> Result:

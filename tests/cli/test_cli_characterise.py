@@ -175,5 +175,8 @@ def test_overlap_errors(detected, tmp_path):
     assert_error(run("overlap", detected["type1"], detected["type2"], "--out", out, "--top-n", "41"), "--top-n 41", out)
     other = tmp_path / "other.json"
     info = json.loads((detected["type2"] / "neurons.json").read_text())
-    other.write_text(json.dumps({**info, "model": "another-model"}))
+    other.write_text(json.dumps({**info, "model_identity": {**info["model_identity"], "key": "0" * 24}}))
     assert_error(run("overlap", detected["type1"], other, "--out", out), "different models", out)
+    renamed = tmp_path / "renamed.json"  # a name is not an identity: the same model under another name
+    renamed.write_text(json.dumps({**info, "model": "another-name"}))
+    assert run("overlap", detected["type1"], renamed, "--out", out).exit_code == 0

@@ -9,7 +9,7 @@ import types
 import pytest
 import torch
 
-from helpers import EXAMPLES, assert_error, run
+from helpers import EXAMPLES, assert_error, detect_args, run
 from transfer_neurons.analyses.logit_lens import logit_lens_tokens
 
 DEV = ["--device", "cpu", "--quiet"]
@@ -78,14 +78,16 @@ def test_qa_errors(model_folder, detected, tmp_path):
     )
 
 
-def test_mc_three_conditions(model_folder, detected, tmp_path):
+def test_mc_three_conditions(model_folder, tmp_path):
+    gemma, neurons = model_folder("gemma3_text"), tmp_path / "type1"
+    assert run(*detect_args(gemma, EXAMPLES, neurons, "--top-n", "30")).exit_code == 0  # a set of this model
     out = tmp_path / "mc"
     result = run(
         "mc",
         "--model",
-        model_folder("gemma3_text"),
+        gemma,
         "--neurons",
-        detected["type1"] / "neurons.json",
+        neurons / "neurons.json",
         "--top-k",
         "20",
         "--lang",

@@ -73,7 +73,9 @@ def _neurons(files, tmp_path, **changes):
 
 def test_neurons_of_another_model(files, tmp_path):
     out = tmp_path / "ft"
-    assert_error(finetune(_neurons(files, tmp_path, model="org/another-model"), out), "was detected on model", out)
+    other = {"key": "0" * 24, "dtype": "float32", "architecture": "1" * 24}
+    bad = _neurons(files, tmp_path, model="org/another-model", model_identity=other)
+    assert_error(finetune(bad, out), f"belongs to model 'org/another-model' (identity {'0' * 24}), not to", out)
 
 
 def test_neurons_outside_the_model(files, tmp_path):

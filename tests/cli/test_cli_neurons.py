@@ -7,6 +7,7 @@ import json
 from helpers import EXAMPLES, assert_error, detect_args, run
 from transfer_neurons.analyses.neuron_pages import NeuronPages
 from transfer_neurons.artifacts import names
+from transfer_neurons.artifacts.io import file_digest
 from transfer_neurons.artifacts.neurons import read_neurons
 
 DEV = ["--device", "cpu", "--quiet"]
@@ -97,11 +98,18 @@ def test_neuron_outside_the_model(model_folder, detected, tmp_path):
 
 
 def test_neurons_of_another_model(model_folder, tmp_path):
-    """A detect folder of a model with another hidden size (same layers and MLP width): its centroids
-    do not fit."""
+    """A detect folder of a model with another hidden size (same layers and MLP width): refused by its
+    identity; without one (a file of an older version), its centroids still do not fit."""
     other = tmp_path / "other"
     made = run(*detect_args(model_folder("llama", hidden_size=48), EXAMPLES, other, "--top-n", "10"))
     assert made.exit_code == 0, made.output
     out = tmp_path / "out"
     result = run(*pages_args(model_folder("llama"), [other], out))
-    assert_error(result, "was it made for another model?", out)
+    assert_error(result, f"belongs to model '{model_folder('llama', hidden_size=48)}' (identity ", out)
+    info = json.loads((other / names.NEURONS).read_text(encoding="utf-8"))
+    (other / names.NEURONS).write_text(json.dumps({**info, "model_identity": None}), encoding="utf-8")
+    manifest = json.loads((other / names.MANIFEST).read_text(encoding="utf-8"))
+    manifest["files"][names.NEURONS] = file_digest(other / names.NEURONS)
+    (other / names.MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    result = run(*pages_args(model_folder("llama"), [other], out))
+    assert result.exit_code == 2 and "was it made for another model?" in result.stderr.splitlines()[-1]

@@ -28,6 +28,14 @@ def single_language(items: Sequence[Any], what: str) -> str:
     return langs[0]
 
 
+MAX_SEED = 2**32 - 1  # the widest range every seeded library takes (scikit-learn's PCA: 0 to 2**32 - 1)
+
+
+def seed_field(description: str) -> Any:
+    """The field of a seed: an integer from 0 to MAX_SEED (default 0)."""
+    return Field(0, ge=0, le=MAX_SEED, description=description)
+
+
 class Config(BaseModel):
     """An analysis's settings; strict: unknown keys are errors."""
 
@@ -39,7 +47,7 @@ class ControlConfig(Config):
 
     top_k: int = Field(100, ge=1, description="Neurons of the set deactivated.")
     baseline: Baseline = Field(Baseline.per_layer, description="Random baseline placement.")
-    seed: int = Field(0, description="Seed of the random baseline and of the bootstrap.")
+    seed: int = seed_field("Seed of the random baseline and of the bootstrap.")
     baseline_seeds: int = Field(
         5, ge=1, description="Random draws of the baseline (seed, seed + 1, ...), spread over the units of one pass."
     )
@@ -49,9 +57,11 @@ class ControlConfig(Config):
 def conditions_for(
     lm: LoadedModel, neurons: NeuronSet | None, config: ControlConfig, positions: Positions
 ) -> Conditions:
-    """normal only without a neuron set; else normal, the top-k deactivated and a random baseline."""
+    """normal only without a neuron set; else normal, the top-k deactivated and a random baseline
+    (InputError for a set of another model)."""
     if neurons is None:
         return {"normal": None}
+    lm.check_neurons(neurons)
     return deactivation_conditions(
         neurons,
         config.top_k,
@@ -61,6 +71,7 @@ def conditions_for(
         config.baseline,
         config.seed,
         config.baseline_seeds,
+        lm.identity(),
     )
 
 

@@ -29,7 +29,7 @@ from transfer_neurons.analyses.base import Config
 from transfer_neurons.analyses.pool import Sentences, check_languages, describe
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.io import read_tensors, write_tensors
-from transfer_neurons.artifacts.neurons import NeuronSet, read_neurons
+from transfer_neurons.artifacts.neurons import ModelIdentity, NeuronSet, read_neurons
 from transfer_neurons.artifacts.result import Result, read_manifest
 from transfer_neurons.choices import Method, NeuronType
 from transfer_neurons.data.pairs import ParallelData
@@ -96,10 +96,13 @@ class Detection(Result):
     method: str = Method.tn.value
     pool: dict | None = None
     reference_mean: torch.Tensor | None = None
+    identity: ModelIdentity | None = None  # the model's (`LoadedModel.identity`), recorded in neurons.json
 
     @property
     def neuron_set(self) -> NeuronSet:
-        return NeuronSet(tuple(self.top), self.lang, self.kind, self.model, tuple(self.layers), self.method)
+        return NeuronSet(
+            tuple(self.top), self.lang, self.kind, self.model, tuple(self.layers), self.method, identity=self.identity
+        )
 
     @property
     def label(self) -> str:
@@ -158,6 +161,7 @@ class Detection(Result):
             method=neurons.method,
             pool=manifest.get("pool"),
             reference_mean=tensors.get("reference_mean"),
+            identity=neurons.identity,
         )
 
     def summary_lines(self) -> list[str]:
@@ -294,6 +298,7 @@ def detect(
         method=Method.tn.value if pool is None else Method.tn_centred.value,
         pool=None if pool is None else describe(pool),
         reference_mean=None if reference_mean is None else reference_mean.float(),
+        identity=lm.identity(),
     )
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from transfer_neurons.analyses.base import Config
+from transfer_neurons.analyses.base import Config, seed_field
 from transfer_neurons.analyses.finetune_eval import EvalSet, Measured, compare, measure
 from transfer_neurons.analyses.finetune_train import (
     LoraTuning,
@@ -46,7 +46,7 @@ from transfer_neurons.metrics.perplexity import Change
 from transfer_neurons.metrics.uncertainty import Estimate
 from transfer_neurons.model.delta import Delta, apply_delta, neuron_slices
 from transfer_neurons.model.identity import model_key
-from transfer_neurons.model.loading import LoadedModel, resolve_model_folder
+from transfer_neurons.model.loading import LoadedModel
 
 
 class FinetuneBaseline(StrEnum):
@@ -67,7 +67,7 @@ class FinetuneConfig(Config):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (of the trained tensors only).")
     batch_size: int = Field(8, ge=1, description="Sentences per step (and per forward pass when measuring).")
     max_length: int = Field(128, ge=2, description="Tokens per sentence at most (longer ones are cut).")
-    seed: int = Field(0, description="Seed of the batch order, the random baseline, LoRA's init and the bootstrap.")
+    seed: int = seed_field("Seed of the batch order, the random baseline, LoRA's init and the bootstrap.")
     save_every: int = Field(50, ge=0, description="Checkpoint every this many steps (0: never).")
     k: int = Field(10, ge=1, description="Neighbours for mutual kNN.")
     bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples of every interval (0: no intervals).")
@@ -191,12 +191,7 @@ def check_inputs(lm: LoadedModel, neurons: NeuronSet, config: FinetuneConfig, da
     """InputError for a neuron set of another model or too short for --top-k, a model that already
     carries a delta or an activation store, too few eval pairs for mutual kNN, or a --max-length
     beyond the model's context."""
-    if neurons.model is not None and not same_model(neurons.model, lm.name):
-        raise InputError(
-            f"{neurons.source or 'the neuron set'} was detected on model '{neurons.model}', not '{lm.name}'; "
-            "detect the neurons on this model"
-        )
-    neurons.check_model(lm.num_layers, lm.mlp_width)
+    lm.check_neurons(neurons)
     neurons.check_top_k(config.top_k)
     if lm.delta is not None or lm.store is not None:
         raise InputError("fine-tune the base model: load it without --delta and without an activation store")
@@ -211,17 +206,6 @@ def check_resume(checkpoint: Path | None, resume: bool) -> None:
     """InputError when asked to resume without a checkpoint file."""
     if resume and (checkpoint is None or not checkpoint.is_file()):
         raise InputError(f"no checkpoint '{checkpoint}' to resume from; run without --resume")
-
-
-def same_model(a: str, b: str) -> bool:
-    """Whether two --model values name one model: equal, or the same folder once built-in names and
-    .gguf files are resolved to their converted folders."""
-    if a == b:
-        return True
-    try:
-        return Path(resolve_model_folder(a, False)).resolve() == Path(resolve_model_folder(b, False)).resolve()
-    except InputError:
-        return False
 
 
 def chosen_neurons(lm: LoadedModel, neurons: NeuronSet, config: FinetuneConfig) -> list[Neuron]:

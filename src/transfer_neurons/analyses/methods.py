@@ -194,4 +194,5 @@ def _result(
         timings={"scoring": seconds},
         method=method.value,
         pool=describe(pool),
+        identity=lm.identity(),
     )

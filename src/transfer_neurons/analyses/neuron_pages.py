@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field
 
-from transfer_neurons.analyses.base import Config
+from transfer_neurons.analyses.base import Config, seed_field
 from transfer_neurons.artifacts import names, neuron_html
 from transfer_neurons.artifacts.io import read_jsonl, read_tensors, write_jsonl
 from transfer_neurons.artifacts.neurons import Neuron, NeuronSet
@@ -51,7 +51,7 @@ class NeuronPagesConfig(Config):
     tokens: int = Field(20, ge=1, description="Tokens listed as promoted and as suppressed.")
     sentences: int = Field(5, ge=1, description="Sentences per language listed where a neuron fires most / least.")
     bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples of every interval (0: no intervals).")
-    seed: int = Field(0, description="Seed of the bootstrap.")
+    seed: int = seed_field("Seed of the bootstrap.")
     batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
     max_sentences: int | None = Field(None, ge=1, description="Use at most this many sentences per language.")
 
@@ -165,7 +165,7 @@ def check_inputs(
     if not neurons:
         raise InputError("give at least one neuron (LAYER:NEURON)")
     for s in sets.values():
-        s.check_model(lm.num_layers, lm.mlp_width)
+        lm.check_neurons(s)
         if sentences and s.lang is not None and s.lang not in sentences:
             raise InputError(f"'{s.source}' is for '{s.lang}', which no --data covers ({', '.join(sentences)})")
     for layer, neuron in neurons:

@@ -116,6 +116,23 @@ def same_model(name: str | None) -> str | None:
     return name
 
 
+def check_one_model(sets: Sequence[NeuronSet]) -> None:
+    """InputError unless the sets come from one model: compared by identity where both sets record
+    one (the same model at any path or name), else by the model names they record."""
+    first = sets[0]
+    for other in sets[1:]:
+        if first.identity is not None and other.identity is not None:
+            if first.identity.same_model(other.identity) is not False:
+                continue
+            raise InputError(
+                f"the neuron sets come from different models: '{first.source}' from '{first.model}' (identity "
+                f"{first.identity.key}), '{other.source}' from '{other.model}' (identity {other.identity.key})"
+            )
+        if same_model(first.model) != same_model(other.model):
+            models = {str(s.model) for s in sets}
+            raise InputError(f"the neuron sets come from different models ({', '.join(sorted(models))})")
+
+
 def labels_of(sets: Sequence[NeuronSet]) -> list[str]:
     """`ja type1` per set (`ja lape` for a set without a type, `ja type1 tn-centred` for another
     transfer-neuron score), or the folders of their files when two sets would share a label."""
@@ -134,9 +151,7 @@ def run(sets: Sequence[NeuronSet], num_layers: int | None, width: int | None, co
     InputError for fewer than two sets, sets of different models, or a set shorter than top_n."""
     if len(sets) < 2:
         raise InputError("overlap needs at least two neuron sets")
-    if len({same_model(s.model) for s in sets}) > 1:
-        models = {str(s.model) for s in sets}
-        raise InputError(f"the neuron sets come from different models ({', '.join(sorted(models))})")
+    check_one_model(sets)
     n = config.top_n or min(len(s.top) for s in sets)
     for s in sets:
         if n > len(s.top):

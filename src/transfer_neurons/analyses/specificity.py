@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from transfer_neurons.analyses.base import Config
+from transfer_neurons.analyses.base import Config, seed_field
 from transfer_neurons.analyses.specificity_summary import (
     Comparison,
     EtaSummary,
@@ -62,7 +62,7 @@ class SpecificityConfig(Config):
 
     top_n: int = Field(1000, ge=1, description="Characterise the top-n neurons of each set.")
     baseline: Baseline = Field(Baseline.per_layer, description="Random baseline placement.")
-    seed: int = Field(0, description="Seed of the random baseline and of the bootstrap.")
+    seed: int = seed_field("Seed of the random baseline and of the bootstrap.")
     baseline_seeds: int = Field(5, ge=1, description="Random baseline draws per set (seeds seed, seed + 1, ...).")
     bootstrap: int = Field(1000, ge=0, description="Intervals on (any value but 0) or off (0).")
     blocks: int = Field(
@@ -325,7 +325,7 @@ def run(
     described = {name: SetSpecificity(str(s.lang), s.type, s.source, config.top_n, {}) for name, s in sets.items()}
     top_neurons, random_neurons = {}, {}
     for name, s in sets.items():
-        s.check_model(lm.num_layers, lm.mlp_width)
+        lm.check_neurons(s)
         top, layers = s.neurons(config.top_n), list(s.layers) or None
         # draw k seeded seed + k: the first draw is the single-seed baseline
         draws = [random_baseline(Intervention.of(top), lm.mlp_width, config.baseline, layers, k) for k in config.seeds]

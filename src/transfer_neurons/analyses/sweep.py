@@ -133,7 +133,7 @@ def run(lm: LoadedModel, prompts: Sequence[str], neurons: NeuronSet, config: Swe
     """Continuations of `prompts` (in `lang`) normally and with the top-k neurons of `neurons` scaled
     by each factor, for every k (the command line calls this)."""
     start = time.perf_counter()
-    neurons.check_model(lm.num_layers, lm.mlp_width)
+    lm.check_neurons(neurons)
     for k in config.top_k:
         neurons.check_top_k(k)
     factors, top_k = list(dict.fromkeys(config.factors)), list(dict.fromkeys(config.top_k))

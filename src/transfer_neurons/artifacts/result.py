@@ -3,16 +3,31 @@
 what the command line prints.
 
 Saving first removes an old `manifest.json`, so a folder whose rewrite is interrupted never looks
-complete; reading checks the recorded digests, so a folder mixing two runs is refused.
+complete, then every file of the previous result (those its manifest lists, and those a killed
+earlier save had started: `io.recording`), so a rerun leaves exactly the files its manifest lists;
+reading checks the recorded digests, so a folder mixing two runs is refused. A save that cannot
+write (a full disk) removes what it wrote and raises one InputError.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
-from transfer_neurons.artifacts.io import file_digest, read_json
+from transfer_neurons.artifacts.io import (
+    JOURNAL,
+    Recording,
+    disk_error,
+    file_digest,
+    read_json,
+    recorded,
+    recording,
+    recording_now,
+    remove_files,
+)
 from transfer_neurons.artifacts.manifest import write_manifest
 from transfer_neurons.artifacts.names import MANIFEST
 from transfer_neurons.errors import InputError
@@ -36,19 +51,63 @@ class Result(ABC):
         """A few lines for the console."""
 
     def save(self, out: str | Path, inputs: dict[str, Any] | None = None) -> Path:
-        """Write the artifacts into `out` (atomically, one by one) and `manifest.json` last."""
+        """Write the artifacts into `out` (atomically, one by one) and `manifest.json` last, in place of
+        the previous result there (`replacing`)."""
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / MANIFEST).unlink(missing_ok=True)  # an interrupted rewrite must not look complete
-        names = self.write_files(out)
-        write_manifest(
-            out,
-            self.command,
-            **self.manifest_fields(),
-            inputs=inputs or {},
-            files={name: file_digest(out / name) for name in names},
-        )
+        with replacing(out):
+            names = self.write_files(out)
+            write_manifest(
+                out,
+                self.command,
+                **self.manifest_fields(),
+                inputs=inputs or {},
+                files={name: file_digest(out / name) for name in names},
+            )
         return out
+
+
+def previous_files(out: Path) -> list[str]:
+    """The files of the result in `out`: its manifest and those it lists, and those the journal of a
+    save killed half-way names (files of other programs in `out` are not among them)."""
+    names = recorded(out)
+    if (out / MANIFEST).is_file():
+        try:
+            manifest = read_json(out / MANIFEST)
+        except (ValueError, UnicodeDecodeError):
+            manifest = {}
+        files = manifest.get("files") if isinstance(manifest, dict) else None
+        names += [name for name in files or {} if isinstance(name, str)] + [MANIFEST]
+    return list(dict.fromkeys(names))
+
+
+@contextmanager
+def replacing(out: Path, option: str = "--out") -> Iterator[None]:
+    """Write a new result into `out` in the block, in place of the previous one: the old manifest
+    goes first (an interrupted rewrite never looks complete), then the previous result's files
+    (`previous_files`), journaled first so that a kill in between loses none. A write that fails
+    (`OSError`: a full disk, a quota, a read-only disk) removes every file the block wrote and is
+    an InputError saying how much space the write needed at least (`option` names the fix). Results
+    saved inside another's (compare-methods' detect folders) leave the failure to the outermost."""
+    outermost = not recording_now()
+    record: Recording | None = None
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with recording(out) as record:
+            stale = previous_files(out)
+            record.note(stale)
+            (out / MANIFEST).unlink(missing_ok=True)
+            remove_files(out, stale)
+            yield
+    except OSError as exc:
+        if not outermost:
+            raise
+        needed = None
+        if record is not None:
+            needed = record.written_bytes()
+            base = out.resolve()
+            written = [p.resolve().relative_to(base).as_posix() for p in [*record.done, *record.journals]]
+            remove_files(out, [*written, JOURNAL])
+        raise disk_error(exc, out, "the partial files were removed", f"choose another {option}", needed) from exc
 
 
 def read_manifest(out: str | Path, command: str | None = None) -> dict[str, Any]:

@@ -4,7 +4,8 @@ One folder per model identity (`<root>/<key>/`, the key from `model.loading.mode
 shards of rows, one row per sentence, and `index.json` naming every complete shard with its sha256
 and the text hashes of its rows. A shard is written atomically before the index names it, and the
 index is replaced atomically under a file lock, so a killed fill leaves at most an unnamed shard
-(never read) and concurrent fills do not lose each other's rows. A shard whose bytes no longer
+(never read) and concurrent fills do not lose each other's rows; a write that fails (a full disk)
+leaves no shard behind and is one InputError. A shard whose bytes no longer
 match its digest is dropped from the index (its rows are then recomputed), never read.
 
 Tensors are stored per group of parts captured together: ``last`` (last-token ``h``, ``mlp``,
@@ -27,7 +28,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from transfer_neurons.artifacts.io import file_digest, read_json, write_json, write_tensors
+from transfer_neurons.artifacts.io import disk_error, file_digest, read_json, write_json, write_tensors
 
 SCHEMA_VERSION = 1
 INDEX = "index.json"
@@ -122,10 +123,17 @@ class ActivationStore:
             for name, value in tensors.items()
         }
         name = f"{group}-{uuid.uuid4().hex[:12]}.safetensors"
-        write_tensors(self.folder / name, stored)
-        digest = file_digest(self.folder / name)
-        with self._locked() as index:
-            index["shards"][name] = {"group": group, "sha256": digest, "texts": list(keys)}
+        try:
+            write_tensors(self.folder / name, stored)
+            digest = file_digest(self.folder / name)
+            with self._locked() as index:
+                index["shards"][name] = {"group": group, "sha256": digest, "texts": list(keys)}
+        except OSError as exc:  # a full disk: no shard the index does not name is left behind
+            (self.folder / name).unlink(missing_ok=True)
+            needed = sum(t.numel() * t.element_size() for t in stored.values())
+            raise disk_error(
+                exc, self.root, "no shard was left behind", "choose another --store folder", needed
+            ) from exc
         self._verified.add(name)
 
     def read(

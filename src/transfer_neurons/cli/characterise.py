@@ -13,6 +13,7 @@ from transfer_neurons.artifacts.io import locked, prepare_out_dir
 from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.artifacts.neurons import read_neurons
 from transfer_neurons.choices import Baseline
+from transfer_neurons.cli.checks import path_option
 from transfer_neurons.cli.common import (
     BaselineOpt,
     BaselineSeedsOpt,
@@ -39,12 +40,14 @@ from transfer_neurons.model.loading import load_model
 @user_errors
 def specificity(
     model: ModelOpt,
-    neurons: Annotated[list[Path], typer.Option(help="neurons.json written by detect (repeat for several sets).")],
+    neurons: Annotated[
+        list[Path], typer.Option(help="A detect folder, or its neurons.json (repeat for several sets).")
+    ],
     data: Annotated[
         list[Path],
         typer.Option(help="Monolingual sentences per language (repeat): JSONL/TSV field of that language, or .txt."),
     ],
-    out: Annotated[Path, typer.Option(help="Output folder for specificity.json, .safetensors and figure.")],
+    out: Annotated[Path, path_option("Output folder for specificity.json, .safetensors and figure.")],
     langs: Annotated[
         str | None,
         typer.Option(
@@ -100,7 +103,7 @@ def specificity(
 @user_errors
 def overlap(
     sets: Annotated[list[Path], typer.Argument(help="Detect folders or neurons.json files (two or more).")],
-    out: Annotated[Path, typer.Option(help="Output folder for overlap.json and figures.")],
+    out: Annotated[Path, path_option("Output folder for overlap.json and figures.")],
     top_n: Annotated[
         int | None, typer.Option(min=1, help="Compare the top-n of each set. Default: the smallest set's size.")
     ] = None,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +17,7 @@ from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.artifacts.result import Result, read_manifest
 from transfer_neurons.choices import Baseline
+from transfer_neurons.cli.checks import finite, one_line_warnings, path_option, seed_option
 from transfer_neurons.data.pairs import data_lang, read_pairs
 from transfer_neurons.errors import InputError
 from transfer_neurons.metrics.langid import STUDY_LANGS, LanguageID
@@ -86,30 +86,15 @@ app = typer.Typer(
 )
 
 
-def finite(within: tuple[float, float] | None = None) -> Callable[[float | None], float | None]:
-    """A typer callback that refuses NaN and infinity (and values outside `within`) in a float option:
-    typer's own range check lets NaN through or names a bound that is not the problem."""
-
-    def check(value: float | None) -> float | None:
-        if value is None:
-            return None
-        if not math.isfinite(value):
-            raise typer.BadParameter(f"must be a finite number, not {value}")
-        if within is not None and not within[0] <= value <= within[1]:
-            raise typer.BadParameter(f"must be between {within[0]:g} and {within[1]:g}, not {value:g}")
-        return value
-
-    return check
-
-
 def user_errors(command):
     """Turn InputError (and an invalid option value found by a config) into one line on stderr
-    and exit status 2."""
+    and exit status 2; the package's warnings are one line each."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            with one_line_warnings():
+                return command(*args, **kwargs)
         except InputError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
@@ -141,7 +126,9 @@ DeviceMapOpt = Annotated[
 DtypeOpt = Annotated[
     str, typer.Option(help="Model weights dtype: float32, bfloat16 or float16 (accumulation is always fp32/fp64).")
 ]
-StoreOpt = Annotated[Path | None, typer.Option(help="Activation store folder: sentences seen before are read from it.")]
+
+
+StoreOpt = Annotated[Path | None, path_option("Activation store folder: sentences seen before are read from it.")]
 StoreDtypeOpt = Annotated[str, typer.Option(help="Stored states' dtype: float32, or model (the model's own).")]
 DeltaOpt = Annotated[Path | None, typer.Option(help="A finetune folder: its delta is applied to the model.")]
 BatchOpt = Annotated[int, typer.Option(min=1, help="Sentences per forward pass.")]
@@ -163,14 +150,16 @@ ClampOpt = Annotated[
         callback=finite((0.5, 1.0)), help="Clamp outliers at this quantile (0.5 to 1) before mutual kNN (e.g. 0.95)."
     ),
 ]
-NeuronsOpt = Annotated[Path, typer.Option(help="neurons.json written by detect.")]
+NeuronsOpt = Annotated[Path, typer.Option(help="A detect folder, or the neurons.json in it.")]
 TopKOpt = Annotated[int, typer.Option(min=1, help="Use the top-k neurons of --neurons.")]
 
 
 BaselineOpt = Annotated[
     Baseline, typer.Option(help="Random baseline: same count per layer, or uniform over the candidate layers.")
 ]
-SeedOpt = Annotated[int, typer.Option(help="Seed of the random baseline and of the bootstrap.")]
+
+
+SeedOpt = Annotated[int, seed_option("the random baseline and of the bootstrap")]
 BaselineSeedsOpt = Annotated[
     int,
     typer.Option(min=1, help="Random baseline draws (seeds seed, seed + 1, ...), spread over the items of one pass."),
@@ -180,7 +169,7 @@ BootstrapOpt = Annotated[
     typer.Option(min=0, help="Bootstrap resamples of every 95% interval (0: no intervals; the model is not rerun)."),
 ]
 OptNeuronsOpt = Annotated[
-    Path | None, typer.Option(help="neurons.json written by detect; adds the deactivated and random conditions.")
+    Path | None, typer.Option(help="A detect folder (or its neurons.json); adds the deactivated and random conditions.")
 ]
 DEFAULT_LANGID = ",".join(STUDY_LANGS)
 LangIdOpt = Annotated[
@@ -200,8 +189,8 @@ def neurons_lang(neurons: NeuronSet | None, lang: str | None) -> str:
     return lang
 
 
-def source_inputs(source: str | None, neurons: Path | None) -> dict:
-    inputs: dict[str, dict[str, Any]] = dict(data_inputs(neurons=neurons))
+def source_inputs(source: str | None, neurons: NeuronSet | None) -> dict:
+    inputs: dict[str, dict[str, Any]] = dict(data_inputs(neurons=None if neurons is None else neurons.source))
     if source is None:
         inputs["data"] = {"builtin": True}
     elif Path(source).is_file():

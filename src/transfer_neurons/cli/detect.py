@@ -14,6 +14,7 @@ from transfer_neurons.analyses.pool import pool_parts, read_reference
 from transfer_neurons.artifacts.io import locked, prepare_out_dir
 from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.choices import Method, NeuronType
+from transfer_neurons.cli.checks import path_option
 from transfer_neurons.cli.common import (
     BatchOpt,
     DeltaOpt,
@@ -44,7 +45,7 @@ def detect(
             "(lape/ap: also a .txt or a JSONL/TSV field of --lang sentences)."
         ),
     ],
-    out: Annotated[Path, typer.Option(help="Output folder for scores, neurons, centroids and manifest.")],
+    out: Annotated[Path, path_option("Output folder for scores, neurons, centroids and manifest.")],
     type: Annotated[
         NeuronType | None,
         typer.Option("--type", help="type1 (L2 -> shared space, the default) or type2 (shared -> L2 space)."),

@@ -16,6 +16,7 @@ from transfer_neurons.artifacts.io import locked, prepare_out_dir
 from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.artifacts.neurons import NeuronSet, read_neurons
 from transfer_neurons.choices import Baseline, Positions
+from transfer_neurons.cli.checks import path_option
 from transfer_neurons.cli.common import (
     DEFAULT_LANGID,
     BaselineOpt,
@@ -68,7 +69,7 @@ def _neuron_set(neurons: Path | None, top_k: int) -> NeuronSet | None:
 @user_errors
 def qa(
     model: ModelOpt,
-    out: Annotated[Path, typer.Option(help="Output folder for qa.jsonl (per question), qa.json and figure.")],
+    out: Annotated[Path, path_option("Output folder for qa.jsonl (per question), qa.json and figure.")],
     neurons: OptNeuronsOpt = None,
     top_k: TopKDownstreamOpt = 1000,
     lang: Annotated[str | None, typer.Option(help="Question language. Default: the language of --neurons.")] = None,
@@ -102,14 +103,14 @@ def qa(
     with locked(prepare_out_dir(out)) as out:
         lm = load_model(model, device=device, dtype=dtype, progress=not quiet, delta=delta)
         result = qa_analysis.run(lm, items, neuron_set, config, estimate_printer(quiet))
-        result.save(out, source_inputs(data, neurons) | lm.delta_inputs())
+        result.save(out, source_inputs(data, neuron_set) | lm.delta_inputs())
         echo_summary(result, out)
 
 
 @user_errors
 def mc(
     model: ModelOpt,
-    out: Annotated[Path, typer.Option(help="Output folder for mc.jsonl (per question), mc.json and figure.")],
+    out: Annotated[Path, path_option("Output folder for mc.jsonl (per question), mc.json and figure.")],
     neurons: OptNeuronsOpt = None,
     top_k: TopKDownstreamOpt = 1000,
     lang: Annotated[str | None, typer.Option(help="Question language. Default: the language of --neurons.")] = None,
@@ -151,7 +152,7 @@ def mc(
     with locked(prepare_out_dir(out)) as out:
         lm = load_model(model, device=device, dtype=dtype, progress=not quiet, delta=delta)
         result = mc_analysis.run(lm, items, neuron_set, config, estimate_printer(quiet))
-        result.save(out, source_inputs(data, neurons) | lm.delta_inputs())
+        result.save(out, source_inputs(data, neuron_set) | lm.delta_inputs())
         echo_summary(result, out)
 
 
@@ -165,7 +166,7 @@ def output_lang(
             "or MKQA questions), or a .txt file with one prompt per line."
         ),
     ],
-    out: Annotated[Path, typer.Option(help="Output folder for output_lang.jsonl, output_lang.json and figure.")],
+    out: Annotated[Path, path_option("Output folder for output_lang.jsonl, output_lang.json and figure.")],
     neurons: OptNeuronsOpt = None,
     top_k: TopKDownstreamOpt = 1000,
     lang: Annotated[str | None, typer.Option(help="Prompt language. Default: the language of --neurons.")] = None,
@@ -194,7 +195,9 @@ def output_lang(
     with locked(prepare_out_dir(out)) as out:
         lm = load_model(model, device=device, dtype=dtype, progress=not quiet, delta=delta)
         result = output_lang_analysis.run(lm, prompts, neuron_set, config, lang, estimate_printer(quiet))
-        result.save(out, data_inputs(data=data, neurons=neurons) | lm.delta_inputs())
+        result.save(
+            out, data_inputs(data=data, neurons=None if neuron_set is None else neuron_set.source) | lm.delta_inputs()
+        )
         echo_summary(result, out)
 
 
@@ -202,7 +205,7 @@ def output_lang(
 def logit_lens(
     model: ModelOpt,
     data: Annotated[Path, typer.Option(help="L2 sentences: the --lang field of a JSONL/TSV file, or a .txt file.")],
-    out: Annotated[Path, typer.Option(help="Output folder for logit_lens.json and figure.")],
+    out: Annotated[Path, path_option("Output folder for logit_lens.json and figure.")],
     neurons: OptNeuronsOpt = None,
     top_k: TopKDownstreamOpt = 1000,
     lang: Annotated[str | None, typer.Option(help="Sentence language. Default: the language of --neurons.")] = None,
@@ -233,5 +236,7 @@ def logit_lens(
             model, device=device, dtype=dtype, progress=not quiet, store=store, store_dtype=store_dtype, delta=delta
         )
         result = logit_lens_analysis.run(lm, sentences, neuron_set, config, lang, progress=not quiet)  # checks --tokens
-        result.save(out, data_inputs(data=data, neurons=neurons) | lm.delta_inputs())
+        result.save(
+            out, data_inputs(data=data, neurons=None if neuron_set is None else neuron_set.source) | lm.delta_inputs()
+        )
         echo_summary(result, out)

@@ -15,6 +15,7 @@ from transfer_neurons.artifacts import names
 from transfer_neurons.artifacts.io import locked, prepare_out_dir
 from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.artifacts.neurons import read_neurons
+from transfer_neurons.cli.checks import finite, path_option, seed_option
 from transfer_neurons.cli.common import (
     BootstrapOpt,
     DeviceOpt,
@@ -24,7 +25,6 @@ from transfer_neurons.cli.common import (
     NeuronsOpt,
     QuietOpt,
     echo_summary,
-    finite,
     neurons_lang,
     user_errors,
 )
@@ -48,14 +48,12 @@ def finetune(
             "(L2 perplexity only).",
         ),
     ],
-    out: Annotated[Path, typer.Option(help="Output folder for delta.safetensors, finetune.json and loss.png.")],
+    out: Annotated[Path, path_option("Output folder for delta.safetensors, finetune.json and loss.png.")],
     top_k: Annotated[int, typer.Option(min=1, help="Train the top-k neurons of --neurons.")] = 100,
     steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 200,
     lr: Annotated[float, typer.Option(callback=finite(), help="AdamW learning rate.")] = 1e-3,
     batch_size: Annotated[int, typer.Option(min=1, help="Sentences per step.")] = 8,
-    seed: Annotated[
-        int, typer.Option(help="Seed of the batch order, the random baseline, LoRA's init and the bootstrap.")
-    ] = 0,
+    seed: Annotated[int, seed_option("the batch order, the random baseline, LoRA's init and the bootstrap")] = 0,
     baseline: Annotated[
         FinetuneBaseline | None,
         typer.Option(

@@ -14,6 +14,7 @@ from transfer_neurons.artifacts.io import locked, prepare_out_dir
 from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.artifacts.neurons import read_neurons
 from transfer_neurons.choices import Baseline
+from transfer_neurons.cli.checks import path_option, seed_option
 from transfer_neurons.cli.common import (
     BaselineSeedsOpt,
     BatchOpt,
@@ -27,6 +28,7 @@ from transfer_neurons.cli.common import (
     ModelOpt,
     NeuronsOpt,
     QuietOpt,
+    SeedOpt,
     StoreDtypeOpt,
     StoreOpt,
     TopKOpt,
@@ -44,9 +46,7 @@ from transfer_neurons.model.loading import load_model
 def latent(
     model: ModelOpt,
     data: Annotated[list[Path], typer.Option(help="Parallel en-L2 pairs (repeat for several languages).")],
-    out: Annotated[
-        Path, typer.Option(help="Output folder for latent.json, latent.safetensors (PCA points) and figures.")
-    ],
+    out: Annotated[Path, path_option("Output folder for latent.json, latent.safetensors (PCA points) and figures.")],
     nonparallel: Annotated[
         list[Path] | None,
         typer.Option(help="Non-parallel en-L2 pairs per language (repeat). Default: the L2 side shifted by one."),
@@ -58,7 +58,7 @@ def latent(
     clamp: ClampOpt = None,
     max_sentences: MaxPairsOpt = None,
     batch_size: BatchOpt = 16,
-    seed: Annotated[int, typer.Option(help="Seed of the PCA and of the bootstrap.")] = 0,
+    seed: Annotated[int, seed_option("the PCA and of the bootstrap")] = 0,
     bootstrap: BootstrapOpt = 1000,
     device: DeviceOpt = "auto",
     dtype: DtypeOpt = "float32",
@@ -96,7 +96,7 @@ def ablate(
     model: ModelOpt,
     neurons: NeuronsOpt,
     data: Annotated[Path, typer.Option(help="Parallel en-L2 pairs in the language of --neurons.")],
-    out: Annotated[Path, typer.Option(help="Output folder for ablation.json, the neuron sets and figures.")],
+    out: Annotated[Path, path_option("Output folder for ablation.json, the neuron sets and figures.")],
     top_k: TopKOpt = 1000,
     nonparallel: Annotated[
         Path | None, typer.Option(help="Non-parallel pairs. Default: L2 side shifted by one.")
@@ -104,7 +104,7 @@ def ablate(
     baseline: Annotated[
         Baseline, typer.Option(help="Random baseline: same count per layer, or uniform over the candidate layers.")
     ] = Baseline.per_layer,  # noqa: E501
-    seed: Annotated[int, typer.Option(help="Seed of the random baseline and of the bootstrap.")] = 0,
+    seed: SeedOpt = 0,
     baseline_seeds: BaselineSeedsOpt = 5,
     bootstrap: BootstrapOpt = 1000,
     k: KOpt = 10,
@@ -143,6 +143,6 @@ def ablate(
             model, device=device, dtype=dtype, progress=not quiet, store=store, store_dtype=store_dtype, delta=delta
         )
         result = ablate_analysis.run(lm, neuron_set, pairs, np_pairs, config, progress=not quiet)
-        inputs = data_inputs(neurons=neurons, data=data, nonparallel=nonparallel)
+        inputs = data_inputs(neurons=neuron_set.source, data=data, nonparallel=nonparallel)
         result.save(out, {"model": model, **inputs, **lm.delta_inputs()})
         echo_summary(result, out)

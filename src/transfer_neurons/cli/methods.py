@@ -14,6 +14,7 @@ from transfer_neurons.analyses.pool import read_reference
 from transfer_neurons.artifacts.io import locked, prepare_out_dir
 from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.choices import Baseline, Method
+from transfer_neurons.cli.checks import path_option
 from transfer_neurons.cli.common import (
     BaselineOpt,
     BaselineSeedsOpt,
@@ -55,9 +56,7 @@ def compare_methods(
     lang: Annotated[str, typer.Option(help="L2 language code: the field name in the pair files (e.g. ja).")],
     train: Annotated[Path, typer.Option(help="en-L2 pairs every method detects its neurons on (JSONL/TSV).")],
     test: Annotated[Path, typer.Option(help="en-L2 test pairs of the ablations (and prompts of --output-lang).")],
-    out: Annotated[
-        Path, typer.Option(help="Output folder for methods.json, methods.png and one detect folder per set.")
-    ],
+    out: Annotated[Path, path_option("Output folder for methods.json, methods.png and one detect folder per set.")],
     reference: Annotated[
         list[str] | None,
         typer.Option(

@@ -15,6 +15,7 @@ from transfer_neurons.artifacts.io import locked, prepare_out_dir
 from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.artifacts.neuron_html import card_text
 from transfer_neurons.artifacts.neurons import Neuron, read_neurons
+from transfer_neurons.cli.checks import path_option
 from transfer_neurons.cli.common import (
     BatchOpt,
     BootstrapOpt,
@@ -69,7 +70,7 @@ def neurons(
     model: ModelOpt,
     neurons: SetsOpt,
     data: Annotated[list[Path], typer.Option(help="Pair file (JSONL/TSV) per language, e.g. a test split; repeat.")],
-    out: Annotated[Path, typer.Option(help="Output folder for index.html, n/LAYER_NEURON.html and neurons.jsonl.")],
+    out: Annotated[Path, path_option("Output folder for index.html, n/LAYER_NEURON.html and neurons.jsonl.")],
     top_n: Annotated[int, typer.Option(min=1, help="Pages for the top-n neurons of each set.")] = 20,
     tokens: TokensOpt = 20,
     sentences: SentencesOpt = 5,

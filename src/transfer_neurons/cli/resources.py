@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from transfer_neurons.artifacts.cache import cache_dir
+from transfer_neurons.cli.checks import path_option
 from transfer_neurons.cli.common import MaxSentencesOpt, user_errors
 from transfer_neurons.data import hub, udhr
 from transfer_neurons.data.pairs import check_pairs_out, write_pairs
@@ -42,7 +43,7 @@ def models_pull(
 
 
 LangOpt = Annotated[str | None, typer.Option(help="L2 language code (e.g. ja); English is the other side.")]
-PairsOutOpt = Annotated[Path | None, typer.Option(help="Pair file to write: .jsonl (default) or .tsv.")]
+PairsOutOpt = Annotated[Path | None, path_option("Pair file to write: .jsonl (default) or .tsv.")]
 
 
 @data_app.command("udhr")
@@ -74,7 +75,7 @@ def data_udhr(
 @user_errors
 def data_tatoeba(
     lang: Annotated[str, typer.Option(help="L2 language code (config en-<lang>).")],
-    out: Annotated[Path, typer.Option(help="Pair file to write: .jsonl (default) or .tsv.")],
+    out: Annotated[Path, path_option("Pair file to write: .jsonl (default) or .tsv.")],
     split: Annotated[str, typer.Option(help="Dataset split.")] = "train",
     max_sentences: MaxSentencesOpt = None,
     dataset: Annotated[str | None, typer.Option(help="Hub id or local folder (default: the hub's).")] = None,
@@ -90,7 +91,7 @@ def data_tatoeba(
 @user_errors
 def data_flores(
     lang: Annotated[str, typer.Option(help="ISO 639-1 code (ja) or a FLORES+ config (jpn_Jpan).")],
-    out: Annotated[Path, typer.Option(help="Pair file to write: .jsonl (default) or .tsv.")],
+    out: Annotated[Path, path_option("Pair file to write: .jsonl (default) or .tsv.")],
     split: Annotated[str, typer.Option(help="dev (997 sentences) or devtest (1012).")] = "devtest",
     max_sentences: MaxSentencesOpt = None,
     dataset: Annotated[str | None, typer.Option(help="Hub id or local folder (default: the hub's).")] = None,

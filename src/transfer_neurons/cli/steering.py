@@ -10,8 +10,10 @@ from typing import Annotated
 import typer
 from safetensors import SafetensorError
 
-from transfer_neurons.artifacts.io import atomic_path, read_tensors
+from transfer_neurons.artifacts.io import atomic_path, disk_error, read_tensors
+from transfer_neurons.artifacts.neurons import read_neurons
 from transfer_neurons.choices import Positions
+from transfer_neurons.cli.checks import finite, path_option
 from transfer_neurons.cli.common import (
     DeltaOpt,
     DeviceOpt,
@@ -19,7 +21,6 @@ from transfer_neurons.cli.common import (
     ModelOpt,
     NeuronsOpt,
     TopKOpt,
-    finite,
     user_errors,
 )
 from transfer_neurons.errors import InputError
@@ -40,7 +41,7 @@ FactorOpt = Annotated[
 def generate(
     model: ModelOpt,
     prompt: Annotated[list[str], typer.Option(help="Prompt text (repeat for several).")],
-    neurons: Annotated[Path | None, typer.Option(help="neurons.json written by detect.")] = None,
+    neurons: Annotated[Path | None, typer.Option(help="A detect folder, or the neurons.json in it.")] = None,
     top_k: TopKOpt = 100,
     factor: FactorOpt = 0.0,
     positions: Annotated[
@@ -52,10 +53,14 @@ def generate(
     delta: DeltaOpt = None,
 ) -> None:
     """Generate greedily with and without an intervention (e.g. amplify Type-2 neurons of a language)."""
-    intervention = None
-    if neurons is not None:
-        intervention = Intervention.from_neurons_json(neurons, top_k, factor, positions.value)
+    neuron_set = None if neurons is None else read_neurons(neurons)
+    if neuron_set is not None:
+        neuron_set.check_top_k(top_k)
     lm = load_model(model, device=device, dtype=dtype, progress=False, delta=delta)
+    intervention = None
+    if neuron_set is not None:
+        lm.check_neurons(neuron_set)
+        intervention = Intervention.from_neurons(neuron_set, top_k, factor, positions.value)
     normal = run_generate(lm, prompt, None, max_new_tokens)
     steered = run_generate(lm, prompt, intervention, max_new_tokens) if intervention else None
     for k, text in enumerate(prompt):
@@ -67,17 +72,22 @@ def generate(
 @user_errors
 def export_steering(
     neurons: NeuronsOpt,
-    out: Annotated[Path, typer.Option(help="Steering file to write (.pt).")],
+    out: Annotated[Path, path_option("Steering file to write (.pt).")],
     top_k: TopKOpt = 1000,
     factor: FactorOpt = 0.0,
     force: Annotated[bool, typer.Option(help="Overwrite an existing steering file.")] = False,
 ) -> None:
     """Write an lm-evaluation-harness steering file (multiply action on layers.{l}.mlp.act_fn)."""
     check_steering_out(out, force)
-    intervention = Intervention.from_neurons_json(neurons, top_k, factor, "all")
-    width = mlp_width(neurons, intervention)
-    with atomic_path(out) as tmp:
-        intervention.export_steering(tmp, width)
+    neuron_set = read_neurons(neurons)
+    intervention = Intervention.from_neurons(neuron_set, top_k, factor, "all")
+    width = mlp_width(Path(str(neuron_set.source)), intervention)
+    try:
+        with atomic_path(out) as tmp:
+            intervention.export_steering(tmp, width)
+    except OSError as exc:  # a full disk: the temporary file is gone, nothing is written
+        needed = 4 * width * len(intervention.counts_per_layer())  # the factor vectors, float32
+        raise disk_error(exc, out.parent, "nothing was written", "choose another --out", needed) from exc
     typer.echo(f"wrote {out}: {steering_summary(intervention, factor)}")
 
 

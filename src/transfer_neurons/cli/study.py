@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from transfer_neurons.artifacts.io import prepare_out_dir
+from transfer_neurons.cli.checks import path_option
 from transfer_neurons.cli.common import QuietOpt, user_errors
 from transfer_neurons.data.examples import example_data
 from transfer_neurons.errors import InputError
@@ -17,7 +18,7 @@ from transfer_neurons.study.runner import run_study
 
 @user_errors
 def demo(
-    out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/demo"),
+    out: Annotated[Path, path_option("Run directory.")] = Path("runs/demo"),
     models: Annotated[
         str | None,
         typer.Option(
@@ -42,7 +43,7 @@ def demo(
 @user_errors
 def run_study_command(
     config: Annotated[Path | None, typer.Argument(help="Study config (YAML or TOML).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Run directory. Default: runs/<config name>.")] = None,
+    out: Annotated[Path | None, path_option("Run directory. Default: runs/<config name>.")] = None,
     force: Annotated[bool, typer.Option(help="Recompute every step, even those already done.")] = False,
     help_config: Annotated[bool, typer.Option(help="List every config key with its default, then exit.")] = False,
     quiet: QuietOpt = False,

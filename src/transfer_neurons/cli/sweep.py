@@ -13,6 +13,7 @@ from transfer_neurons.artifacts.io import locked, prepare_out_dir
 from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.artifacts.neurons import read_neurons
 from transfer_neurons.choices import Positions
+from transfer_neurons.cli.checks import path_option
 from transfer_neurons.cli.common import (
     DEFAULT_LANGID,
     DeltaOpt,
@@ -55,7 +56,7 @@ def sweep(
         Path,
         typer.Option(help="L2 prompts: the --lang field of a JSONL/TSV file, or a .txt file with one prompt per line."),
     ],
-    out: Annotated[Path, typer.Option(help="Output folder for sweep.json, sweep.jsonl and sweep.png.")],
+    out: Annotated[Path, path_option("Output folder for sweep.json, sweep.jsonl and sweep.png.")],
     factor: Annotated[str, typer.Option(help="Comma-separated scaling factors (0 deactivates).")] = "0,0.5,2,4,8",
     top_k: Annotated[str, typer.Option(help="Comma-separated sizes of the scaled top-k sets.")] = "10,100,1000",
     lang: Annotated[str | None, typer.Option(help="Prompt language. Default: the language of --neurons.")] = None,
@@ -90,5 +91,5 @@ def sweep(
     with locked(prepare_out_dir(out)) as out:
         lm = load_model(model, device=device, dtype=dtype, progress=not quiet, delta=delta)
         result = sweep_analysis.run(lm, prompts, neuron_set, config, lang)
-        result.save(out, data_inputs(data=data, neurons=neurons) | lm.delta_inputs())
+        result.save(out, data_inputs(data=data, neurons=neuron_set.source) | lm.delta_inputs())
         echo_summary(result, out)

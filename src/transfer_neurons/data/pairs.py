@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,11 +60,11 @@ def check_pairs_out(path: str | Path, lang: str) -> Path:
 def write_pairs(pairs: ParallelData, path: str | Path) -> Path:
     """Write `pairs` as JSONL (`{"en": ..., "<lang>": ...}` per line), or as TSV with a header row
     for a .tsv/.tab path, atomically: the file every command reads with `--data`."""
-    from transfer_neurons.artifacts.io import atomic_path
+    from transfer_neurons.artifacts.io import atomic_path, disk_error, json_line
 
     path = check_pairs_out(path, pairs.lang)
     tsv = path.suffix.lower() in {".tsv", ".tab"}
-    if tsv and any("\t" in s or "\n" in s for s in (*pairs.en, *pairs.l2)):
+    if tsv and any(c in s for s in (*pairs.en, *pairs.l2) for c in "\t\n\r"):
         raise InputError(f"sentences contain tabs or line breaks, which TSV cannot hold; write '{path.stem}.jsonl'")
     try:
         with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
@@ -73,9 +74,9 @@ def write_pairs(pairs: ParallelData, path: str | Path) -> Path:
                 if tsv:
                     fh.write(f"{en}\t{l2}\n")
                 else:
-                    fh.write(json.dumps({"en": en, pairs.lang: l2}, ensure_ascii=False) + "\n")
+                    fh.write(json_line({"en": en, pairs.lang: l2}))
     except OSError as exc:
-        raise InputError(f"cannot write '{path}': {exc.strerror or exc}") from exc
+        raise disk_error(exc, path.parent, "nothing was written", "choose another --out") from exc
     return path
 
 
@@ -111,8 +112,11 @@ def jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
                 if not isinstance(row, dict):
                     raise InputError(f"{path} line {number} is not a JSON object")
                 yield number, row
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read '{path}': {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputError(f"'{path}' is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from exc
+    except (OSError, EOFError, zlib.error) as exc:  # EOFError, zlib.error: a cut or damaged .gz
+        reason = "it is cut short" if isinstance(exc, EOFError) else exc
+        raise InputError(f"cannot read '{path}': {reason}; check or recompress the file") from exc
 
 
 def _jsonl_rows(path: Path):
@@ -121,14 +125,23 @@ def _jsonl_rows(path: Path):
 
 
 def _tsv_rows(path: Path):
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header is None:
-            return
-        for number, values in enumerate(reader, 2):
-            if any(v.strip() for v in values):
-                yield f"line {number}", dict(zip(header, values, strict=False))
+    """(where, row dict) for each non-blank row of a TSV file with a header row; a file that is not
+    UTF-8 text or a field longer than the csv module takes is an InputError naming the line."""
+    number = 0  # the last line read
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+            header = next(reader, None)
+            if header is None:
+                return
+            number = 1
+            for number, values in enumerate(reader, 2):
+                if any(v.strip() for v in values):
+                    yield f"line {number}", dict(zip(header, values, strict=False))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"'{path}' is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from exc
+    except csv.Error as exc:  # a field over csv.field_size_limit() (131,072 characters), a NUL byte
+        raise InputError(f"{path} line {number + 1} cannot be read as TSV ({exc}); shorten or fix that line") from exc
 
 
 def _field(row: dict, name: str, where: str, path: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 
 from transfer_neurons.data.examples import example_data
@@ -111,30 +112,50 @@ def _flat_item(row: dict, lang: str, where: str) -> QAItem | None:
     if not isinstance(answers, list) or not answers or not all(isinstance(a, str) and a.strip() for a in answers):
         raise InputError(f"{where} needs 'answers': a non-empty list of answer texts")
     question = checked_text(question.strip(), where)
+    answers = [checked_text(a, f"{where} (an answer)") for a in answers]
     return QAItem(str(row.get("id", where.rsplit(" ", 1)[-1])), lang, question, tuple(answers))
 
 
 def mkqa_item(row: dict, lang: str, where: str) -> QAItem | None:
-    """Convert one MKQA record (original JSONL or hub rows, whose answer lists may come as a dict of
-    columns) to a QAItem for `lang`; None for unanswerable questions."""
+    """Convert one MKQA record (original JSONL or hub rows) to a QAItem for `lang`; None for
+    unanswerable questions. A language's answers may be a list of `{"text", "aliases"}` entries, of
+    plain strings, one string, or (hub rows) a dict of columns, `{"text": [...], "aliases": [[...]]}`,
+    whose columns may differ in length (missing values are None)."""
     queries, answers = row.get("queries"), row.get("answers")
     if not isinstance(queries, dict) or not isinstance(answers, dict):
         raise InputError(f"{where} is not an MKQA record with 'queries' and 'answers' per language")
     if lang not in queries or lang not in answers:
         raise InputError(f"{where} has no '{lang}' question or answers; MKQA codes include en, ja, ko, nl, it, zh_cn")
-    entries = answers[lang]
-    if isinstance(entries, dict):  # hub rows: {"text": [...], "aliases": [[...]], ...}
-        keys = list(entries)
-        entries = [dict(zip(keys, values, strict=True)) for values in zip(*entries.values(), strict=True)]
     texts: list[str] = []
-    for entry in entries or []:
-        for text in [entry.get("text"), *(entry.get("aliases") or [])]:
-            if isinstance(text, str) and text.strip() and text not in texts:
-                texts.append(text)
+    for text in _answer_texts(answers[lang], where):
+        if text.strip() and text not in texts:
+            texts.append(checked_text(text, f"{where} (an answer)"))
     if not texts or not isinstance(queries[lang], str):
         return None
     question = checked_text(queries[lang].strip(), where)
     return QAItem(str(row.get("example_id", where.rsplit(" ", 1)[-1])), lang, question, tuple(texts))
+
+
+def _answer_texts(entries: object, where: str) -> list[str]:
+    """Every answer text and alias of one language's MKQA answers, in any of the shapes `mkqa_item` takes."""
+    if isinstance(entries, dict):  # hub rows: columns, possibly ragged
+        columns = {key: value if isinstance(value, list) else [value] for key, value in entries.items()}
+        entries = [dict(zip(columns, values, strict=True)) for values in zip_longest(*columns.values())]
+    if entries is None or isinstance(entries, str):
+        entries = [] if entries is None else [entries]
+    if not isinstance(entries, list):
+        raise InputError(f"{where}: the answers must be a list of texts or of {{text, aliases}} entries")
+    texts: list[str] = []
+    for entry in entries:
+        if isinstance(entry, dict):
+            aliases = entry.get("aliases")
+            aliases = [aliases] if isinstance(aliases, str) else aliases if isinstance(aliases, list) else []
+            texts += [t for t in [entry.get("text"), *aliases] if isinstance(t, str)]
+        elif isinstance(entry, str):
+            texts.append(entry)
+        elif entry is not None:
+            raise InputError(f"{where}: an answer must be a text or a {{text, aliases}} entry, got {entry!r}")
+    return texts
 
 
 def load_qa(source: str | None, lang: str, max_questions: int | None = None, split: str = "train") -> list[QAItem]:

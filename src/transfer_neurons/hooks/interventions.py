@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,7 +25,7 @@ import torch
 
 from transfer_neurons.artifacts.io import read_json, write_json
 from transfer_neurons.artifacts.names import SCHEMA_VERSION
-from transfer_neurons.artifacts.neurons import NeuronSet, read_neurons
+from transfer_neurons.artifacts.neurons import ModelIdentity, NeuronSet, read_neurons
 from transfer_neurons.choices import Baseline, Positions
 from transfer_neurons.errors import InputError
 from transfer_neurons.model.loading import LoadedModel
@@ -41,6 +41,7 @@ class Intervention:
 
     neurons: tuple[tuple[int, int, float], ...]
     positions: str = "last"
+    model: ModelIdentity | None = field(default=None, compare=False)  # recorded in the saved file
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "positions", str(getattr(self.positions, "value", self.positions)))
@@ -76,12 +77,18 @@ class Intervention:
     @classmethod
     def load(cls, path: str | Path) -> Intervention:
         data = read_json(path)
-        return cls(tuple((int(l), int(i), float(f)) for l, i, f in data["neurons"]), data["positions"])
+        neurons = tuple((int(l), int(i), float(f)) for l, i, f in data["neurons"])
+        return cls(neurons, data["positions"], ModelIdentity.from_json(data.get("model_identity"), str(path)))
 
     def save(self, path: str | Path) -> None:
         write_json(
             path,
-            {"schema_version": SCHEMA_VERSION, "positions": self.positions, "neurons": [list(n) for n in self.neurons]},
+            {
+                "schema_version": SCHEMA_VERSION,
+                "positions": self.positions,
+                "model_identity": None if self.model is None else self.model.to_json(),
+                "neurons": [list(n) for n in self.neurons],
+            },
         )
 
     def pairs(self) -> list[tuple[int, int]]:
@@ -314,6 +321,7 @@ class RandomBaseline:
 
     draws: tuple[Intervention, ...]
     seeds: tuple[int, ...]
+    model: ModelIdentity | None = field(default=None, compare=False)  # recorded in the saved file
 
     def __post_init__(self) -> None:
         if not self.draws or len(self.draws) != len(self.seeds):
@@ -337,6 +345,7 @@ class RandomBaseline:
             {
                 "schema_version": SCHEMA_VERSION,
                 "positions": self.positions,
+                "model_identity": None if self.model is None else self.model.to_json(),
                 "seeds": list(self.seeds),
                 "draws": [[list(n) for n in draw.neurons] for draw in self.draws],
             },
@@ -349,7 +358,9 @@ class RandomBaseline:
             Intervention(tuple((int(l), int(i), float(f)) for l, i, f in draw), data["positions"])
             for draw in data["draws"]
         )
-        return cls(draws, tuple(int(s) for s in data["seeds"]))
+        return cls(
+            draws, tuple(int(s) for s in data["seeds"]), ModelIdentity.from_json(data.get("model_identity"), str(path))
+        )
 
 
 Condition = Intervention | RandomBaseline | None
@@ -376,16 +387,18 @@ def deactivation_conditions(
     baseline: str = Baseline.per_layer,
     seed: int = 0,
     seeds: int = 1,
+    model: ModelIdentity | None = None,
 ) -> Conditions:
     """The three conditions of a controlled experiment: normal (None), the top-k neurons of a
     neuron set deactivated, and a random baseline of the same shape drawn with `seeds` seeds
-    (seed, seed + 1, ...; the first draw is the single-seed baseline), each draw on every unit."""
+    (seed, seed + 1, ...; the first draw is the single-seed baseline), each draw on every unit.
+    `model`: the identity of the model they run on, recorded in their files."""
     neurons.check_model(num_layers, width)
     deactivated = Intervention.from_neurons(neurons, top_k, factor=0.0, positions=positions)
     candidates = list(neurons.layers) or sorted(deactivated.counts_per_layer())
     draws = tuple(random_baseline(deactivated, width, baseline, candidates, seed + s) for s in range(seeds))
     return {
         "normal": None,
-        "deactivated": deactivated,
-        "random": RandomBaseline(draws, tuple(seed + s for s in range(seeds))),
+        "deactivated": replace(deactivated, model=model),
+        "random": RandomBaseline(draws, tuple(seed + s for s in range(seeds)), model),
     }

@@ -4,6 +4,10 @@ The key hashes the architecture and config (its path and name left out: a moved 
 keeps its store), every parameter and buffer (name, shape, dtype, a float64 sum and a strided
 sample of values: a change of any slice, such as a fine-tuning delta, changes the sum), and the
 tokenizer (its full definition and the ids of a probe text, special tokens included).
+
+The same key identifies the model of a neuron set (`model_identity`, recorded in neurons.json and
+compared by every command that reads a set), with the dtype and an `architecture` key that leaves
+the dtype out (the class, the config and the tokenizer).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import json
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from transfer_neurons.artifacts.neurons import ModelIdentity
 
 PROBE = "Hello, world! こんにちは 세계 Hallo wereld 123"
 SAMPLES = 64  # values sampled per tensor
@@ -48,17 +54,52 @@ def tokenizer_digest(tokenizer: PreTrainedTokenizerBase) -> str:
     return digest.hexdigest()
 
 
-def model_key(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> tuple[str, dict]:
-    """The store key of a loaded model (24 hex digits) and the description it hashes."""
+def _config_digest(model: PreTrainedModel, leave_out: tuple[str, ...] = ()) -> str:
     config = model.config.to_dict()
-    for volatile in ("_name_or_path", "name_or_path", "transformers_version"):
+    for volatile in ("_name_or_path", "name_or_path", "transformers_version", *leave_out):
         config.pop(volatile, None)
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def model_key(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, tokenizer_hash: str | None = None
+) -> tuple[str, dict]:
+    """The store key of a loaded model (24 hex digits) and the description it hashes (`tokenizer_hash`:
+    the tokenizer's digest, when already computed)."""
     meta = {
         "class": type(model).__name__,
-        "config": hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest(),
+        "config": _config_digest(model),
         "weights": weights_digest(model),
-        "tokenizer": tokenizer_digest(tokenizer),
+        "tokenizer": tokenizer_hash or tokenizer_digest(tokenizer),
         "dtype": str(model.dtype).removeprefix("torch."),
     }
     key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:24]
     return key, meta
+
+
+def offloaded(model: PreTrainedModel) -> bool:
+    """Whether some weights are offloaded to disk (meta tensors under accelerate): they cannot be hashed."""
+    return any(t.device.type == "meta" for t in (*model.parameters(), *model.buffers()))
+
+
+def model_identity(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    key: str | None = None,
+    tokenizer_hash: str | None = None,
+) -> ModelIdentity | None:
+    """The identity of a loaded model: its store key (`key` when known: for a fine-tuning delta
+    applied, the key of the weights it was trained on), its dtype, and the key of its class, config
+    (without the dtype) and tokenizer (`tokenizer_hash`: its digest, when known). None when weights
+    are offloaded to disk."""
+    if key is None and offloaded(model):
+        return None
+    tokenizer_hash = tokenizer_hash or tokenizer_digest(tokenizer)
+    key = key or model_key(model, tokenizer, tokenizer_hash)[0]
+    architecture = {
+        "class": type(model).__name__,
+        "config": _config_digest(model, ("dtype", "torch_dtype")),
+        "tokenizer": tokenizer_hash,
+    }
+    digest = hashlib.sha256(json.dumps(architecture, sort_keys=True).encode()).hexdigest()[:24]
+    return ModelIdentity(key, str(model.dtype).removeprefix("torch."), digest)

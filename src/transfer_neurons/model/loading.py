@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import struct
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,13 +21,14 @@ from transformers.utils import logging as hf_logging
 
 from transfer_neurons.artifacts import hub
 from transfer_neurons.artifacts.cache import cache_dir
+from transfer_neurons.artifacts.neurons import ModelIdentity, NeuronSet
 from transfer_neurons.artifacts.store import ActivationStore
 from transfer_neurons.errors import InputError
 from transfer_neurons.model.adapters import Adapter, accelerate_hooks, adapter_for, module_weight
 from transfer_neurons.model.builtin import BUILTIN_MODELS, pull
 from transfer_neurons.model.delta import AppliedDelta, Delta, apply_delta
 from transfer_neurons.model.gguf import convert_gguf, first_line
-from transfer_neurons.model.identity import model_key
+from transfer_neurons.model.identity import PROBE, model_identity, model_key, tokenizer_digest
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -45,6 +47,24 @@ class LoadedModel:
     offload_dir: tempfile.TemporaryDirectory | None = field(default=None, repr=False)  # removed with the model
     store: ActivationStore | None = field(default=None, repr=False)  # captures without an intervention read it
     delta: AppliedDelta | None = field(default=None, repr=False)  # a fine-tuning delta applied (`model.delta`)
+    _identity: tuple[ModelIdentity | None] | None = field(default=None, repr=False)
+
+    def identity(self) -> ModelIdentity | None:
+        """Which model this is (`model.identity.model_identity`), computed once: the same for a delta
+        applied or removed (a delta's base key is the key of the weights it was trained on). None when
+        weights are offloaded to disk."""
+        if self._identity is None:
+            base = None if self.delta is None else self.delta.delta.base_key
+            self._identity = (model_identity(self.model, self.tokenizer, base),)
+        return self._identity[0]
+
+    def check_neurons(self, neurons: NeuronSet) -> None:
+        """InputError for a neuron set detected on another model (compared by identity, not by path
+        or name) or lying outside this model's layers and neurons."""
+        note = neurons.check_identity(self.identity(), self.name)
+        neurons.check_model(self.num_layers, self.mlp_width)
+        if note is not None:
+            warnings.warn(note, stacklevel=2)
 
     def delta_inputs(self) -> dict[str, dict[str, str]]:
         """The manifest inputs entry of an applied fine-tuning delta (path, sha256); {} without one."""
@@ -134,13 +154,15 @@ def load_model(
         (cache_dir() / "offload").mkdir(parents=True, exist_ok=True)
         offload_dir = tempfile.TemporaryDirectory(dir=cache_dir() / "offload")
         placement = {"device_map": device_map, "offload_folder": offload_dir.name}
+    if Path(folder).is_dir():
+        _check_shapes(Path(folder), config, name)
     try:
         model = AutoModelForCausalLM.from_pretrained(
             folder, dtype=DTYPES[dtype], local_files_only=cache_only, **placement
         )
-        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=cache_only)
-    except OSError as exc:
+    except (OSError, RuntimeError, ValueError) as exc:
         raise InputError(f"could not load model '{name}': {first_line(exc)}") from exc
+    tokenizer = _load_tokenizer(folder, name, cache_only, module_weight(model.get_input_embeddings()).shape[0])
     if dev is not None:
         model.to(dev)  # type: ignore[arg-type]  # transformers' stub of .to() names only the model
     model.eval()
@@ -164,7 +186,10 @@ def attach_store(
     without an intervention then forward each distinct sentence once and read it from disk.
     `groups`: what every fill keeps (add ``tokens`` when LAPE or AP will read the same sentences)."""
     _check_store_dtype(dtype)
-    key, meta = model_key(lm.model, lm.tokenizer)
+    tokenizer_hash = tokenizer_digest(lm.tokenizer)
+    key, meta = model_key(lm.model, lm.tokenizer, tokenizer_hash)
+    if lm.delta is None and lm._identity is None:  # the same key identifies the model: computed once
+        lm._identity = (model_identity(lm.model, lm.tokenizer, key, tokenizer_hash),)
     store_dtype = lm.dtype if dtype == "model" else DTYPES[dtype]
     if store_dtype != torch.float32:  # rounded states never mix with float32 ones
         key = f"{key}-{str(store_dtype).removeprefix('torch.')}"
@@ -267,6 +292,47 @@ def _cache_only(name: str) -> bool:
         f"not in the local cache; give a local model folder, a .gguf file or a built-in name "
         f"({', '.join(BUILTIN_MODELS)})"
     )
+
+
+def _load_tokenizer(folder: str, name: str, cache_only: bool, vocabulary: int) -> PreTrainedTokenizerBase:
+    """The model's tokenizer; InputError when the folder has none that loads, or one that cannot
+    encode text or gives ids beyond the model's `vocabulary` embeddings (another model's)."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=cache_only)
+        ids = tokenizer(PROBE)["input_ids"]
+    except Exception as exc:  # a missing, damaged or incomplete tokenizer fails in many ways
+        raise InputError(
+            f"could not load the tokenizer of model '{name}' ({type(exc).__name__}: {first_line(exc).rstrip(': ')}); "
+            "the model folder needs its tokenizer files (tokenizer.json, or tokenizer.model with tokenizer_config.json)"
+        ) from exc
+    if ids and max(ids) >= vocabulary:
+        raise InputError(
+            f"the tokenizer of model '{name}' gives token id {max(ids)}, but the model has {vocabulary} embeddings; "
+            "the tokenizer belongs to another model"
+        )
+    return tokenizer
+
+
+def _check_shapes(folder: Path, config, name: str) -> None:
+    """InputError naming a weight whose shape in the folder's safetensors files differs from the one
+    its config.json gives the model (checked on the meta device: nothing is allocated or read).
+    Quantized checkpoints store other shapes by design: they are left to the loader."""
+    if getattr(config, "quantization_config", None) is not None:
+        return
+    try:
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in AutoModelForCausalLM.from_config(config).state_dict().items()}
+    except Exception:  # a config the model class refuses: from_pretrained says why
+        return
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as fh:
+            for key in fh.keys():
+                shape = tuple(fh.get_slice(key).get_shape())
+                if key in expected and shape != expected[key]:
+                    raise InputError(
+                        f"model '{name}' does not fit its config: {key} is {list(shape)} in {file.name} but "
+                        f"{list(expected[key])} by config.json; fix config.json or the weights"
+                    )
 
 
 def _load_config(folder: str, name: str, cache_only: bool = False):

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_core import to_jsonable_python
 
+from transfer_neurons.analyses.base import seed_field
 from transfer_neurons.analyses.overlap import same_model
 from transfer_neurons.artifacts import names
 from transfer_neurons.errors import InputError
@@ -50,7 +51,7 @@ class StudyConfig(Section):
     device: str = Field("auto", description="cpu, cuda, cuda:N or auto.")
     dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="Model weights dtype.")
     batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
-    seed: int = Field(0, description="Seed of data splits, random baselines, bootstrap and PCA.")
+    seed: int = seed_field("Seed of data splits, random baselines, bootstrap and PCA.")
     bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples of every 95% interval (0: no intervals).")
     baseline_seeds: int = Field(5, ge=1, description="Random baseline draws, spread over the units of one pass.")
     store: Path | None = Field(

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transfer_neurons.artifacts.io import file_digest, locked, read_json, write_json
+from transfer_neurons.artifacts.io import WRITE_ERRORS, disk_error, file_digest, locked, read_json, write_json
 from transfer_neurons.artifacts.manifest import versions, write_manifest
 from transfer_neurons.artifacts.names import MANIFEST, REPORT, STEP
 from transfer_neurons.choices import NeuronType
@@ -190,9 +190,14 @@ def run_study(
     runs; `out` is locked for the run (InputError when another run holds it)."""
     check_inputs(config, progress)
     with locked(out):
-        if config.models is None:
-            return _run_steps(config, out, force, progress, log)
-        return _run_models(config, out, force, progress, log)
+        try:
+            if config.models is None:
+                return _run_steps(config, out, force, progress, log)
+            return _run_models(config, out, force, progress, log)
+        except OSError as exc:  # a full disk: one line; the finished steps stay for the rerun
+            if exc.errno not in WRITE_ERRORS:
+                raise
+            raise disk_error(exc, out, "the finished steps are kept", "rerun into the same folder to resume") from exc
 
 
 def _run_models(config: StudyConfig, out: Path, force: bool, progress: bool, log: Callable[[str], None]) -> Path:
