@@ -17,10 +17,10 @@ import torch
 from transfer_neurons.hooks.generation import generate
 from transfer_neurons.hooks.interventions import (
     Intervention,
-    PositionError,
     apply_intervention,
     random_baseline,
 )
+from transfer_neurons.hooks.positions import PositionError
 from transfer_neurons.testing import EXTRA
 
 PROMPTS = ["Would you like to dance with me?", "I can't.", "The cat sleeps on the warm mat today.", "Yes"]

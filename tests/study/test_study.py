@@ -36,7 +36,9 @@ def test_study_runs_resumes_and_reports(model_folder, tmp_path):
         for claim in ("middle_peak", "type1_alignment", "type2_specific", "type2_output", "type1_qa")
         for lang in ("ja", "ko")
     }
-    assert findings["tests"] == len(findings["rows"]) == 10 and f"holds {findings['tests']} tests" in html
+    assert findings["tests"] == len(findings["rows"]) == 10
+    assert f"over the {findings['tests']} tests of this table" in html
+    assert all("p_adjusted" in row for row in findings["rows"]) and "adjusted p" in html
     for row in findings["rows"]:
         assert row["verdict"] in ("holds", "does not hold", "inconclusive") and row["n"] > 0
         assert row["ci"] is not None and row["ci"][0] <= row["ci"][1] and 0 < row["p"] <= 1

@@ -49,7 +49,7 @@ class ControlConfig(Config):
     baseline: Baseline = Field(Baseline.per_layer, description="Random baseline placement.")
     seed: int = seed_field("Seed of the random baseline and of the bootstrap.")
     baseline_seeds: int = Field(
-        5, ge=1, description="Random draws of the baseline (seed, seed + 1, ...), spread over the units of one pass."
+        5, ge=1, description="Random draws of the baseline (seed, seed + 1, ...), each on every unit."
     )
     bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples of every interval (0: no intervals).")
 

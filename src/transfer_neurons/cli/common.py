@@ -162,7 +162,7 @@ BaselineOpt = Annotated[
 SeedOpt = Annotated[int, seed_option("the random baseline and of the bootstrap")]
 BaselineSeedsOpt = Annotated[
     int,
-    typer.Option(min=1, help="Random baseline draws (seeds seed, seed + 1, ...), spread over the items of one pass."),
+    typer.Option(min=1, help="Random baseline draws (seeds seed, seed + 1, ...), each on every item."),
 ]
 BootstrapOpt = Annotated[
     int,

@@ -53,7 +53,7 @@ class StudyConfig(Section):
     batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
     seed: int = seed_field("Seed of data splits, random baselines, bootstrap and PCA.")
     bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples of every 95% interval (0: no intervals).")
-    baseline_seeds: int = Field(5, ge=1, description="Random baseline draws, spread over the units of one pass.")
+    baseline_seeds: int = Field(5, ge=1, description="Random baseline draws, each on every unit.")
     store: Path | None = Field(
         None, description="Activation store folder, e.g. shared by several studies (default: RUN/store)."
     )

@@ -92,7 +92,12 @@ def _claims_view(findings: list[Finding], middle_layers: str) -> list[dict[str, 
     claims: dict[str, dict[str, Any]] = {}
     for f in findings:
         claim = claims.setdefault(f.claim, {"text": f.text, "effect": effects[f.claim], "units": f.units, "rows": []})
-        claim["rows"].append({**f.to_json(), "effect_text": Estimate(f.effect, f.ci).text(3), "p_text": p_text(f.p)})
+        text = {
+            "effect_text": Estimate(f.effect, f.ci).text(3),
+            "p_text": p_text(f.p),
+            "adjusted_text": p_text(f.p_adjusted),
+        }
+        claim["rows"].append({**f.to_json(), **text})
     return list(claims.values())
 
 
@@ -308,7 +313,7 @@ def write_report(out: Path, config: StudyConfig, records: dict[str, dict], versi
         records=records,
         versions=versions,
         claims=_claims_view(findings, middle_layers),
-        tests=len(findings),
+        tests=sum(f.p is not None for f in findings),
         alpha=ALPHA,
         latent=latent_rows,
         ablations=ablations,

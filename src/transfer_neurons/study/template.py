@@ -29,17 +29,16 @@ TEMPLATE = (
 
 <h2 id="findings">Findings</h2>
 {% if claims %}
-<p>Each claim of the paper that this study measured, per language. <b>holds</b>: the effect has the claimed sign, its
-95% bootstrap interval excludes 0 and p &lt; {{ alpha }}; <b>does not hold</b>: the interval excludes 0 on the other
-side; <b>inconclusive</b>: otherwise. The table holds {{ tests }} tests: at p &lt; {{ alpha }} about
-{{ "%.1f" | format(tests * alpha) }} of them could pass by chance alone if no effect existed
-(no correction for multiple tests is applied). Intervals: {{ config.bootstrap }} resamples of the units; random
-baselines: {{ config.baseline_seeds }} seeds.</p>
-<table><tr><th class="l">language</th><th class="l">verdict</th><th>effect [95% CI]</th><th>p</th><th>n</th></tr>
+<p>Each claim of the paper that this study measured, per language, with its effect, 95% interval and p from one test,
+and p adjusted by Benjamini-Hochberg over the {{ tests }} tests of this table (false discovery rate {{ alpha }}).
+<b>holds</b>: the effect has the claimed sign and adjusted p &lt; {{ alpha }}; <b>does not hold</b>: the other sign and
+adjusted p &lt; {{ alpha }}; <b>inconclusive</b>: otherwise. Random baselines: {{ config.baseline_seeds }} draws, each on
+every unit, compared as a random effect (docs/method.md section 8).</p>
+<table><tr><th class="l">language</th><th class="l">verdict</th><th>effect [95% CI]</th><th>p</th><th>adjusted p</th><th>n</th></tr>
 {% for claim in claims %}
-<tr class="claim"><td class="l" colspan="5">{{ claim.text }} <span class="note">(effect: {{ claim.effect }}; n counts {{ claim.units }})</span></td></tr>
+<tr class="claim"><td class="l" colspan="6">{{ claim.text }} <span class="note">(effect: {{ claim.effect }}; n counts {{ claim.units }})</span></td></tr>
 {% for f in claim.rows %}<tr class="{{ f.verdict | replace(' ', '-') }}"><td class="l">{{ f.lang }}</td>
-<td class="l">{{ f.verdict }}</td><td>{{ f.effect_text }}</td><td>{{ f.p_text }}</td><td>{{ f.n }}</td></tr>
+<td class="l">{{ f.verdict }}</td><td>{{ f.effect_text }}</td><td>{{ f.p_text }}</td><td>{{ f.adjusted_text }}</td><td>{{ f.n }}</td></tr>
 {% endfor %}{% endfor %}</table>
 <p class="note">The same rows are in findings.json.</p>
 {% else %}<p>No step of this study measured one of the paper's claims.</p>{% endif %}
@@ -92,8 +91,9 @@ does (<a href="neurons/index.html">index of all {{ pages | length }} pages</a>).
 <h2 id="ablate">Deactivation vs random baseline</h2>
 <p>The top {{ config.ablate.top_k }} Type-1 neurons of each language deactivated at the last token of its L2 inputs
 (English untouched), against a random baseline of the same shape ({{ config.ablate.baseline }}, {{ config.baseline_seeds }}
-seeds; its cell shows the mean and, in brackets, the spread between seeds). Values: mean over layers with 95% intervals
-over the test pairs; p: paired permutation test, deactivated vs random, on the same pairs ({{ ablations | length * 2 }} tests).</p>
+draws, each on every pair; its cell shows the mean and, in brackets, the spread between draws). Values: mean over layers
+with 95% intervals over the test pairs (mutual kNN: subsampling at a fixed neighbourhood fraction); deactivated minus random
+with the draws a random effect, p from the same test ({{ ablations | length * 2 }} tests; unadjusted).</p>
 {% for metric, title in (("mean_mknn", "mean mutual kNN"), ("mean_gap", "mean centred parallel minus non-parallel similarity")) %}
 <h3>{{ title }}</h3>
 <table><tr><th class="l">language</th><th>pairs</th><th>normal</th><th>deactivated</th><th>random (sd over seeds)</th>
@@ -131,8 +131,8 @@ Type-1 / Type-2 transfer score (how many of them have one). methods.json holds e
 {% if specificity %}
 <p>Correlation ratio eta&sup2; of each neuron's last-token activation with the label "the set's language vs the rest",
 over the test sentences of every language, for the top neurons of each set and a random baseline of the same layers
-({{ config.baseline_seeds }} seeds, spread in brackets). Intervals: bootstrap over the neurons; p: permutation test, top vs
-random.</p>
+({{ config.baseline_seeds }} draws, spread in brackets). Intervals: delete-one-block jackknife over the sentences; p: top
+vs random, the draws a random effect.</p>
 <table><tr><th class="l">set (top-{{ specificity[0].n }})</th><th>top: share eta&sup2; &gt; 0.1</th><th>random</th><th>p</th>
 <th>top: mean eta&sup2;</th><th>random</th><th>p</th></tr>
 {% for row in specificity %}<tr><td>{{ row.name }}</td><td>{{ row.share_top }}</td><td>{{ row.share_random }}</td>
@@ -153,7 +153,8 @@ neurons when their candidate layers are disjoint).</p>
 <h2 id="downstream">Downstream effects</h2>
 <p>Normal, the top {{ config.downstream.top_k }} neurons deactivated (Type-1 for QA and multiple choice, at the prompt;
 Type-2 for the output language, at every position) and a random baseline of the same shape ({{ config.baseline_seeds }}
-seeds, spread over the items). 95% intervals over the items; p: paired permutation test, deactivated vs random.</p>
+draws, each on every item). 95% intervals over the items (Wilson for shares, BCa for means); p: deactivated vs random,
+the draws a random effect.</p>
 {% for task in downstream %}
 <h3>{{ task.title }}</h3>
 <table><tr><th class="l">language</th><th>n</th><th>normal</th><th>deactivated</th><th>random (sd over seeds)</th>
