@@ -122,7 +122,7 @@ class StudyConfig(Section):
     def _shared_defaults(self) -> StudyConfig:
         """Top-level batch_size, seed, bootstrap and baseline_seeds are the defaults of each analysis
         section; ablate takes latent's k and clamp unless it sets its own."""
-        for section in (self.detect, self.latent, self.ablate, self.finetune):
+        for section in (self.detect, self.latent, self.ablate, self.finetune, self.downstream):
             for name in INHERITED:
                 if name in type(section).model_fields and name not in section.model_fields_set:
                     setattr(section, name, getattr(self, name))

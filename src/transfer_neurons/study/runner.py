@@ -128,7 +128,6 @@ def plan(config: StudyConfig) -> list[Step]:
         "seed": config.seed,
         "baseline": config.ablate.baseline,
         "bootstrap": config.bootstrap,
-        "baseline_seeds": config.baseline_seeds,
     }
     tasks = (
         ("qa", down.qa, NeuronType.type1),

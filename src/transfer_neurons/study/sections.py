@@ -90,6 +90,7 @@ class DownstreamConfig(Section):
     output_lang: bool = Field(True, description="Language of continuations of test-split L2 sentences.")
     top_k: int = Field(100, ge=1, description="Neurons deactivated (Type-1 for QA/MC, Type-2 for output language).")
     max_questions: int = Field(30, ge=1, description="Questions (or prompts) per language and condition.")
+    baseline_seeds: int = Field(5, ge=1, description="Random baseline draws, each on every question or prompt.")
 
 
 class MethodsSection(Section):

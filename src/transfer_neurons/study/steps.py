@@ -309,7 +309,7 @@ def downstream_step(task: str, lang: str, kind: NeuronType) -> StepFn:
             "seed": cfg.seed,
             "batch_size": cfg.batch_size,
             "bootstrap": cfg.bootstrap,
-            "baseline_seeds": cfg.baseline_seeds,
+            "baseline_seeds": down.baseline_seeds,
         }
         inputs = study.inputs(neurons=study.neurons_file(lang, kind))
         conditions: dict[str, dict]

@@ -32,7 +32,7 @@ TEMPLATE = (
 <p>Each claim of the paper that this study measured, per language, with its effect, 95% interval and p from one test,
 and p adjusted by Benjamini-Hochberg over the {{ tests }} tests of this table (false discovery rate {{ alpha }}).
 <b>holds</b>: the effect has the claimed sign and adjusted p &lt; {{ alpha }}; <b>does not hold</b>: the other sign and
-adjusted p &lt; {{ alpha }}; <b>inconclusive</b>: otherwise. Random baselines: {{ config.baseline_seeds }} draws, each on
+adjusted p &lt; {{ alpha }}; <b>inconclusive</b>: otherwise. Random baselines: {{ config.ablate.baseline_seeds }} draws (ablations) and {{ config.downstream.baseline_seeds }} (downstream tasks), each on
 every unit, compared as a random effect (docs/method.md section 8).</p>
 <table><tr><th class="l">language</th><th class="l">verdict</th><th>effect [95% CI]</th><th>p</th><th>adjusted p</th><th>n</th></tr>
 {% for claim in claims %}
@@ -90,7 +90,7 @@ does (<a href="neurons/index.html">index of all {{ pages | length }} pages</a>).
 {% if ablations %}
 <h2 id="ablate">Deactivation vs random baseline</h2>
 <p>The top {{ config.ablate.top_k }} Type-1 neurons of each language deactivated at the last token of its L2 inputs
-(English untouched), against a random baseline of the same shape ({{ config.ablate.baseline }}, {{ config.baseline_seeds }}
+(English untouched), against a random baseline of the same shape ({{ config.ablate.baseline }}, {{ config.ablate.baseline_seeds }}
 draws, each on every pair; its cell shows the mean and, in brackets, the spread between draws). Values: mean over layers
 with 95% intervals over the test pairs (mutual kNN: subsampling at a fixed neighbourhood fraction); deactivated minus random
 with the draws a random effect, p from the same test ({{ ablations | length * 2 }} tests; unadjusted).</p>
@@ -152,7 +152,7 @@ neurons when their candidate layers are disjoint).</p>
 {% if downstream %}
 <h2 id="downstream">Downstream effects</h2>
 <p>Normal, the top {{ config.downstream.top_k }} neurons deactivated (Type-1 for QA and multiple choice, at the prompt;
-Type-2 for the output language, at every position) and a random baseline of the same shape ({{ config.baseline_seeds }}
+Type-2 for the output language, at every position) and a random baseline of the same shape ({{ config.downstream.baseline_seeds }}
 draws, each on every item). 95% intervals over the items (Wilson for shares, BCa for means); p: deactivated vs random,
 the draws a random effect.</p>
 {% for task in downstream %}
