@@ -1,4 +1,4 @@
-"""Language-neuron methods side by side (DESIGN.md 3.7 last bullet, 3.8): for one model and
+"""Language-neuron methods side by side (docs/method.md sections 3, 8): for one model and
 language, the top-k of each method (`tn`, `tn-centred`, `lape`, `ap`; each detected on the same
 train pairs and reference pool) under the same tests and seeds:
 

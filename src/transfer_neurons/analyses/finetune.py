@@ -1,4 +1,4 @@
-"""Transfer-neuron-targeted fine-tuning (DESIGN.md 3.10): causal-LM training that changes only the
+"""Transfer-neuron-targeted fine-tuning (docs/method.md section 12): causal-LM training that changes only the
 parameters of chosen neurons (for neuron (l, i): output i of layer l's MLP input projections, their
 bias entries, and input i of its down projection), against baselines with as many trainable
 parameters: random neurons of the same layers, LoRA on the MLPs of those layers (rank matched), or

@@ -1,4 +1,4 @@
-"""Latent-space dynamics (DESIGN.md 3.4): per layer and language pair, mutual kNN, parallel vs
+"""Latent-space dynamics (docs/method.md section 5): per layer and language pair, mutual kNN, parallel vs
 non-parallel similarity (raw and centred), MLP activation similarity; across languages, centroid
 similarities and a PCA. States are captured once per side; the intervention of an ablation applies
 to the L2 inputs only (English untouched).

@@ -1,4 +1,4 @@
-"""Logit lens (DESIGN.md 3.6): language share of the top tokens of each layer's state through the
+"""Logit lens (docs/method.md section 7): language share of the top tokens of each layer's state through the
 unembedding, per sentence; per condition the mean over the sentences with a per-layer bootstrap
 interval, and the last layer's shares (the model's own next-token prediction) as estimates."""
 

@@ -1,4 +1,4 @@
-"""Multiple choice under deactivation (DESIGN.md 3.6): option-letter log-likelihoods, accuracy, and
+"""Multiple choice under deactivation (docs/method.md section 7): option-letter log-likelihoods, accuracy, and
 what it takes to read an accuracy honestly: the letters chosen and whether it is within noise of
 chance. Scoring 'letter' takes the most likely letter; 'cyclic' averages each option's letter
 log-probability over the cyclic shifts of the option order, so a fixed letter preference cancels."""

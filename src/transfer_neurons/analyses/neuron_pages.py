@@ -1,4 +1,4 @@
-"""Neuron pages (DESIGN.md 3.9): what each neuron of the given sets writes, when it fires, and what
+"""Neuron pages (docs/method.md section 11): what each neuron of the given sets writes, when it fires, and what
 removing it alone does; an index page and one card per neuron.
 
 One pass over the sentences of every language captures, at the cards' layers, the last-token state

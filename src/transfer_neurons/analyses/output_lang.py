@@ -1,4 +1,4 @@
-"""Language of greedy continuations under deactivation (DESIGN.md 3.6): per condition, the share of
+"""Language of greedy continuations under deactivation (docs/method.md section 7): per condition, the share of
 outputs in each language category, with its bootstrap interval over the prompts."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Generative QA under deactivation (DESIGN.md 3.6): greedy answers, token F1 / exact match."""
+"""Generative QA under deactivation (docs/method.md section 7): greedy answers, token F1 / exact match."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Language specificity of neuron sets (DESIGN.md 3.5, 3.8): streaming activation statistics, eta^2, ANOVA.
+"""Language specificity of neuron sets (docs/method.md sections 6, 8): streaming activation statistics, eta^2, ANOVA.
 
 One pass over each language's sentences keeps per-language sufficient statistics of every
 neuron's last-token activation; eta^2 and the ANOVA p-value under each labelling (the set's

@@ -1,4 +1,4 @@
-"""Language specificity of neurons (DESIGN.md 3.5): plain functions over activations, no model code.
+"""Language specificity of neurons (docs/method.md section 6): plain functions over activations, no model code.
 
 `GroupStats` keeps, per group, the count, sum and sum of squares of every feature (float64), so
 memory is O(groups x features) whatever the number of sentences. From these sufficient

@@ -20,6 +20,7 @@ from pathlib import Path
 from transfer_neurons.artifacts.io import WRITE_ERRORS, disk_error, file_digest, locked, read_json, write_json
 from transfer_neurons.artifacts.manifest import versions, write_manifest
 from transfer_neurons.artifacts.names import MANIFEST, REPORT, STEP
+from transfer_neurons.artifacts.templates import PAGES_OF_STUDY
 from transfer_neurons.choices import NeuronType
 from transfer_neurons.data import udhr
 from transfer_neurons.errors import InputError
@@ -47,16 +48,21 @@ class Step:
 
 PACKAGE = Path(__file__).resolve().parent.parent
 # help texts, the report, its findings, the run tables and the comparison of models change no step's results
-NOT_RESULTS = ("cli", "study/report.py", "study/template.py", "study/findings.py", "study/tables.py", "study/compare")
+NOT_RESULTS = (
+    "cli",
+    "study/report.py",
+    "study/findings.py",
+    "study/tables.py",
+    "study/compare",
+    *(f"templates/{page}" for page in PAGES_OF_STUDY),
+)
 
 
 def result_sources() -> list[Path]:
-    """The source files that compute results (everything but the command line and the report)."""
-    return [
-        path
-        for path in sorted(PACKAGE.rglob("*.py"))
-        if not path.relative_to(PACKAGE).as_posix().startswith(NOT_RESULTS)
-    ]
+    """The source files that compute results: the code and the templates of the pages a step writes
+    (everything but the command line and the report)."""
+    sources = [*PACKAGE.rglob("*.py"), *(PACKAGE / "templates").iterdir()]
+    return sorted(path for path in sources if not path.relative_to(PACKAGE).as_posix().startswith(NOT_RESULTS))
 
 
 def code_version() -> str:
