@@ -67,11 +67,13 @@ def parse_layers(spec: str, num_layers: int) -> list[int]:
 class DetectConfig(Config):
     """Settings of one detection (the type is chosen per run: a study detects several)."""
 
-    top_n: int = Field(1000, ge=1, description="Top-ranked neurons kept per type and language.")
+    top_n: int = Field(1000, ge=1, description="Top-ranked neurons listed in neurons.json (per type and language).")
     layers: list[int] | None = Field(
         None, description="Candidate layers; default: Type-1 the first round(0.625 L), Type-2 the rest."
     )
-    paper_compat: bool = Field(False, description="Last-layer centroid from the final-norm output (authors' code).")
+    paper_compat: bool = Field(
+        False, description="Last-layer centroid from the final-norm output, as in the authors' code."
+    )
     batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
 
 

@@ -61,7 +61,11 @@ class FinetuneConfig(Config):
     """Settings of a fine-tuning run (the defaults of the `finetune` command)."""
 
     top_k: int = Field(100, ge=1, description="Train the top-k neurons of the set.")
-    baseline: FinetuneBaseline | None = Field(None, description="Train a baseline instead: random, lora or full.")
+    baseline: FinetuneBaseline | None = Field(
+        None,
+        description="Train instead: random (as many random neurons per layer), lora (LoRA on the MLPs of the set's "
+        "layers, rank matched to the parameter count) or full (every neuron of those layers).",
+    )
     steps: int = Field(200, ge=1, description="Optimizer steps.")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (of the trained tensors only).")

@@ -181,19 +181,6 @@ def families_for(langs: Sequence[str], overrides: dict[str, str] | None = None) 
     return [table[lang] for lang in langs]
 
 
-def parse_families(spec: str | None) -> dict[str, str]:
-    """Parse 'ja=Japonic,ko=Koreanic' into a dict."""
-    if not spec:
-        return {}
-    out = {}
-    for part in spec.split(","):
-        lang, sep, family = part.partition("=")
-        if not sep or not lang.strip() or not family.strip():
-            raise InputError(f"--families '{spec}' must look like ja=Japonic,ko=Koreanic")
-        out[lang.strip()] = family.strip()
-    return out
-
-
 def labelings(langs: Sequence[str], families: Sequence[str], targets: Sequence[str]) -> dict[str, list[int]]:
     """Group mappings from per-language groups: ``target:<lang>`` (1 = that language, 0 = rest),
     ``family`` (one group per family, when there are at least two) and ``language``."""
