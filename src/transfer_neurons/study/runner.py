@@ -100,25 +100,13 @@ def plan(config: StudyConfig) -> list[Step]:
     detected = [f"detect/{lang}/{kind}" for lang in config.languages for kind in config.detect.types]
     data_steps = [f"data/{lang}" for lang in config.languages]
     if config.characterise.specificity and detected:
-        settings = {
-            **config.characterise.model_dump(mode="json", exclude=PAGES),
-            "seed": config.seed,
-            "baseline": config.ablate.baseline,
-            "batch_size": config.batch_size,
-            "bootstrap": config.bootstrap,
-            "baseline_seeds": config.baseline_seeds,
-        }
+        settings = {**config.characterise.model_dump(mode="json", exclude=PAGES), **config.shared()}
         steps.append(Step("specificity", s.specificity_step, settings, data_steps + detected))
     if config.characterise.overlap and len(detected) > 1:
         settings = config.characterise.model_dump(mode="json", exclude=PAGES)
         steps.append(Step("overlap", s.overlap_step, settings, detected))
     if config.characterise.pages and detected:
-        settings = {
-            "top_n": config.characterise.pages_top_n,
-            "bootstrap": config.bootstrap,
-            "seed": config.seed,
-            "batch_size": config.batch_size,
-        }
+        settings = {"top_n": config.characterise.pages_top_n, **config.shared("bootstrap", "seed", "batch_size")}
         steps.append(Step("neurons", s.pages_step, settings, data_steps + detected))
     if config.methods.enabled:
         settings = {
@@ -129,13 +117,7 @@ def plan(config: StudyConfig) -> list[Step]:
         for lang in config.methods_languages():
             steps.append(Step(f"methods/{lang}", s.methods_step(lang), settings, data_steps))
     down = config.downstream
-    settings = {
-        **down.model_dump(mode="json"),
-        "seed": config.seed,
-        "baseline": config.ablate.baseline,
-        "bootstrap": config.bootstrap,
-        "baseline_seeds": config.baseline_seeds,
-    }
+    settings = {**down.model_dump(mode="json"), **config.shared("seed", "baseline", "bootstrap", "baseline_seeds")}
     tasks = (
         ("qa", down.qa, NeuronType.type1),
         ("mc", down.mc, NeuronType.type1),
