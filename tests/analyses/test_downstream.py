@@ -97,7 +97,7 @@ def letter_biased(items, bias=5.0):
     """A fake next_token_logprobs: letter A gets +bias whatever it shows, the question's correct option +1."""
     right = {item.question: item.options[item.answer] for item in items}
 
-    def fake(lm, prompts, token_ids, intervention=None, batch_size=8):
+    def fake(lm, prompts, token_ids, intervention=None, batch_size=8, bar=None):
         rows = []
         for prompt in prompts:
             lines = prompt.splitlines()  # instruction, blank, question, "A. ..", ..
@@ -178,7 +178,7 @@ def test_output_lang_counts_undecodable_outputs(tiny, monkeypatch):
     """Outputs of bytes that do not decode (U+FFFD) are their own category, not 'none'."""
     outputs = iter(["\ufffd\ufffd", "日本語です\ufffd", "12 \ufffd 34", " 寒いです。"])
 
-    def fake_generate(lm, prompts, intervention, max_new_tokens, batch_size):
+    def fake_generate(lm, prompts, intervention, max_new_tokens, batch_size, bar=None):
         return [next(outputs) for _ in prompts]
 
     monkeypatch.setattr(output_lang, "generate", fake_generate)
@@ -191,23 +191,25 @@ def test_output_lang_counts_undecodable_outputs(tiny, monkeypatch):
     assert result.summary_lines()[0].endswith("; other 0.000 [0.000, 0.490] (4 prompts)")  # Wilson intervals
 
 
-def test_output_lang_and_mc_say_one_estimate_and_answer_the_same(tiny, neurons):
+def test_output_lang_and_mc_say_one_estimate_and_answer_the_same(tiny, neurons, capsys):
     lm = tiny("llama")
-    said: list[str] = []
     config = output_lang.OutputLangConfig(top_k=6, max_new_tokens=3, batch_size=2)
     quiet = output_lang.run(lm, PROMPTS, neurons, config, "ja")
-    told = output_lang.run(lm, PROMPTS, neurons, config, "ja", said.append)
+    assert "estimated" not in capsys.readouterr().err
+    told = output_lang.run(lm, PROMPTS, neurons, config, "ja", progress=True)
+    said = [line for line in capsys.readouterr().err.splitlines() if "estimated" in line]
     assert (
         told.rows == quiet.rows
         and len(said) == 1
-        and re.match(
+        and re.search(
             r"about 3 prompts x 3 conditions; estimated \d+ s on this machine \(from the first batch of 2: ", said[0]
         )
     ), said
     items = load_mc(None, "ja", 3)
     mc_config = mc.MCConfig(top_k=6, batch_size=2)
-    assert mc.run(lm, items, neurons, mc_config, said.append).rows == mc.run(lm, items, neurons, mc_config).rows
-    assert len(said) == 2 and said[1].startswith("about 3 prompts x 3 conditions; estimated ")
+    assert mc.run(lm, items, neurons, mc_config, progress=True).rows == mc.run(lm, items, neurons, mc_config).rows
+    said = [line for line in capsys.readouterr().err.splitlines() if "estimated" in line]
+    assert len(said) == 1 and "about 3 prompts x 3 conditions; estimated " in said[0]
 
 
 def test_logit_lens_round_trip_and_checks(tiny, neurons, tmp_path):

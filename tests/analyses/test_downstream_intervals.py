@@ -19,7 +19,7 @@ from transfer_neurons.data.mc import letter_token_ids, load_mc, mc_prompt, shift
 from transfer_neurons.data.pairs import read_sentences
 from transfer_neurons.data.qa import load_qa, qa_prompt
 from transfer_neurons.hooks.generation import generate, next_token_logprobs
-from transfer_neurons.hooks.interventions import Intervention, RandomBaseline, replicated
+from transfer_neurons.hooks.interventions import Intervention, RandomBaseline
 from transfer_neurons.metrics.mc import cyclic_scores
 from transfer_neurons.metrics.uncertainty import Estimate, seeded
 
@@ -103,22 +103,10 @@ def per_condition(rows: list[dict], key: str) -> dict[str, np.ndarray]:
     return {name: np.array(v) for name, v in out.items()}
 
 
-def test_the_timed_first_batch_keeps_each_prompts_intervention():
-    """`in_parts` splits off a first batch for the time estimate: the per-prompt interventions are
-    sliced with the prompts, so every prompt still runs under its own draw."""
+def test_seed_fields_follow_each_prompts_draw():
+    """Every prompt of a random baseline runs under its own draw (one per unit, draw after draw), and
+    its row records that draw's seed."""
     baseline = RandomBaseline(tuple(Intervention(((0, i, 0.0),)) for i in range(3)), (7, 8, 9))
-    prompts = replicated(baseline, [f"p{i}" for i in range(8)])
-    said: list[str] = []
-    parts = units.in_parts(
-        lambda chosen, intervention: list(zip(chosen, intervention, strict=True)),
-        prompts,
-        baseline.per_unit(8),
-        3,
-        1,
-        said.append,
-    )
-    assert len(parts) == 2 and len(said) == 1
-    assert [pair for part in parts for pair in part] == list(zip(prompts, baseline.per_unit(8), strict=True))
     seeds = [field["seed"] for field in units.seed_fields(baseline, 8)]
     assert seeds == [baseline.seeds[baseline.draws.index(iv)] for iv in baseline.per_unit(8)]
     assert seeds == [7] * 8 + [8] * 8 + [9] * 8
@@ -129,9 +117,8 @@ def test_qa_random_rows_are_their_draws_alone(tiny, neurons):
     lm = tiny("llama")
     items = load_qa(None, "ja", 8)
     config = qa.QAConfig(top_k=80, max_new_tokens=4, shots=1, baseline_seeds=SEEDS, batch_size=3)
-    said: list[str] = []
-    result = qa.run(lm, items, neurons, config, said.append)  # the timed first batch is split off
-    assert len(said) == 1 and result.random is not None and result.random.seeds == (0, 1, 2)
+    result = qa.run(lm, items, neurons, config, progress=True)  # the bar advances batch by batch
+    assert result.random is not None and result.random.seeds == (0, 1, 2)
     rows = random_rows(result.rows)
     assert {row["seed"] for row in rows} == {0, 1, 2}
     prompts = {item.id: qa_prompt(item.question, item.lang, 1) for item in items}
@@ -148,7 +135,7 @@ def fake_answers(items):
     when k + the intervention's first neuron is a multiple of 3 (so conditions and draws differ)."""
     gold = {qa_prompt(item.question, item.lang, 1): (k, item.answers[0]) for k, item in enumerate(items)}
 
-    def fake(lm, prompts, intervention=None, max_new_tokens=16, batch_size=8, stop_strings=None):
+    def fake(lm, prompts, intervention=None, max_new_tokens=16, batch_size=8, stop_strings=None, bar=None):
         per_row = intervention if isinstance(intervention, list) else [intervention] * len(prompts)
         out = []
         for prompt, iv in zip(prompts, per_row, strict=True):

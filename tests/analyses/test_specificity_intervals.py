@@ -1,4 +1,4 @@
-"""Uncertainty of the specificity analysis (DESIGN.md 3.8) on a tiny model: the multi-seed random
+"""Uncertainty of the specificity analysis (docs/method.md section 8) on a tiny model: the multi-seed random
 baseline, per-neuron eta^2 against a naive computation, seeded intervals, the figure's error bars."""
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from transfer_neurons.analyses.detect import DetectConfig
 from transfer_neurons.analyses.methods import detect_method
 from transfer_neurons.analyses.pool import read_reference
 from transfer_neurons.cli.common import OneLineErrorsGroup
-from transfer_neurons.cli.methods import compare_methods
+from transfer_neurons.cli.compare_methods import compare_methods
 from transfer_neurons.data.pairs import read_pairs
 from transfer_neurons.model.loading import load_model
 

@@ -1,4 +1,4 @@
-"""The activation store (DESIGN.md 3.11): reads equal direct captures on every architecture, each
+"""The activation store (docs/method.md section 10): reads equal direct captures on every architecture, each
 distinct sentence is forwarded once, and a killed, damaged or foreign store is never trusted."""
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from transfer_neurons.analyses.base import ControlConfig, condition_estimates, conditions_for
+from transfer_neurons.analyses.base import ControlConfig, clamp_field, condition_estimates, conditions_for
 from transfer_neurons.analyses.latent import (
     PairCurves,
     PairMeasures,
@@ -48,7 +48,7 @@ class AblateConfig(ControlConfig):
     """Settings of an ablation: the controlled experiment plus the latent analyses' k and clamp."""
 
     k: int = Field(10, ge=1, description="Neighbours for mutual kNN.")
-    clamp: float | None = Field(None, ge=0.5, le=1.0, description="Outlier clamp quantile before mutual kNN.")
+    clamp: float | None = clamp_field()
     batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
 
 

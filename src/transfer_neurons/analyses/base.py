@@ -36,6 +36,32 @@ def seed_field(description: str) -> Any:
     return Field(0, ge=0, le=MAX_SEED, description=description)
 
 
+def baseline_field() -> Any:
+    """The field of a random baseline's placement (default: per layer)."""
+    return Field(
+        Baseline.per_layer, description="Random baseline: same count per layer, or uniform over the candidate layers."
+    )
+
+
+def bootstrap_field() -> Any:
+    """The field of the bootstrap resamples of a result's intervals (default 1000)."""
+    return Field(
+        1000, ge=0, description="Bootstrap resamples of every 95% interval (0: no intervals; the model is not rerun)."
+    )
+
+
+def max_items_field(items: str) -> Any:
+    """The field of an item limit: at most this many `items` (default: all)."""
+    return Field(None, ge=1, description=f"Use at most this many {items} (default: all).")
+
+
+def clamp_field() -> Any:
+    """The field of the outlier clamp before mutual kNN (default: none)."""
+    return Field(
+        None, ge=0.5, le=1.0, description="Clamp outliers at this quantile (0.5 to 1) before mutual kNN (e.g. 0.95)."
+    )
+
+
 class Config(BaseModel):
     """An analysis's settings; strict: unknown keys are errors."""
 
@@ -45,13 +71,13 @@ class Config(BaseModel):
 class ControlConfig(Config):
     """Settings of an experiment with conditions normal / top-k deactivated / random baseline."""
 
-    top_k: int = Field(100, ge=1, description="Neurons of the set deactivated.")
-    baseline: Baseline = Field(Baseline.per_layer, description="Random baseline placement.")
+    top_k: int = Field(100, ge=1, description="Deactivate the top-k neurons of the set.")
+    baseline: Baseline = baseline_field()
     seed: int = seed_field("Seed of the random baseline and of the bootstrap.")
     baseline_seeds: int = Field(
-        5, ge=1, description="Random draws of the baseline (seed, seed + 1, ...), each on every unit."
+        5, ge=1, description="Random baseline draws (seeds seed, seed + 1, ...), each on every unit."
     )
-    bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples of every interval (0: no intervals).")
+    bootstrap: int = bootstrap_field()
 
 
 def conditions_for(

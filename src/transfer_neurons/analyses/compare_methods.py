@@ -1,4 +1,4 @@
-"""Language-neuron methods side by side (DESIGN.md 3.7 last bullet, 3.8): for one model and
+"""Language-neuron methods side by side (docs/method.md sections 3, 8): for one model and
 language, the top-k of each method (`tn`, `tn-centred`, `lape`, `ap`; each detected on the same
 train pairs and reference pool) under the same tests and seeds:
 
@@ -37,7 +37,7 @@ from pydantic import Field, field_validator
 from transfer_neurons.analyses import ablate, output_lang
 from transfer_neurons.analyses import qa as qa_analysis
 from transfer_neurons.analyses import specificity as specificity_analysis
-from transfer_neurons.analyses.base import ControlConfig
+from transfer_neurons.analyses.base import ControlConfig, clamp_field
 from transfer_neurons.analyses.detect import DetectConfig, Detection, default_layers
 from transfer_neurons.analyses.latent import check_nonparallel, check_pairs
 from transfer_neurons.analyses.methods import check_pool, detect_method
@@ -69,11 +69,11 @@ class MethodsConfig(ControlConfig):
 
     methods: list[Method] = Field(default_factory=lambda: list(Method), min_length=1, description="Methods compared.")
     k: int = Field(10, ge=1, description="Neighbours for mutual kNN.")
-    clamp: float | None = Field(None, ge=0.5, le=1.0, description="Outlier clamp quantile before mutual kNN.")
+    clamp: float | None = clamp_field()
     batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
     output_lang: bool = Field(True, description="Output language of the L2 test sentences under deactivation.")
     qa: bool = Field(True, description="QA F1 under deactivation where the built-in set covers the language.")
-    max_items: int | None = Field(16, ge=1, description="Prompts / questions of the downstream parts (None: all).")
+    max_items: int | None = Field(16, ge=1, description="Prompts and questions of the downstream parts.")
 
     @field_validator("methods")
     @classmethod
@@ -331,7 +331,7 @@ def run(
             massive_share=mean_estimate(shares[name].numpy(), config.bootstrap, config.seed),
             tn_scores={t: estimate for t, (estimate, _) in scored.items()},
             tn_scored={t: n for t, (_, n) in scored.items()},
-            **downstream_parts(lm, test, s, config, sorted(sentences)),
+            **downstream_parts(lm, test, s, config, sorted(sentences), progress),
         )
     end = time.perf_counter()
     return MethodsResult(
@@ -348,7 +348,7 @@ def run(
 
 
 def downstream_parts(
-    lm: LoadedModel, test: ParallelData, neurons: NeuronSet, config: MethodsConfig, langs: list[str]
+    lm: LoadedModel, test: ParallelData, neurons: NeuronSet, config: MethodsConfig, langs: list[str], progress: bool
 ) -> dict[str, Any]:
     """The output language of the first max_items L2 test sentences and QA on the built-in
     questions (when it has the language), each under the set's deactivation, as far as asked."""
@@ -358,11 +358,11 @@ def downstream_parts(
             **config.control(), max_prompts=config.max_items, langid_langs=tuple(langs)
         )
         prompts = test.l2[: config.max_items]
-        out["output_lang"] = output_lang.run(lm, prompts, neurons, ol_config, test.lang).conditions
+        out["output_lang"] = output_lang.run(lm, prompts, neurons, ol_config, test.lang, progress).conditions
     questions = builtin_questions(test.lang, config.max_items) if config.qa else None
     if questions:
         qa_config = qa_analysis.QAConfig(**config.control(), max_questions=config.max_items)
-        out["qa"] = qa_analysis.run(lm, questions, neurons, qa_config).conditions
+        out["qa"] = qa_analysis.run(lm, questions, neurons, qa_config, progress).conditions
     return out
 
 

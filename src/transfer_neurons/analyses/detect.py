@@ -1,11 +1,11 @@
-"""Type-1 / Type-2 transfer-neuron detection (DESIGN.md 3.1, 3.2): two streaming passes.
+"""Type-1 / Type-2 transfer-neuron detection (docs/method.md sections 2-3): two streaming passes.
 
 Pass 1 averages the layer outputs of the sentences that define the target centroid (Type-1:
 English and L2 of the pairs, the shared space; Type-2: the L2 sentences). Pass 2 runs the L2
 sentences again, stops after the last candidate layer, and adds every neuron's closed-form score
 for every sentence into one running sum per layer. Memory does not grow with the sentence count.
 
-With a reference pool (`--center`, DESIGN.md 3.2) the mean layer output over the pool, `mu^l`,
+With a reference pool (`--center`, docs/method.md section 3) the mean layer output over the pool, `mu^l`,
 is subtracted from `r` and from the centroid before the cosine (`LayerScorer(center=...)`): the
 centred score, which massive hidden dimensions shared by every state no longer dominate.
 
@@ -67,11 +67,13 @@ def parse_layers(spec: str, num_layers: int) -> list[int]:
 class DetectConfig(Config):
     """Settings of one detection (the type is chosen per run: a study detects several)."""
 
-    top_n: int = Field(1000, ge=1, description="Top-ranked neurons kept per type and language.")
+    top_n: int = Field(1000, ge=1, description="Top-ranked neurons listed in neurons.json (per type and language).")
     layers: list[int] | None = Field(
         None, description="Candidate layers; default: Type-1 the first round(0.625 L), Type-2 the rest."
     )
-    paper_compat: bool = Field(False, description="Last-layer centroid from the final-norm output (authors' code).")
+    paper_compat: bool = Field(
+        False, description="Last-layer centroid from the final-norm output, as in the authors' code."
+    )
     batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
 
 

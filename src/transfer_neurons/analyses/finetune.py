@@ -1,4 +1,4 @@
-"""Transfer-neuron-targeted fine-tuning (DESIGN.md 3.10): causal-LM training that changes only the
+"""Transfer-neuron-targeted fine-tuning (docs/method.md section 12): causal-LM training that changes only the
 parameters of chosen neurons (for neuron (l, i): output i of layer l's MLP input projections, their
 bias entries, and input i of its down projection), against baselines with as many trainable
 parameters: random neurons of the same layers, LoRA on the MLPs of those layers (rank matched), or
@@ -61,7 +61,11 @@ class FinetuneConfig(Config):
     """Settings of a fine-tuning run (the defaults of the `finetune` command)."""
 
     top_k: int = Field(100, ge=1, description="Train the top-k neurons of the set.")
-    baseline: FinetuneBaseline | None = Field(None, description="Train a baseline instead: random, lora or full.")
+    baseline: FinetuneBaseline | None = Field(
+        None,
+        description="Train instead: random (as many random neurons per layer), lora (LoRA on the MLPs of the set's "
+        "layers, rank matched to the parameter count) or full (every neuron of those layers).",
+    )
     steps: int = Field(200, ge=1, description="Optimizer steps.")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay (of the trained tensors only).")

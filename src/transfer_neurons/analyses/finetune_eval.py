@@ -1,4 +1,4 @@
-"""The measuring side of fine-tuning (DESIGN.md 3.10): on held-out data, before and after, L2 and
+"""The measuring side of fine-tuning (docs/method.md section 12): on held-out data, before and after, L2 and
 English perplexity, mutual kNN and the centred gap of the pairs (as `ablate` computes them) and QA
 F1, each with its interval over the units and the paired change after minus before."""
 

@@ -1,4 +1,4 @@
-"""The training side of fine-tuning (DESIGN.md 3.10): what is trained (the slices of chosen neurons,
+"""The training side of fine-tuning (docs/method.md section 12): what is trained (the slices of chosen neurons,
 or LoRA matrices), the causal-LM loss over batches of sentences, and checkpoints for resuming.
 
 Neuron slices are trained as small float32 leaf tensors of their own: each step the gradient of the

@@ -1,4 +1,4 @@
-"""Latent-space dynamics (DESIGN.md 3.4): per layer and language pair, mutual kNN, parallel vs
+"""Latent-space dynamics (docs/method.md section 5): per layer and language pair, mutual kNN, parallel vs
 non-parallel similarity (raw and centred), MLP activation similarity; across languages, centroid
 similarities and a PCA. States are captured once per side; the intervention of an ablation applies
 to the L2 inputs only (English untouched).
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from transfer_neurons.analyses.base import Config, seed_field
+from transfer_neurons.analyses.base import Config, clamp_field, seed_field
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.io import read_json, read_tensors, write_json, write_tensors
 from transfer_neurons.artifacts.result import Result, read_manifest
@@ -41,7 +41,7 @@ class LatentConfig(Config):
     """Settings of the latent-space analyses."""
 
     k: int = Field(10, ge=1, description="Neighbours for mutual kNN.")
-    clamp: float | None = Field(None, ge=0.5, le=1.0, description="Outlier clamp quantile before mutual kNN.")
+    clamp: float | None = clamp_field()
     seed: int = seed_field("Seed of the PCA and of the bootstrap.")
     batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
     bootstrap: int = Field(

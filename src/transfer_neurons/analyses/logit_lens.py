@@ -1,4 +1,4 @@
-"""Logit lens (DESIGN.md 3.6): language share of the top tokens of each layer's state through the
+"""Logit lens (docs/method.md section 7): language share of the top tokens of each layer's state through the
 unembedding, per sentence; per condition the mean over the sentences with a per-layer bootstrap
 interval, and the last layer's shares (the model's own next-token prediction) as estimates."""
 
@@ -15,7 +15,13 @@ import torch
 from pydantic import Field
 from transformers import PreTrainedTokenizerBase
 
-from transfer_neurons.analyses.base import ControlConfig, ControlledResult, condition_estimates, conditions_for
+from transfer_neurons.analyses.base import (
+    ControlConfig,
+    ControlledResult,
+    condition_estimates,
+    conditions_for,
+    max_items_field,
+)
 from transfer_neurons.analyses.output_lang import identifier_for
 from transfer_neurons.analyses.units import compared, describe, seed_fields
 from transfer_neurons.artifacts import names, plots
@@ -40,11 +46,11 @@ class LogitLensConfig(ControlConfig):
     positions: Positions = Field(Positions.last, description="Where to deactivate (representation: last).")
     tokens: int = Field(10, ge=1, description="Top tokens per layer whose language is counted.")
     batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
-    max_sentences: int | None = Field(None, ge=1, description="Use at most this many sentences (None: all).")
+    max_sentences: int | None = max_items_field("sentences")
     langid_langs: tuple[str, ...] | None = Field(
         STUDY_LANGS,
         description="Languages the identifier chooses among (plus the sentence language and English); "
-        "None: every language py3langid knows.",
+        "'all' (None) for every language py3langid knows.",
     )
 
 

@@ -1,4 +1,4 @@
-"""Multiple choice under deactivation (DESIGN.md 3.6): option-letter log-likelihoods, accuracy, and
+"""Multiple choice under deactivation (docs/method.md section 7): option-letter log-likelihoods, accuracy, and
 what it takes to read an accuracy honestly: the letters chosen and whether it is within noise of
 chance. Scoring 'letter' takes the most likely letter; 'cyclic' averages each option's letter
 log-probability over the cyclic shifts of the option order, so a fixed letter preference cancels."""
@@ -9,11 +9,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
 from pydantic import Field
 
 from transfer_neurons.analyses.base import (
@@ -21,16 +19,16 @@ from transfer_neurons.analyses.base import (
     ControlledResult,
     condition_estimates,
     conditions_for,
+    max_items_field,
     single_language,
 )
-from transfer_neurons.analyses.estimate import Say
-from transfer_neurons.analyses.units import compared, describe, in_parts, seed_fields
+from transfer_neurons.analyses.units import compared, describe, seed_fields
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.io import read_json, read_jsonl, write_json, write_jsonl
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Positions
 from transfer_neurons.data.mc import LETTERS, MCItem, letter_token_ids, mc_prompt, shifted_item, template_lang
-from transfer_neurons.hooks.generation import next_token_logprobs
+from transfer_neurons.hooks.generation import EstimatingBar, next_token_logprobs
 from transfer_neurons.hooks.interventions import Applied, Conditions, Intervention, for_units, replicated
 from transfer_neurons.metrics.mc import choose, cyclic_scores, letter_counts, near_chance, wilson_interval
 from transfer_neurons.metrics.uncertainty import Estimate
@@ -55,9 +53,12 @@ class MCConfig(ControlConfig):
     positions: Positions = Field(Positions.prompt, description="Where to deactivate (the paper: prompt).")
     batch_size: int = Field(8, ge=1, description="Prompts per batch.")
     split: str = Field("test", description="Split of a hub dataset.")
-    max_questions: int | None = Field(None, ge=1, description="Use at most this many questions.")
+    max_questions: int | None = max_items_field("questions")
     scoring: Scoring = Field(
-        Scoring.letter, description="'letter': the most likely letter; 'cyclic': letter bias cancelled over shifts."
+        Scoring.letter,
+        description="'letter': the option letter with the highest log-likelihood; 'cyclic': each option's letter "
+        "log-likelihood averaged over the n cyclic shifts of the option order (a fixed letter preference cancels; "
+        "n times the prompts).",
     )
 
 
@@ -176,16 +177,15 @@ class MCResult(ControlledResult):
 
 
 def run(
-    lm: LoadedModel, items: Sequence[MCItem], neurons: NeuronSet | None, config: MCConfig, say: Say | None = None
+    lm: LoadedModel, items: Sequence[MCItem], neurons: NeuronSet | None, config: MCConfig, progress: bool = False
 ) -> MCResult:
     """Multiple choice on `items` (questions in one language) normally and, given a neuron set, with
-    its top-k deactivated and with a random baseline (the command line and the study call this).
-    `say` gets one line with a time estimate after the first batch."""
+    its top-k deactivated and with a random baseline (the command line and the study call this)."""
     lang = single_language(items, "multiple choice")
     start = time.perf_counter()
     conditions = conditions_for(lm, neurons, config, config.positions)
     deactivated, random = compared(conditions)
-    rows = mc_study(lm, items, conditions, config.batch_size, config.scoring, say)
+    rows = mc_study(lm, items, conditions, config.batch_size, config.scoring, progress)
     n_options = [len(item.options) for item in items]
     chance = sum(1 / n for n in n_options) / len(items)
     chosen = {name: [row for row in rows if row["condition"] == name] for name in conditions}
@@ -239,29 +239,28 @@ def mc_study(
     conditions: Conditions,
     batch_size: int = 8,
     scoring: Scoring = Scoring.letter,
-    say: Say | None = None,
+    progress: bool = False,
 ) -> list[dict]:
     """Option-letter log-likelihoods after each prompt under each condition; the choice is the argmax
     of the letters ('letter') or of the option scores averaged over the cyclic shifts ('cyclic',
     recorded as `scores`, in the original option order). Under a random baseline each question runs
-    under every draw (all its shifted prompts under the same one) and its rows record the draw's `seed`.
-    `say` gets a time estimate after the first batch."""
+    under every draw (all its shifted prompts under the same one) and its rows record the draw's `seed`."""
     n_options = [len(item.options) for item in items]
     token_ids, _ = letter_token_ids(lm.tokenizer, max(n_options))
     shifts = [1 if scoring is Scoring.letter else n for n in n_options]
     prompts = [mc_prompt(shifted_item(item, s)) for item, k in zip(items, shifts, strict=True) for s in range(k)]
-    step = partial(next_token_logprobs, lm, token_ids=token_ids, batch_size=batch_size)
+    runs = {name: replicated(condition, prompts) for name, condition in conditions.items()}
+    bar = EstimatingBar(runs, "multiple choice", progress)
     rows = []
-    for k, (name, condition) in enumerate(conditions.items()):
+    for name, condition in conditions.items():
         units, counts, options = (
             replicated(condition, items),
             replicated(condition, shifts),
             replicated(condition, n_options),
         )
         applied = per_prompt(for_units(condition, len(items)), counts)
-        runs = replicated(condition, prompts)
-        parts = in_parts(step, runs, applied, batch_size, len(conditions), say if k == 0 else None)
-        blocks = torch.cat(parts).split(counts)  # per question: [shifts, letters], shift 0 first
+        logprobs = next_token_logprobs(lm, runs[name], token_ids, applied, batch_size, bar)
+        blocks = logprobs.split(counts)  # per question: [shifts, letters], shift 0 first
         scores = [
             b[0] if scoring is Scoring.letter else cyclic_scores(b[:, :n]) for b, n in zip(blocks, options, strict=True)
         ]
@@ -280,6 +279,7 @@ def mc_study(
             if scoring is Scoring.cyclic:
                 row["scores"] = [round(float(x), 5) for x in score]
             rows.append(row)
+    bar.close()
     return rows
 
 

@@ -1,4 +1,4 @@
-"""Every way `detect` ranks neurons, behind one entry point (DESIGN.md 3.2, 3.7): the transfer-neuron
+"""Every way `detect` ranks neurons, behind one entry point (docs/method.md section 3): the transfer-neuron
 score raw (`tn`) or centred on a multilingual reference mean (`tn-centred`), and two methods that
 find language-specific neurons, for comparison:
 

@@ -1,4 +1,4 @@
-"""Neuron pages (DESIGN.md 3.9): what each neuron of the given sets writes, when it fires, and what
+"""Neuron pages (docs/method.md section 11): what each neuron of the given sets writes, when it fires, and what
 removing it alone does; an index page and one card per neuron.
 
 One pass over the sentences of every language captures, at the cards' layers, the last-token state
@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field
 
-from transfer_neurons.analyses.base import Config, seed_field
+from transfer_neurons.analyses.base import Config, bootstrap_field, max_items_field, seed_field
 from transfer_neurons.artifacts import names, neuron_html
 from transfer_neurons.artifacts.io import read_jsonl, read_tensors, write_jsonl
 from transfer_neurons.artifacts.neurons import Neuron, NeuronSet
@@ -50,10 +50,10 @@ class NeuronPagesConfig(Config):
     top_n: int = Field(20, ge=1, description="Pages for the top-n neurons of each set.")
     tokens: int = Field(20, ge=1, description="Tokens listed as promoted and as suppressed.")
     sentences: int = Field(5, ge=1, description="Sentences per language listed where a neuron fires most / least.")
-    bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples of every interval (0: no intervals).")
+    bootstrap: int = bootstrap_field()
     seed: int = seed_field("Seed of the bootstrap.")
     batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
-    max_sentences: int | None = Field(None, ge=1, description="Use at most this many sentences per language.")
+    max_sentences: int | None = max_items_field("sentences per language")
 
 
 @dataclass(eq=False)
@@ -109,6 +109,12 @@ class NeuronPages(Result):
             cards=read_jsonl(out / names.NEURON_ROWS),
             config=NeuronPagesConfig.model_validate(settings),
             timings=manifest.get("timings_s", {}),
+        )
+
+    def written(self, out: Path) -> str:
+        return (
+            f"wrote {out}/{names.NEURON_INDEX}, {out}/{names.NEURON_ROWS}, {out}/{names.MANIFEST} and "
+            f"{len(self.cards)} pages in {out}/{names.NEURON_CARDS}/"
         )
 
     def summary_lines(self) -> list[str]:

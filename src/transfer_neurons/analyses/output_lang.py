@@ -1,4 +1,4 @@
-"""Language of greedy continuations under deactivation (DESIGN.md 3.6): per condition, the share of
+"""Language of greedy continuations under deactivation (docs/method.md section 7): per condition, the share of
 outputs in each language category, with its bootstrap interval over the prompts."""
 
 from __future__ import annotations
@@ -6,20 +6,24 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field
 
-from transfer_neurons.analyses.base import ControlConfig, ControlledResult, condition_estimates, conditions_for
-from transfer_neurons.analyses.estimate import Say
-from transfer_neurons.analyses.units import compared, describe, in_parts, seed_fields
+from transfer_neurons.analyses.base import (
+    ControlConfig,
+    ControlledResult,
+    condition_estimates,
+    conditions_for,
+    max_items_field,
+)
+from transfer_neurons.analyses.units import compared, describe, seed_fields
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.io import read_json, read_jsonl, write_json, write_jsonl
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Positions
-from transfer_neurons.hooks.generation import generate
+from transfer_neurons.hooks.generation import EstimatingBar, generate
 from transfer_neurons.hooks.interventions import Conditions, for_units, replicated
 from transfer_neurons.metrics.langid import NONE, STUDY_LANGS, UNDECODABLE, LanguageID, undecodable
 from transfer_neurons.metrics.uncertainty import Estimate
@@ -48,11 +52,11 @@ class OutputLangConfig(ControlConfig):
     positions: Positions = Field(Positions.all, description="Where to deactivate; 'all' includes the generated tokens.")
     max_new_tokens: int = Field(24, ge=1, description="Tokens to generate per prompt.")
     batch_size: int = Field(8, ge=1, description="Prompts per batch.")
-    max_prompts: int | None = Field(None, ge=1, description="Use at most this many prompts (None: all).")
+    max_prompts: int | None = max_items_field("prompts")
     langid_langs: tuple[str, ...] | None = Field(
         STUDY_LANGS,
         description="Languages the identifier chooses among (plus the prompt language and English); "
-        "None: every language py3langid knows.",
+        "'all' (None) for every language py3langid knows.",
     )
 
 
@@ -118,17 +122,16 @@ def run(
     neurons: NeuronSet | None,
     config: OutputLangConfig,
     lang: str,
-    say: Say | None = None,
+    progress: bool = False,
 ) -> OutputLangResult:
     """Continuations of `prompts` (in `lang`) normally and, given a neuron set, with its top-k
-    deactivated and with a random baseline (the command line and the study call this). `say` gets
-    one line with a time estimate after the first batch."""
+    deactivated and with a random baseline (the command line and the study call this)."""
     start = time.perf_counter()
     identifier = identifier_for(config.langid_langs, lang)
     conditions = conditions_for(lm, neurons, config, config.positions)
     deactivated, random = compared(conditions)
     rows = output_language_study(
-        lm, prompts, conditions, identifier, lang, config.max_new_tokens, config.batch_size, say
+        lm, prompts, conditions, identifier, lang, config.max_new_tokens, config.batch_size, progress
     )
     settings = {
         "top_k": config.top_k if neurons else None,
@@ -162,25 +165,25 @@ def output_language_study(
     lang: str,
     max_new_tokens: int = 24,
     batch_size: int = 8,
-    say: Say | None = None,
+    progress: bool = False,
 ) -> list[dict]:
     """Greedy continuations under each condition and their identified language (`language`: `lang`,
     'en', another language, 'none' without letters, or 'undecodable' with bytes that do not decode,
     see `metrics.langid.undecodable`; identified no further), one row per prompt and condition. Under a
     random baseline each prompt runs under every draw (its rows record the draw's `seed`)."""
     rows = []
-    step = partial(generate, lm, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    for k, (name, condition) in enumerate(conditions.items()):
-        applied = for_units(condition, len(prompts))
-        runs = replicated(condition, prompts)
-        parts = in_parts(step, runs, applied, batch_size, len(conditions), say if k == 0 else None)
-        outputs = [output for part in parts for output in part]
+    every = {name: replicated(condition, prompts) for name, condition in conditions.items()}
+    bar = EstimatingBar(every, f"continuations ({lang})", progress)
+    for name, condition in conditions.items():
+        applied, runs = for_units(condition, len(prompts)), every[name]
+        outputs = generate(lm, runs, applied, max_new_tokens, batch_size, bar=bar)
         labels = [UNDECODABLE if undecodable(o) else identifier.identify(o.strip()) for o in outputs]
         seeds = seed_fields(condition, len(prompts))
         rows += [
             {"condition": name, **seed, "prompt": p, "output": o, "language": label}
             for p, o, label, seed in zip(runs, outputs, labels, seeds, strict=True)
         ]
+    bar.close()
     return rows
 
 

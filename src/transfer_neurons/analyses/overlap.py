@@ -1,4 +1,4 @@
-"""Overlap of neuron sets (DESIGN.md 3.5): pairwise Jaccard of their top-n against the chance level
+"""Overlap of neuron sets (docs/method.md section 6): pairwise Jaccard of their top-n against the chance level
 of random sets, each drawn over its own set's candidate layers, and where in the model each top-n
 sits. No model is needed: the sets and the model's shape suffice.
 """

@@ -1,5 +1,5 @@
 """The multilingual sentence pool of the methods that compare languages: the centred score's
-reference mean (DESIGN.md 3.2), LAPE and AP (3.7).
+reference mean (docs/method.md section 3), LAPE and AP (the same section).
 
 A pool is a list of monolingual parts (language, sentences, file): the English and L2 sides of the
 `--data` pairs (or the L sentences of a monolingual file) and one part per `--reference`. A

@@ -1,11 +1,10 @@
-"""Generative QA under deactivation (DESIGN.md 3.6): greedy answers, token F1 / exact match."""
+"""Generative QA under deactivation (docs/method.md section 7): greedy answers, token F1 / exact match."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,16 +15,16 @@ from transfer_neurons.analyses.base import (
     ControlledResult,
     condition_estimates,
     conditions_for,
+    max_items_field,
     single_language,
 )
-from transfer_neurons.analyses.estimate import Say
-from transfer_neurons.analyses.units import compared, describe, in_parts, seed_fields
+from transfer_neurons.analyses.units import compared, describe, seed_fields
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.io import read_json, read_jsonl, write_json, write_jsonl
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Positions
 from transfer_neurons.data.qa import MAX_SHOTS, QAItem, qa_prompt, template_lang
-from transfer_neurons.hooks.generation import generate
+from transfer_neurons.hooks.generation import EstimatingBar, generate
 from transfer_neurons.hooks.interventions import Conditions, for_units, replicated
 from transfer_neurons.metrics.qa import best_f1, exact_match, first_line
 from transfer_neurons.metrics.uncertainty import Estimate
@@ -43,7 +42,7 @@ class QAConfig(ControlConfig):
     max_new_tokens: int = Field(16, ge=1, description="Answer budget in tokens.")
     batch_size: int = Field(8, ge=1, description="Prompts per batch.")
     split: str = Field("train", description="Split of a hub dataset.")
-    max_questions: int | None = Field(None, ge=1, description="Use at most this many questions.")
+    max_questions: int | None = max_items_field("questions")
 
 
 @dataclass(frozen=True)
@@ -117,16 +116,15 @@ class QAResult(ControlledResult):
 
 
 def run(
-    lm: LoadedModel, items: Sequence[QAItem], neurons: NeuronSet | None, config: QAConfig, say: Say | None = None
+    lm: LoadedModel, items: Sequence[QAItem], neurons: NeuronSet | None, config: QAConfig, progress: bool = False
 ) -> QAResult:
     """QA of `items` (questions in one language) normally and, given a neuron set, with its top-k
-    deactivated and with a random baseline (the command line and the study call this). `say` gets
-    one line with a time estimate after the first batch."""
+    deactivated and with a random baseline (the command line and the study call this)."""
     lang = single_language(items, "QA")
     start = time.perf_counter()
     conditions = conditions_for(lm, neurons, config, config.positions)
     deactivated, random = compared(conditions)
-    rows = qa_study(lm, items, conditions, config.shots, config.max_new_tokens, config.batch_size, say)
+    rows = qa_study(lm, items, conditions, config.shots, config.max_new_tokens, config.batch_size, progress)
     f1, em = (
         condition_estimates(
             {name: [row[metric] for row in rows if row["condition"] == name] for name in conditions},
@@ -170,19 +168,17 @@ def qa_study(
     shots: int = 2,
     max_new_tokens: int = 16,
     batch_size: int = 8,
-    say: Say | None = None,
+    progress: bool = False,
 ) -> list[dict]:
     """Greedy answers under each condition, scored by token F1 / exact match (max over aliases); under
-    a random baseline each question runs under every draw (its rows record the draw's `seed`). `say`
-    gets a time estimate after the first batch."""
+    a random baseline each question runs under every draw (its rows record the draw's `seed`)."""
     prompts = [qa_prompt(item.question, item.lang, shots) for item in items]
-    step = partial(generate, lm, max_new_tokens=max_new_tokens, batch_size=batch_size, stop_strings=["\n"])
+    runs = {name: replicated(condition, prompts) for name, condition in conditions.items()}
     rows = []
-    for k, (name, condition) in enumerate(conditions.items()):
+    bar = EstimatingBar(runs, "QA", progress)
+    for name, condition in conditions.items():
         applied = for_units(condition, len(prompts))
-        runs = replicated(condition, prompts)
-        parts = in_parts(step, runs, applied, batch_size, len(conditions), say if k == 0 else None)
-        outputs = [output for part in parts for output in part]
+        outputs = generate(lm, runs[name], applied, max_new_tokens, batch_size, ["\n"], bar)
         units = replicated(condition, items)
         for item, output, seed in zip(units, outputs, seed_fields(condition, len(items)), strict=True):
             prediction = first_line(output)
@@ -200,4 +196,5 @@ def qa_study(
                     "em": exact_match(prediction, item.answers, item.lang),
                 }
             )
+    bar.close()
     return rows

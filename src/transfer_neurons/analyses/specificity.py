@@ -1,4 +1,4 @@
-"""Language specificity of neuron sets (DESIGN.md 3.5, 3.8): streaming activation statistics, eta^2, ANOVA.
+"""Language specificity of neuron sets (docs/method.md sections 6, 8): streaming activation statistics, eta^2, ANOVA.
 
 One pass over each language's sentences keeps per-language sufficient statistics of every
 neuron's last-token activation; eta^2 and the ANOVA p-value under each labelling (the set's
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from transfer_neurons.analyses.base import Config, seed_field
+from transfer_neurons.analyses.base import Config, baseline_field, seed_field
 from transfer_neurons.analyses.specificity_summary import (
     Comparison,
     EtaSummary,
@@ -61,7 +61,7 @@ class SpecificityConfig(Config):
     """Settings of one specificity analysis."""
 
     top_n: int = Field(1000, ge=1, description="Characterise the top-n neurons of each set.")
-    baseline: Baseline = Field(Baseline.per_layer, description="Random baseline placement.")
+    baseline: Baseline = baseline_field()
     seed: int = seed_field("Seed of the random baseline and of the bootstrap.")
     baseline_seeds: int = Field(5, ge=1, description="Random baseline draws per set (seeds seed, seed + 1, ...).")
     bootstrap: int = Field(1000, ge=0, description="Intervals on (any value but 0) or off (0).")
@@ -69,7 +69,9 @@ class SpecificityConfig(Config):
         10, ge=2, description="Jackknife blocks of each language's sentences (fewer when a language has fewer)."
     )
     batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
-    families: dict[str, str] | None = Field(None, description="Language families overriding the built-in table.")
+    families: dict[str, str] | None = Field(
+        None, description="Language families overriding the built-in table, e.g. ja=Japonic,xx=Other."
+    )
 
     @property
     def seeds(self) -> tuple[int, ...]:

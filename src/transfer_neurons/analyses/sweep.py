@@ -37,7 +37,7 @@ class SweepConfig(Config):
     langid_langs: tuple[str, ...] | None = Field(
         STUDY_LANGS,
         description="Languages the identifier chooses among (plus the prompt language and English); "
-        "None: every language py3langid knows.",
+        "'all' (None) for every language py3langid knows.",
     )
 
 
@@ -129,7 +129,9 @@ class SweepResult(Result):
         return lines
 
 
-def run(lm: LoadedModel, prompts: Sequence[str], neurons: NeuronSet, config: SweepConfig, lang: str) -> SweepResult:
+def run(
+    lm: LoadedModel, prompts: Sequence[str], neurons: NeuronSet, config: SweepConfig, lang: str, progress: bool = False
+) -> SweepResult:
     """Continuations of `prompts` (in `lang`) normally and with the top-k neurons of `neurons` scaled
     by each factor, for every k (the command line calls this)."""
     start = time.perf_counter()
@@ -142,7 +144,9 @@ def run(lm: LoadedModel, prompts: Sequence[str], neurons: NeuronSet, config: Swe
         for f in factors:
             conditions[condition_name(f, k)] = Intervention.from_neurons(neurons, k, f, config.positions)
     identifier = identifier_for(config.langid_langs, lang)
-    rows = output_language_study(lm, prompts, conditions, identifier, lang, config.max_new_tokens, config.batch_size)
+    rows = output_language_study(
+        lm, prompts, conditions, identifier, lang, config.max_new_tokens, config.batch_size, progress
+    )
     summary = plain_shares(rows, lang)
     cell_of = {condition_name(f, k): (f, k) for k in top_k for f in factors}
     for row in rows:

@@ -1,17 +1,10 @@
 """What the downstream analyses share about their units (questions, prompts, sentences): the row
-fields recording each unit's random draw, a run in parts whose per-unit interventions travel with
-their units, and the one-line text of an estimate."""
+fields recording each unit's random draw, and the one-line text of an estimate."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TypeVar
-
-from transfer_neurons.analyses.estimate import Say, with_estimate
-from transfer_neurons.hooks.interventions import Applied, Condition, Conditions, Intervention, RandomBaseline, rows_of
+from transfer_neurons.hooks.interventions import Condition, Conditions, Intervention, RandomBaseline
 from transfer_neurons.metrics.uncertainty import Estimate
-
-Out = TypeVar("Out")
 
 
 def compared(conditions: Conditions) -> tuple[Intervention | None, RandomBaseline | None]:
@@ -28,25 +21,6 @@ def seed_fields(condition: Condition, n: int) -> list[dict[str, int]]:
     if not isinstance(condition, RandomBaseline):
         return [{} for _ in range(n)]
     return [{"seed": seed} for seed in condition.seeds for _ in range(n)]
-
-
-def in_parts(
-    step: Callable[..., Out],
-    prompts: Sequence[str],
-    intervention: Applied,
-    batch_size: int,
-    n_conditions: int,
-    say: Say | None,
-) -> list[Out]:
-    """`with_estimate` over prompts that may each carry their own intervention: every part calls
-    `step(its prompts, intervention=their interventions)`, the per-prompt list sliced with the prompts."""
-    return with_estimate(
-        lambda index: step([prompts[i] for i in index], intervention=rows_of(intervention, index)),
-        range(len(prompts)),
-        batch_size,
-        n_conditions,
-        say,
-    )
 
 
 def describe(estimate: Estimate, digits: int = 3) -> str:

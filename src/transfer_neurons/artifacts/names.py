@@ -79,7 +79,7 @@ def neuron_card(layer: int, neuron: int) -> str:
     return f"{NEURON_CARDS}/{layer}_{neuron}.html"
 
 
-# the activation store of a study (DESIGN.md 3.11), a folder inside the run directory
+# the activation store of a study (docs/method.md section 10), a folder inside the run directory
 STORE = "store"
 
 # compare-methods
@@ -92,7 +92,7 @@ MODELS_MKNN_FIGURE = "models_mknn.png"
 MODELS_GAP_FIGURE = "models_gap.png"
 MODELS_LAYERS_FIGURE = "models_layers.png"
 
-# finetune (DESIGN.md 3.10): transfer-neuron-targeted fine-tuning
+# finetune (docs/method.md section 12): transfer-neuron-targeted fine-tuning
 FINETUNE = "finetune.json"  # before / after measures, the loss curve, the trainable parameter counts
 DELTA = "delta.safetensors"  # the changed slices (or LoRA A / B) and the base model's key; written last
 LOSS_FIGURE = "loss.png"

@@ -1,8 +1,8 @@
 """Neuron pages as HTML (an index and one card per neuron) and a card as text: rendering only.
 
 The pages work from `file://` with no server and no network: CSS and the few lines of JavaScript
-that sort and filter the index are inline, each card's box plot is a PNG data URI. A card is the
-plain JSON of one neurons.jsonl row:
+that sort and filter the index are inline (`templates/neuron_*.html`, the shared `style.css`), each
+card's box plot is a PNG data URI. A card is the plain JSON of one neurons.jsonl row:
 
     {"layer", "neuron", "value_norm",
      "sets": [{"set", "method", "type", "lang", "rank", "score", "in_top", "eta2_target",
@@ -23,117 +23,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, Template
+from jinja2 import Template
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from transfer_neurons.artifacts import names
+from transfer_neurons.artifacts import names, templates
 from transfer_neurons.artifacts.io import atomic_path
 
 SHOWN_TOKENS = 5  # promoted tokens in the index
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # shown escaped in tokens
-
-CSS = """
-body { font-family: system-ui, sans-serif; margin: 1.5rem auto; max-width: 1150px; color: #222; line-height: 1.45; }
-h1 { font-size: 1.5rem; } h2 { font-size: 1.15rem; border-bottom: 2px solid #ddd; margin-top: 1.8rem; }
-table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .86rem; }
-th, td { border: 1px solid #ccc; padding: .2rem .5rem; text-align: right; vertical-align: top; }
-th { background: #f3f3f3; } td.l, th.l { text-align: left; }
-#neurons th { cursor: pointer; user-select: none; white-space: nowrap; }
-#neurons th[data-dir=up]::after { content: " \\25B2"; } #neurons th[data-dir=down]::after { content: " \\25BC"; }
-code { background: #f2f2f2; padding: 0 .2rem; white-space: pre; }
-.note { color: #666; font-size: .85rem; } .cols { display: flex; gap: 2rem; flex-wrap: wrap; }
-#neurons td { white-space: nowrap; } #neurons td.t { white-space: normal; } table.s { max-width: 48%; }
-input { font-size: .95rem; padding: .25rem .4rem; margin: .3rem 0; }
-"""
-
-SCRIPT = """
-const table = document.getElementById('neurons');
-table.querySelectorAll('th').forEach((th, col) => th.addEventListener('click', () => {
-  const up = th.dataset.dir !== 'up';
-  table.querySelectorAll('th').forEach(h => delete h.dataset.dir);
-  th.dataset.dir = up ? 'up' : 'down';
-  const key = row => { const v = row.cells[col].dataset.v;
-    return v === undefined ? row.cells[col].textContent : v === '' ? null : Number(v); };
-  [...table.tBodies[0].rows].sort((a, b) => { const x = key(a), y = key(b);
-    if (x === null || y === null) return (x === null) - (y === null);
-    return (x < y ? -1 : x > y ? 1 : 0) * (up ? 1 : -1); }).forEach(r => table.tBodies[0].appendChild(r));
-}));
-document.getElementById('filter').addEventListener('input', e => { const q = e.target.value.toLowerCase();
-  for (const row of table.tBodies[0].rows) row.hidden = !row.textContent.toLowerCase().includes(q); });
-"""
-
-INDEX = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Neuron pages: {{ meta.model }}</title>
-<style>{{ css }}</style></head><body>
-<h1>Neuron pages: {{ meta.model }}</h1>
-<p>The top-{{ meta.top_n }} neurons of {{ meta.sets | join(", ") }}, one row per neuron and set it ranks in;
-measured on {{ counts }}. Click a column to sort it, type to filter the rows; a neuron links to its page.</p>
-<p class="note">eta&sup2;: correlation ratio of the neuron's last-token activation, the set's language vs the rest.
-Massive share: share of its value vector's squared norm in the massive dimensions of its layer (&ndash;: the
-layer has none). &Delta;cos: mean change of the last-token state's cosine to the set's centroid when the
-neuron alone is deactivated (sentences of the set's language).</p>
-<input id="filter" type="search" placeholder="filter: a set, a token, a layer ..." size="40">
-<table id="neurons"><thead><tr><th>layer</th><th>neuron</th><th class="l">set</th><th>rank</th><th>score</th>
-<th>eta&sup2; target vs rest</th><th>massive share</th><th>&Delta;cos deactivated</th>
-<th class="l">top promoted tokens</th></tr></thead><tbody>
-{% for r in rows %}<tr><td data-v="{{ r.layer }}">{{ r.layer }}</td>
-<td data-v="{{ r.neuron }}"><a href="{{ r.href }}">{{ r.neuron }}</a></td><td class="l">{{ r.set }}</td>
-<td data-v="{{ r.rank | v }}">{{ r.rank | n }}</td><td data-v="{{ r.score | v }}">{{ r.score | n }}</td>
-<td data-v="{{ r.eta2 | v }}">{{ r.eta2 | n }}</td><td data-v="{{ r.share | v }}">{{ r.share | pct }}</td>
-<td data-v="{{ r.cos | v }}">{{ r.cos | n }}</td>
-<td class="l t">{% for t in r.tokens %}<code>{{ t }}</code> {% endfor %}</td></tr>
-{% endfor %}</tbody></table>
-<script>{{ script | safe }}</script>
-</body></html>
-"""
-
-CARD = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Layer {{ c.layer }}, neuron {{ c.neuron }}</title>
-<style>{{ css }}</style></head><body>
-<p><a href="../{{ index }}">&larr; all neurons</a></p>
-<h1>Layer {{ c.layer }}, neuron {{ c.neuron }}</h1>
-<p>{{ meta.model }}; value vector norm |u| = {{ c.value_norm | n }}.</p>
-<h2>In the neuron sets</h2>
-<table><tr><th class="l">set</th><th class="l">method</th><th class="l">type</th><th class="l">language</th>
-<th>rank</th><th>score</th><th>eta&sup2; language vs rest</th><th>&Delta;cos when deactivated alone [95% CI]</th>
-<th>sentences</th></tr>
-{% for e in c.sets %}<tr><td class="l">{{ e.set }}</td><td class="l">{{ e.method }}</td>
-<td class="l">{{ e.type or "" }}</td>
-<td class="l">{{ e.lang or "" }}</td><td>{{ e.rank | n }}</td><td>{{ e.score | n }}</td><td>{{ e.eta2_target | n }}</td>
-<td>{{ e.cos_change | est }}</td><td>{{ e.cos_change.n if e.cos_change else "" }}</td></tr>{% endfor %}
-</table>
-<p class="note">Rank and score: as listed in the set, else from its scores (&ndash;: not ranked). &Delta;cos: the mean
-over the set language's sentences of cos(h &minus; a&#7522; u&#7522;, c) &minus; cos(h, c) at this layer, c the set's
-centroid (before later layers react; under a post-MLP norm its frozen-norm linearisation).</p>
-<h2>Vocabulary projection</h2>
-<p class="note">Logits W<sub>U</sub> (g<sub>final</sub> &odot; u) of a unit activation: the tokens its value vector
-promotes and suppresses (under a post-MLP norm u = g &odot; v, per unit of a / rms: compare logits within a page).</p>
-<div class="cols">{% for title, tokens in (("promotes", c.promoted), ("suppresses", c.suppressed)) %}
-<table><tr><th class="l">{{ title }}</th><th>logit</th></tr>
-{% for t in tokens %}<tr><td class="l"><code>{{ t | tok }}</code></td><td>{{ t.logit | n }}</td></tr>{% endfor %}
-</table>{% endfor %}</div>
-<h2>Massive dimensions</h2>
-{% if c.massive is none %}<p>Not measured (no sentences).</p>
-{% elif c.massive.dims %}<p>Layer {{ c.layer }}'s mean state holds at least half of its squared norm in dimension(s)
-{{ c.massive.dims | join(", ") }}; they hold {{ c.massive.share | pct }} of this value vector's squared norm.</p>
-{% else %}<p>Layer {{ c.layer }} has no massive dimensions (five dimensions hold less than half of its mean state's
-squared norm).</p>{% endif %}
-<h2>Activation per language</h2>
-{% if c.activation %}<div class="cols"><table><tr><th class="l">language</th><th>sentences</th><th>mean</th><th>sd</th>
-<th>median</th></tr>
-{% for lang, a in c.activation.items() %}<tr><td class="l">{{ lang }}</td><td>{{ a.n }}</td><td>{{ a.mean | n }}</td>
-<td>{{ a.sd | n }}</td><td>{{ a.median | n }}</td></tr>{% endfor %}</table>
-<img alt="activation per language" src="{{ plot }}"></div>
-<h2>Sentences where it fires most and least</h2>
-{% for lang, s in c.sentences.items() %}<h3>{{ lang }}</h3><div class="cols">
-{% for title, rows in (("most", s.top), ("least", s.bottom)) %}<table class="s"><tr><th>activation</th>
-<th class="l">fires {{ title }}</th></tr>
-{% for r in rows %}<tr><td>{{ r.act | n }}</td><td class="l">{{ r.text }}</td></tr>{% endfor %}</table>{% endfor %}
-</div>{% endfor %}
-{% else %}<p>Not measured (no sentences).</p>{% endif %}
-</body></html>
-"""
 
 
 def _num(x: float | int | None) -> str:
@@ -156,11 +54,11 @@ def _percent(x: float | None) -> str:
 
 
 @functools.cache
-def _template(source: str) -> Template:
-    """A page template, compiled once (autoescaped)."""
-    env = Environment(autoescape=True)
+def _template(name: str) -> Template:
+    """A page template (`artifacts.templates`) with the pages' number filters."""
+    env = templates.environment().overlay()
     env.filters.update(n=_num, est=_estimate, pct=_percent, v=lambda x: "" if x is None else x, tok=shown_token)
-    return env.from_string(source)
+    return env.get_template(name)
 
 
 def shown_token(t: Mapping[str, Any]) -> str:
@@ -217,14 +115,12 @@ def box_plot(activation: Mapping[str, Mapping[str, float]]) -> str:
 
 def render_index(cards: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> str:
     counts = ", ".join(f"{n} {lang}" for lang, n in meta["n_sentences"].items()) or "no sentences"
-    return _template(INDEX).render(
-        meta=meta, rows=index_rows(cards), counts=counts + " sentences", css=CSS, script=SCRIPT
-    )
+    return _template("neuron_index.html").render(meta=meta, rows=index_rows(cards), counts=counts + " sentences")
 
 
 def render_card(card: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
     plot = box_plot(card["activation"]) if card["activation"] else None
-    return _template(CARD).render(c=card, meta=meta, plot=plot, css=CSS, index=names.NEURON_INDEX)
+    return _template("neuron_card.html").render(c=card, meta=meta, plot=plot, index=names.NEURON_INDEX)
 
 
 def write_pages(out: Path, cards: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> list[str]:

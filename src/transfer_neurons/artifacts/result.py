@@ -50,6 +50,10 @@ class Result(ABC):
     def summary_lines(self) -> list[str]:
         """A few lines for the console."""
 
+    def written(self, out: Path) -> str:
+        """The console line naming the files `save` wrote into `out`."""
+        return f"wrote {out}/{{{','.join(read_manifest(out)['files'])},{MANIFEST}}}"
+
     def save(self, out: str | Path, inputs: dict[str, Any] | None = None) -> Path:
         """Write the artifacts into `out` (atomically, one by one) and `manifest.json` last, in place of
         the previous result there (`replacing`)."""

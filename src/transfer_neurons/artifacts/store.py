@@ -1,4 +1,4 @@
-"""Activation store (DESIGN.md 3.11): per-sentence captured states on disk, keyed by model and text.
+"""Activation store (docs/method.md section 10): per-sentence captured states on disk, keyed by model and text.
 
 One folder per model identity (`<root>/<key>/`, the key from `model.loading.model_key`): safetensors
 shards of rows, one row per sentence, and `index.json` naming every complete shard with its sha256

@@ -9,11 +9,11 @@ from __future__ import annotations
 from transfer_neurons.cli import (
     characterise,
     compare,
+    compare_methods,
     detect,
     downstream,
     finetune,
     latent,
-    methods,
     neurons,
     resources,
     steering,
@@ -29,7 +29,7 @@ app.command()(latent.latent)
 app.command()(latent.ablate)
 app.command()(characterise.specificity)
 app.command()(characterise.overlap)
-app.command("compare-methods")(methods.compare_methods)
+app.command("compare-methods")(compare_methods.compare_methods)
 app.command()(finetune.finetune)
 app.command()(compare.compare)
 app.command()(downstream.qa)

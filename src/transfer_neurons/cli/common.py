@@ -1,10 +1,10 @@
-"""What every command shares: the typer app, one-line errors, option types, input helpers."""
+"""What every command shares: the typer app, one-line errors, shared option types, input helpers."""
 
 from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,12 +15,10 @@ from pydantic import ValidationError
 
 from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.artifacts.neurons import NeuronSet
-from transfer_neurons.artifacts.result import Result, read_manifest
-from transfer_neurons.choices import Baseline
-from transfer_neurons.cli.checks import finite, one_line_warnings, path_option, seed_option
+from transfer_neurons.artifacts.result import Result
+from transfer_neurons.cli.checks import one_line_warnings, path_option
 from transfer_neurons.data.pairs import data_lang, read_pairs
 from transfer_neurons.errors import InputError
-from transfer_neurons.metrics.langid import STUDY_LANGS, LanguageID
 
 # click's exceptions, wherever this typer takes click from (its own copy since 0.2x, the click package
 # before): the module of typer's public BadParameter, instead of a private import path
@@ -107,78 +105,26 @@ def user_errors(command):
     return wrapper
 
 
-ModelOpt = Annotated[
-    str,
+def out_option(what: str) -> Any:
+    """The --out option of a command writing a result folder with `what` in it."""
+    return path_option(f"Output folder for {what}.")
+
+
+MaxPairsOpt = Annotated[
+    int | None,
     typer.Option(
-        "--model", "-m", help="Model folder, .gguf file, hub id or built-in name (gemma-3-270m, smollm2-135m)."
-    ),
-]
-DeviceOpt = Annotated[
-    str, typer.Option(help="cpu, cuda, cuda:N, or auto (GPU when available; under torchrun: cuda:LOCAL_RANK).")
-]
-DeviceMapOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="auto: spread a model larger than one device over the GPUs (then CPU, then disk) with "
-        "accelerate; replaces --device."
-    ),
-]
-DtypeOpt = Annotated[
-    str, typer.Option(help="Model weights dtype: float32, bfloat16 or float16 (accumulation is always fp32/fp64).")
-]
-
-
-StoreOpt = Annotated[Path | None, path_option("Activation store folder: sentences seen before are read from it.")]
-StoreDtypeOpt = Annotated[str, typer.Option(help="Stored states' dtype: float32, or model (the model's own).")]
-DeltaOpt = Annotated[Path | None, typer.Option(help="A finetune folder: its delta is applied to the model.")]
-BatchOpt = Annotated[int, typer.Option(min=1, help="Sentences per forward pass.")]
-QuietOpt = Annotated[bool, typer.Option(help="No progress bars.")]
-MaxSentencesOpt = Annotated[int | None, typer.Option(min=1, help="Use at most this many pairs per data file.")]
-
-
-def max_items(old: str, items: str) -> Any:
-    """The item limit of an analysis command: `--max-items` everywhere, its older name `old` kept as an
-    alias; default None (all items)."""
-    return typer.Option("--max-items", old, min=1, help=f"Use at most this many {items} (default: all; alias {old}).")
-
-
-MaxPairsOpt = Annotated[int | None, max_items("--max-sentences", "pairs per data file")]
-KOpt = Annotated[int, typer.Option("--k", min=1, help="Neighbours for mutual kNN.")]
-ClampOpt = Annotated[
-    float | None,
-    typer.Option(
-        callback=finite((0.5, 1.0)), help="Clamp outliers at this quantile (0.5 to 1) before mutual kNN (e.g. 0.95)."
+        "--max-items",
+        "--max-sentences",
+        min=1,
+        help="Use at most this many pairs per data file (default: all). Alias: --max-sentences.",
     ),
 ]
 NeuronsOpt = Annotated[Path, typer.Option(help="A detect folder, or the neurons.json in it.")]
-TopKOpt = Annotated[int, typer.Option(min=1, help="Use the top-k neurons of --neurons.")]
-
-
-BaselineOpt = Annotated[
-    Baseline, typer.Option(help="Random baseline: same count per layer, or uniform over the candidate layers.")
-]
-
-
-SeedOpt = Annotated[int, seed_option("the random baseline and of the bootstrap")]
-BaselineSeedsOpt = Annotated[
-    int,
-    typer.Option(min=1, help="Random baseline draws (seeds seed, seed + 1, ...), each on every item."),
-]
-BootstrapOpt = Annotated[
-    int,
-    typer.Option(min=0, help="Bootstrap resamples of every 95% interval (0: no intervals; the model is not rerun)."),
-]
 OptNeuronsOpt = Annotated[
     Path | None, typer.Option(help="A detect folder (or its neurons.json); adds the deactivated and random conditions.")
 ]
-DEFAULT_LANGID = ",".join(STUDY_LANGS)
-LangIdOpt = Annotated[
-    str,
-    typer.Option(help="Comma-separated languages the identifier chooses among (plus --lang); 'all' for every one."),
-]
-
-
-TopKDownstreamOpt = Annotated[int, typer.Option(min=1, help="Deactivate the top-k neurons of --neurons.")]
+TopKOpt = Annotated[int, typer.Option(min=1, help="Use the top-k neurons of --neurons.")]
+QuietOpt = Annotated[bool, typer.Option(help="No progress bars.")]
 
 
 def neurons_lang(neurons: NeuronSet | None, lang: str | None) -> str:
@@ -198,14 +144,6 @@ def source_inputs(source: str | None, neurons: NeuronSet | None) -> dict:
     else:
         inputs["data"] = {"hub": source}
     return inputs
-
-
-def language_identifier(langid_langs: str, lang: str):
-
-    if langid_langs.strip() == "all":
-        return LanguageID(None)
-    codes = [c.strip() for c in langid_langs.split(",") if c.strip()]
-    return LanguageID([*codes, lang, "en"])
 
 
 def langs_for(paths: list[Path], langs: str | None) -> list[str]:
@@ -231,9 +169,4 @@ def echo_summary(result: Result, out: Path) -> None:
     """Print a result's summary lines and the files written."""
     for line in result.summary_lines():
         typer.echo(line)
-    typer.echo(f"wrote {out}/{{{','.join(read_manifest(out)['files'])},manifest.json}}")
-
-
-def estimate_printer(quiet: bool) -> Callable[[str], None] | None:
-    """Where a long run's time estimate goes: stderr, or nowhere under --quiet."""
-    return None if quiet else functools.partial(typer.echo, err=True)
+    typer.echo(result.written(out))

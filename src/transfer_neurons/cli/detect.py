@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -11,32 +10,18 @@ import typer
 from transfer_neurons.analyses import detect as detect_analysis
 from transfer_neurons.analyses import methods
 from transfer_neurons.analyses.pool import pool_parts, read_reference
-from transfer_neurons.artifacts.io import locked, prepare_out_dir
 from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.choices import Method, NeuronType
-from transfer_neurons.cli.checks import path_option
-from transfer_neurons.cli.common import (
-    BatchOpt,
-    DeltaOpt,
-    DeviceMapOpt,
-    DeviceOpt,
-    DtypeOpt,
-    MaxPairsOpt,
-    ModelOpt,
-    QuietOpt,
-    StoreDtypeOpt,
-    StoreOpt,
-    echo_summary,
-    user_errors,
-)
+from transfer_neurons.cli.common import MaxPairsOpt, out_option
+from transfer_neurons.cli.options import ModelOptions, analysis_command, run_command
 from transfer_neurons.errors import InputError
-from transfer_neurons.hooks.distributed import init_from_env, is_main, local_device, shutdown
-from transfer_neurons.model.loading import load_model
+from transfer_neurons.model.loading import LoadedModel
 
 
-@user_errors
+@analysis_command(detect_analysis.DetectConfig, models="distributed", exclude={"layers"})
 def detect(
-    model: ModelOpt,
+    config: detect_analysis.DetectConfig,
+    model: ModelOptions,
     lang: Annotated[str, typer.Option(help="L2 language code: the field/column name in the data (e.g. ja).")],
     data: Annotated[
         Path,
@@ -45,7 +30,7 @@ def detect(
             "(lape/ap: also a .txt or a JSONL/TSV field of --lang sentences)."
         ),
     ],
-    out: Annotated[Path, path_option("Output folder for scores, neurons, centroids and manifest.")],
+    out: Annotated[Path, out_option("scores, neurons, centroids and manifest")],
     type: Annotated[
         NeuronType | None,
         typer.Option("--type", help="type1 (L2 -> shared space, the default) or type2 (shared -> L2 space)."),
@@ -53,13 +38,11 @@ def detect(
     method: Annotated[
         Method,
         typer.Option(
-            help="tn: the paper's score; tn-centred: centred on the mean state of a multilingual pool "
-            "(= --center); lape / ap: language-specific neurons (Tang et al. 2024 / Kojima et al. 2024)."
+            help="tn: the paper's score; tn-centred: centred on the mean state of a multilingual pool; "
+            "lape / ap: language-specific neurons (Tang et al. 2024 / Kojima et al. 2024)."
         ),
     ] = Method.tn,
-    center: Annotated[
-        bool, typer.Option(help="Centre the score on the pool of --data (en and L2) and --reference (tn-centred).")
-    ] = False,
+    center: Annotated[bool, typer.Option(help="The same as --method tn-centred (the older spelling).")] = False,
     reference: Annotated[
         list[str] | None,
         typer.Option(
@@ -67,7 +50,6 @@ def detect(
             "a .txt (every line; language from its name, e.g. udhr-ko.txt), or LANG=FILE."
         ),
     ] = None,
-    top_n: Annotated[int, typer.Option(help="Number of top-ranked neurons to list in neurons.json.")] = 1000,
     layers: Annotated[
         str | None,
         typer.Option(
@@ -75,56 +57,27 @@ def detect(
             "Default: the first 62.5% of layers for type1, the rest for type2, every layer for lape and ap."
         ),
     ] = None,
-    batch_size: BatchOpt = 16,
     max_sentences: MaxPairsOpt = None,
-    paper_compat: Annotated[
-        bool, typer.Option(help="Last-layer centroid from the final-norm output, as in the authors' code.")
-    ] = False,
-    device: DeviceOpt = "auto",
-    device_map: DeviceMapOpt = None,
-    dtype: DtypeOpt = "float32",
-    delta: DeltaOpt = None,
-    store: StoreOpt = None,
-    store_dtype: StoreDtypeOpt = "float32",
-    quiet: QuietOpt = False,
 ) -> None:
     """Score every neuron of the candidate layers and write the top-n transfer neurons (--method lape / ap:
     language-specific neurons, for comparison).
 
     Under torchrun each process scores its share of the sentences; rank 0 writes the results.
     """
-    init_from_env(device)
-    try:
-        config = detect_analysis.DetectConfig(top_n=top_n, batch_size=batch_size, paper_compat=paper_compat)
-        chosen = _method(method, center, type, paper_compat, bool(reference))
-        sentences = methods.read_data(chosen, data, lang, max_sentences)
-        references = [read_reference(spec) for spec in reference or []]
-        if chosen is not Method.tn:
-            methods.check_pool(chosen, lang, pool_parts(sentences, references))
-        out = prepare_out_dir(out)
-        lock: AbstractContextManager[Path] = locked(out) if is_main() else nullcontext(out)  # rank 0 writes
-        with lock:
-            show = not quiet and is_main()
-            lm = load_model(
-                model,
-                device=local_device(device),
-                dtype=dtype,
-                progress=show,
-                device_map=device_map,
-                store=store,
-                store_dtype=store_dtype,
-                delta=delta,
-            )
-            if layers:
-                config = config.model_copy(update={"layers": detect_analysis.parse_layers(layers, lm.num_layers)})
-            kind = type or NeuronType.type1
-            result = methods.detect_method(lm, chosen, sentences, references, config, kind, str(data), show)
-            if is_main():
-                files = {f"reference_{k}": part.source for k, part in enumerate(references)}
-                result.save(out, {"model": model, **data_inputs(data=data, **files), **lm.delta_inputs()})
-                echo_summary(result, out)
-    finally:
-        shutdown()
+    chosen = _method(method, center, type, config.paper_compat, bool(reference))
+    sentences = methods.read_data(chosen, data, lang, max_sentences)
+    references = [read_reference(spec) for spec in reference or []]
+    if chosen is not Method.tn:
+        methods.check_pool(chosen, lang, pool_parts(sentences, references))
+
+    def compute(lm: LoadedModel) -> detect_analysis.Detection:
+        chosen_layers = detect_analysis.parse_layers(layers, lm.num_layers) if layers else None
+        settings = config.model_copy(update={"layers": chosen_layers}) if layers else config
+        kind = type or NeuronType.type1
+        return methods.detect_method(lm, chosen, sentences, references, settings, kind, str(data), model.progress)
+
+    files = {f"reference_{k}": part.source for k, part in enumerate(references)}
+    run_command(out, model, compute, data_inputs(data=data, **files), distributed=True)
 
 
 def _method(method: Method, center: bool, kind: NeuronType | None, paper_compat: bool, reference: bool) -> Method:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 
@@ -11,50 +11,17 @@ from transfer_neurons.analyses import logit_lens as logit_lens_analysis
 from transfer_neurons.analyses import mc as mc_analysis
 from transfer_neurons.analyses import output_lang as output_lang_analysis
 from transfer_neurons.analyses import qa as qa_analysis
-from transfer_neurons.analyses.base import Config
-from transfer_neurons.artifacts.io import locked, prepare_out_dir
 from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.artifacts.neurons import NeuronSet, read_neurons
-from transfer_neurons.choices import Baseline, Positions
-from transfer_neurons.cli.checks import path_option
-from transfer_neurons.cli.common import (
-    DEFAULT_LANGID,
-    BaselineOpt,
-    BaselineSeedsOpt,
-    BatchOpt,
-    BootstrapOpt,
-    DeltaOpt,
-    DeviceOpt,
-    DtypeOpt,
-    LangIdOpt,
-    ModelOpt,
-    OptNeuronsOpt,
-    QuietOpt,
-    SeedOpt,
-    StoreDtypeOpt,
-    StoreOpt,
-    TopKDownstreamOpt,
-    echo_summary,
-    estimate_printer,
-    language_identifier,
-    max_items,
-    neurons_lang,
-    source_inputs,
-    user_errors,
-)
+from transfer_neurons.cli.common import OptNeuronsOpt, neurons_lang, out_option, source_inputs
+from transfer_neurons.cli.options import ModelOptions, analysis_command, max_items, run_command
 from transfer_neurons.data.mc import load_mc
 from transfer_neurons.data.pairs import read_sentences
 from transfer_neurons.data.qa import load_qa
-from transfer_neurons.model.loading import load_model
 
-PromptsBatchOpt = Annotated[int, typer.Option(min=1, help="Prompts per batch.")]
-C = TypeVar("C", bound=Config)
-
-
-def _config(cls: type[C], options: dict[str, Any], **given: Any) -> C:
-    """The analysis config of a command's options, which are named like its fields (with the same
-    defaults: tests/analyses/test_downstream.py checks it); `given` overrides options."""
-    return cls(**{name: options[name] for name in cls.model_fields if name in options} | given)
+QuestionLangOpt = Annotated[str | None, typer.Option(help="Question language. Default: the language of --neurons.")]
+SentencesOpt = Annotated[Path, typer.Option(help="L2 sentences: the --lang field of a JSONL/TSV file, or a .txt file.")]
+NEURONS_HELP = {"top_k": "Deactivate the top-k neurons of --neurons."}
 
 
 def _neuron_set(neurons: Path | None, top_k: int) -> NeuronSet | None:
@@ -66,13 +33,13 @@ def _neuron_set(neurons: Path | None, top_k: int) -> NeuronSet | None:
     return neuron_set
 
 
-@user_errors
+@analysis_command(qa_analysis.QAConfig, flags={"max_questions": max_items("--max-questions")}, help=NEURONS_HELP)
 def qa(
-    model: ModelOpt,
-    out: Annotated[Path, path_option("Output folder for qa.jsonl (per question), qa.json and figure.")],
+    config: qa_analysis.QAConfig,
+    model: ModelOptions,
+    out: Annotated[Path, out_option("qa.jsonl (per question), qa.json and figure")],
     neurons: OptNeuronsOpt = None,
-    top_k: TopKDownstreamOpt = 1000,
-    lang: Annotated[str | None, typer.Option(help="Question language. Default: the language of --neurons.")] = None,
+    lang: QuestionLangOpt = None,
     data: Annotated[
         str | None,
         typer.Option(
@@ -80,40 +47,25 @@ def qa(
             "apple/mkqa. Default: the built-in set (104 questions in en/ja/ko/nl/it)."
         ),
     ] = None,
-    split: Annotated[str, typer.Option(help="Split of a hub dataset.")] = "train",
-    max_questions: Annotated[int | None, max_items("--max-questions", "questions")] = None,
-    shots: Annotated[int, typer.Option(min=0, max=2, help="Worked examples in the prompt.")] = 2,
-    max_new_tokens: Annotated[int, typer.Option(min=1, help="Answer budget in tokens.")] = 16,
-    positions: Annotated[Positions, typer.Option(help="Where to deactivate (the paper: prompt).")] = Positions.prompt,
-    baseline: BaselineOpt = Baseline.per_layer,
-    seed: SeedOpt = 0,
-    baseline_seeds: BaselineSeedsOpt = 5,
-    bootstrap: BootstrapOpt = 1000,
-    batch_size: PromptsBatchOpt = 8,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "float32",
-    delta: DeltaOpt = None,
-    quiet: QuietOpt = False,
 ) -> None:
     """Generative QA (MKQA style, token F1 over aliases): normal, top-k deactivated, random baseline."""
-    config = _config(qa_analysis.QAConfig, locals())
-    neuron_set = _neuron_set(neurons, top_k)
-    lang = neurons_lang(neuron_set, lang)
-    items = load_qa(data, lang, config.max_questions, config.split)
-    with locked(prepare_out_dir(out)) as out:
-        lm = load_model(model, device=device, dtype=dtype, progress=not quiet, delta=delta)
-        result = qa_analysis.run(lm, items, neuron_set, config, estimate_printer(quiet))
-        result.save(out, source_inputs(data, neuron_set) | lm.delta_inputs())
-        echo_summary(result, out)
+    neuron_set = _neuron_set(neurons, config.top_k)
+    items = load_qa(data, neurons_lang(neuron_set, lang), config.max_questions, config.split)
+    run_command(
+        out,
+        model,
+        lambda lm: qa_analysis.run(lm, items, neuron_set, config, model.progress),
+        source_inputs(data, neuron_set),
+    )
 
 
-@user_errors
+@analysis_command(mc_analysis.MCConfig, flags={"max_questions": max_items("--max-questions")}, help=NEURONS_HELP)
 def mc(
-    model: ModelOpt,
-    out: Annotated[Path, path_option("Output folder for mc.jsonl (per question), mc.json and figure.")],
+    config: mc_analysis.MCConfig,
+    model: ModelOptions,
+    out: Annotated[Path, out_option("mc.jsonl (per question), mc.json and figure")],
     neurons: OptNeuronsOpt = None,
-    top_k: TopKDownstreamOpt = 1000,
-    lang: Annotated[str | None, typer.Option(help="Question language. Default: the language of --neurons.")] = None,
+    lang: QuestionLangOpt = None,
     data: Annotated[
         str | None,
         typer.Option(
@@ -121,44 +73,25 @@ def mc(
             "(config = --lang). Default: the built-in set (86 questions in en/ja/ko/nl/it)."
         ),
     ] = None,
-    split: Annotated[str, typer.Option(help="Split of a hub dataset.")] = "test",
-    max_questions: Annotated[int | None, max_items("--max-questions", "questions")] = None,
-    positions: Annotated[Positions, typer.Option(help="Where to deactivate (the paper: prompt).")] = Positions.prompt,
-    scoring: Annotated[
-        mc_analysis.Scoring,
-        typer.Option(
-            help="'letter': the option letter with the highest log-likelihood; 'cyclic': each option's letter "
-            "log-likelihood averaged over the n cyclic shifts of the option order (a fixed letter preference "
-            "cancels; n times the prompts)."
-        ),
-    ] = mc_analysis.Scoring.letter,
-    baseline: BaselineOpt = Baseline.per_layer,
-    seed: SeedOpt = 0,
-    baseline_seeds: BaselineSeedsOpt = 5,
-    bootstrap: BootstrapOpt = 1000,
-    batch_size: PromptsBatchOpt = 8,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "float32",
-    delta: DeltaOpt = None,
-    quiet: QuietOpt = False,
 ) -> None:
     """Multiple choice (the option letter with the highest log-likelihood, or --scoring cyclic): accuracy
     per condition, its 95 % interval against chance, and the letters chosen."""
-
-    config = _config(mc_analysis.MCConfig, locals())
-    neuron_set = _neuron_set(neurons, top_k)
-    lang = neurons_lang(neuron_set, lang)
-    items = load_mc(data, lang, config.max_questions, config.split)
-    with locked(prepare_out_dir(out)) as out:
-        lm = load_model(model, device=device, dtype=dtype, progress=not quiet, delta=delta)
-        result = mc_analysis.run(lm, items, neuron_set, config, estimate_printer(quiet))
-        result.save(out, source_inputs(data, neuron_set) | lm.delta_inputs())
-        echo_summary(result, out)
+    neuron_set = _neuron_set(neurons, config.top_k)
+    items = load_mc(data, neurons_lang(neuron_set, lang), config.max_questions, config.split)
+    run_command(
+        out,
+        model,
+        lambda lm: mc_analysis.run(lm, items, neuron_set, config, model.progress),
+        source_inputs(data, neuron_set),
+    )
 
 
-@user_errors
+@analysis_command(
+    output_lang_analysis.OutputLangConfig, flags={"max_prompts": max_items("--max-prompts")}, help=NEURONS_HELP
+)
 def output_lang(
-    model: ModelOpt,
+    config: output_lang_analysis.OutputLangConfig,
+    model: ModelOptions,
     data: Annotated[
         Path,
         typer.Option(
@@ -166,77 +99,45 @@ def output_lang(
             "or MKQA questions), or a .txt file with one prompt per line."
         ),
     ],
-    out: Annotated[Path, path_option("Output folder for output_lang.jsonl, output_lang.json and figure.")],
+    out: Annotated[Path, out_option("output_lang.jsonl, output_lang.json and figure")],
     neurons: OptNeuronsOpt = None,
-    top_k: TopKDownstreamOpt = 1000,
     lang: Annotated[str | None, typer.Option(help="Prompt language. Default: the language of --neurons.")] = None,
-    max_prompts: Annotated[int | None, max_items("--max-prompts", "prompts")] = None,
-    max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens to generate per prompt.")] = 24,
-    positions: Annotated[
-        Positions, typer.Option(help="Where to deactivate; 'all' includes the generated tokens.")
-    ] = Positions.all,
-    langid_langs: LangIdOpt = DEFAULT_LANGID,
-    baseline: BaselineOpt = Baseline.per_layer,
-    seed: SeedOpt = 0,
-    baseline_seeds: BaselineSeedsOpt = 5,
-    bootstrap: BootstrapOpt = 1000,
-    batch_size: PromptsBatchOpt = 8,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "float32",
-    delta: DeltaOpt = None,
-    quiet: QuietOpt = False,
 ) -> None:
     """Language of greedy continuations of L2 prompts: normal, top-k deactivated (e.g. Type-2), random."""
-    neuron_set = _neuron_set(neurons, top_k)
+    neuron_set = _neuron_set(neurons, config.top_k)
     lang = neurons_lang(neuron_set, lang)
-    langs = language_identifier(langid_langs, lang).langs
-    config = _config(output_lang_analysis.OutputLangConfig, locals(), langid_langs=langs)
+    output_lang_analysis.identifier_for(config.langid_langs, lang)  # unknown languages: before the model loads
     prompts = read_sentences(data, lang, config.max_prompts)
-    with locked(prepare_out_dir(out)) as out:
-        lm = load_model(model, device=device, dtype=dtype, progress=not quiet, delta=delta)
-        result = output_lang_analysis.run(lm, prompts, neuron_set, config, lang, estimate_printer(quiet))
-        result.save(
-            out, data_inputs(data=data, neurons=None if neuron_set is None else neuron_set.source) | lm.delta_inputs()
-        )
-        echo_summary(result, out)
+    run_command(
+        out,
+        model,
+        lambda lm: output_lang_analysis.run(lm, prompts, neuron_set, config, lang, model.progress),
+        data_inputs(data=data, neurons=None if neuron_set is None else neuron_set.source),
+    )
 
 
-@user_errors
+@analysis_command(
+    logit_lens_analysis.LogitLensConfig,
+    models="store",
+    flags={"max_sentences": max_items("--max-sentences")},
+    help=NEURONS_HELP,
+)
 def logit_lens(
-    model: ModelOpt,
-    data: Annotated[Path, typer.Option(help="L2 sentences: the --lang field of a JSONL/TSV file, or a .txt file.")],
-    out: Annotated[Path, path_option("Output folder for logit_lens.json and figure.")],
+    config: logit_lens_analysis.LogitLensConfig,
+    model: ModelOptions,
+    data: SentencesOpt,
+    out: Annotated[Path, out_option("logit_lens.json and figure")],
     neurons: OptNeuronsOpt = None,
-    top_k: TopKDownstreamOpt = 1000,
     lang: Annotated[str | None, typer.Option(help="Sentence language. Default: the language of --neurons.")] = None,
-    tokens: Annotated[int, typer.Option(min=1, help="Top tokens per layer whose language is counted.")] = 10,
-    max_sentences: Annotated[int | None, max_items("--max-sentences", "sentences")] = None,
-    positions: Annotated[Positions, typer.Option(help="Where to deactivate (representation: last).")] = Positions.last,
-    langid_langs: LangIdOpt = DEFAULT_LANGID,
-    baseline: BaselineOpt = Baseline.per_layer,
-    seed: SeedOpt = 0,
-    baseline_seeds: BaselineSeedsOpt = 5,
-    bootstrap: BootstrapOpt = 1000,
-    batch_size: BatchOpt = 16,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "float32",
-    delta: DeltaOpt = None,
-    store: StoreOpt = None,
-    store_dtype: StoreDtypeOpt = "float32",
-    quiet: QuietOpt = False,
 ) -> None:
     """Logit lens: language share of the top tokens of final norm + unembedding on each layer's h^l."""
-    neuron_set = _neuron_set(neurons, top_k)
+    neuron_set = _neuron_set(neurons, config.top_k)
     lang = neurons_lang(neuron_set, lang)
-    langs = language_identifier(langid_langs, lang).langs
-    config = _config(logit_lens_analysis.LogitLensConfig, locals(), langid_langs=langs)
+    output_lang_analysis.identifier_for(config.langid_langs, lang)
     sentences = read_sentences(data, lang, config.max_sentences)
-    with locked(prepare_out_dir(out)) as out:
-        lm = load_model(
-            model, device=device, dtype=dtype, progress=not quiet, store=store, store_dtype=store_dtype, delta=delta
-        )
-        result = logit_lens_analysis.run(lm, sentences, neuron_set, config, lang, progress=not quiet)  # checks --tokens
-        result.save(
-            out, data_inputs(data=data, neurons=None if neuron_set is None else neuron_set.source) | lm.delta_inputs()
-        )
-        echo_summary(result, out)
+    run_command(
+        out,
+        model,
+        lambda lm: logit_lens_analysis.run(lm, sentences, neuron_set, config, lang, model.progress),  # checks --tokens
+        data_inputs(data=data, neurons=None if neuron_set is None else neuron_set.source),
+    )

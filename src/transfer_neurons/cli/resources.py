@@ -9,7 +9,7 @@ import typer
 
 from transfer_neurons.artifacts.cache import cache_dir
 from transfer_neurons.cli.checks import path_option
-from transfer_neurons.cli.common import MaxSentencesOpt, user_errors
+from transfer_neurons.cli.common import user_errors
 from transfer_neurons.data import hub, udhr
 from transfer_neurons.data.pairs import check_pairs_out, write_pairs
 from transfer_neurons.errors import InputError
@@ -44,6 +44,7 @@ def models_pull(
 
 LangOpt = Annotated[str | None, typer.Option(help="L2 language code (e.g. ja); English is the other side.")]
 PairsOutOpt = Annotated[Path | None, path_option("Pair file to write: .jsonl (default) or .tsv.")]
+MaxSentencesOpt = Annotated[int | None, typer.Option(min=1, help="Use at most this many pairs per data file.")]
 
 
 @data_app.command("udhr")

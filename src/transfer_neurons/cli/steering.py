@@ -14,19 +14,11 @@ from transfer_neurons.artifacts.io import atomic_path, disk_error, read_tensors
 from transfer_neurons.artifacts.neurons import read_neurons
 from transfer_neurons.choices import Positions
 from transfer_neurons.cli.checks import finite, path_option
-from transfer_neurons.cli.common import (
-    DeltaOpt,
-    DeviceOpt,
-    DtypeOpt,
-    ModelOpt,
-    NeuronsOpt,
-    TopKOpt,
-    user_errors,
-)
+from transfer_neurons.cli.common import NeuronsOpt, TopKOpt, user_errors
+from transfer_neurons.cli.options import ModelOptions, analysis_command
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.generation import generate as run_generate
 from transfer_neurons.hooks.interventions import Intervention
-from transfer_neurons.model.loading import load_model
 
 FactorOpt = Annotated[
     float,
@@ -37,9 +29,9 @@ FactorOpt = Annotated[
 ]
 
 
-@user_errors
+@analysis_command(models="quiet")
 def generate(
-    model: ModelOpt,
+    model: ModelOptions,
     prompt: Annotated[list[str], typer.Option(help="Prompt text (repeat for several).")],
     neurons: Annotated[Path | None, typer.Option(help="A detect folder, or the neurons.json in it.")] = None,
     top_k: TopKOpt = 100,
@@ -48,15 +40,12 @@ def generate(
         Positions, typer.Option(help="Where to scale: last prompt token, prompt, or all (incl. generated).")
     ] = Positions.all,  # noqa: E501
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens to generate.")] = 40,
-    device: DeviceOpt = "auto",
-    dtype: DtypeOpt = "float32",
-    delta: DeltaOpt = None,
 ) -> None:
     """Generate greedily with and without an intervention (e.g. amplify Type-2 neurons of a language)."""
     neuron_set = None if neurons is None else read_neurons(neurons)
     if neuron_set is not None:
         neuron_set.check_top_k(top_k)
-    lm = load_model(model, device=device, dtype=dtype, progress=False, delta=delta)
+    lm = model.load()
     intervention = None
     if neuron_set is not None:
         lm.check_neurons(neuron_set)

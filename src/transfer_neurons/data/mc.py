@@ -1,4 +1,4 @@
-"""Multiple choice, MMLU-ProX style (DESIGN.md 3.6): prompts, letter tokens, items, local and hub loaders.
+"""Multiple choice, MMLU-ProX style (docs/method.md section 7): prompts, letter tokens, items, local and hub loaders.
 
 Plain functions, no model code. A question is answered by the option letter with the highest
 log-likelihood as the next token after the prompt (`hooks.generation.next_token_logprobs`, then

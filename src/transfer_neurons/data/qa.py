@@ -1,4 +1,4 @@
-"""QA sets and prompts (DESIGN.md 3.6): few-shot templates per language, items, local and hub loaders."""
+"""QA sets and prompts (docs/method.md section 7): few-shot templates per language, items, local and hub loaders."""
 
 from __future__ import annotations
 

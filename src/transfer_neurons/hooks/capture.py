@@ -17,7 +17,7 @@ when a device map spreads the layers over several devices:
 - ``pos`` and ``median``: every real token's activation-function output reduced per sentence
   (`hooks.tokens`: LAPE's positive counts, AP's medians), [B, m] per layer.
 
-With an activation store on the model (`LoadedModel.store`, DESIGN.md 3.11) a capture without an
+With an activation store on the model (`LoadedModel.store`, docs/method.md section 10) a capture without an
 intervention reads the store instead: sentences it lacks are forwarded once (every layer, every
 part of their group, `artifacts.store.GROUPS`) and added to it, then every requested sentence is
 read from disk. Batches then come shard by shard rather than by length; every consumer places

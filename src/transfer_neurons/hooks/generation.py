@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import Mapping, Sequence
 
 import torch
+from tqdm.auto import tqdm
 
 from transfer_neurons.hooks.capture import check_context
 from transfer_neurons.hooks.interventions import Applied, apply_intervention, rows_of
@@ -19,6 +22,7 @@ def generate(
     max_new_tokens: int = 32,
     batch_size: int = 8,
     stop_strings: Sequence[str] | None = None,
+    bar: EstimatingBar | None = None,
 ) -> list[str]:
     """Greedy continuations (the new text only) of `prompts`, in order.
 
@@ -26,6 +30,7 @@ def generate(
     all of its sequences have); the stop string stays in the returned text. Under an intervention,
     the hooks follow the positions of each pass against the prompt length, and a generation whose
     passes do not add up (one for the prompt, one per further token) raises a PositionError.
+    `bar` advances by each batch's prompts.
     """
     check_context(lm, lm.tokenizer(list(prompts))["input_ids"], reserve=max_new_tokens, what="prompt")
     stop = {"stop_strings": list(stop_strings), "tokenizer": lm.tokenizer} if stop_strings else {}
@@ -47,6 +52,8 @@ def generate(
         if tracker is not None:  # the guard: one pass for the prompt and one per further token
             tracker.check_generation(new.shape[1])
         texts += lm.tokenizer.batch_decode(new, skip_special_tokens=True)
+        if bar is not None:
+            bar.update(len(new))
     return texts
 
 
@@ -56,10 +63,11 @@ def next_token_logprobs(
     token_ids: Sequence[int],
     intervention: Applied = None,
     batch_size: int = 8,
+    bar: EstimatingBar | None = None,
 ) -> torch.Tensor:
     """Log-probabilities [len(prompts), len(token_ids)] (float32, CPU) of `token_ids` as the next
     token after each prompt, in left-padded batches with explicit position ids (as in capture); a
-    sequence of interventions gives one per prompt."""
+    sequence of interventions gives one per prompt. `bar` advances by each batch's prompts."""
     check_context(lm, lm.tokenizer(list(prompts))["input_ids"], what="prompt")
     ids = torch.tensor(list(token_ids))
     # only the last position's logits, where the model's forward names that option (transformers >= 4.50)
@@ -78,4 +86,40 @@ def next_token_logprobs(
                 **keep,
             ).logits[:, -1]
         rows.append(torch.log_softmax(logits.float(), dim=-1)[:, ids.to(logits.device)].cpu())
+        if bar is not None:
+            bar.update(len(mask))
     return torch.cat(rows) if rows else torch.zeros(0, len(ids))
+
+
+class EstimatingBar(tqdm):
+    """A bar over every prompt of a run (all its conditions) that, after the first batch, also says
+    once on stderr what the whole run will take on this machine (the first batch's time scaled up),
+    so a user learns early whether it takes minutes or hours; silent unless shown."""
+
+    def __init__(self, runs: Mapping[str, Sequence[str]], desc: str, progress: bool) -> None:
+        super().__init__(
+            total=sum(map(len, runs.values())), desc=desc, unit="prompt", disable=not progress, leave=False
+        )
+        self.units, self.conditions = len(next(iter(runs.values()), [])), len(runs)
+        self.started, self.said = time.perf_counter(), not progress
+
+    def update(self, n: float | None = 1) -> bool | None:
+        done = float(n or 0)
+        if not self.said and self.total and done < self.total:
+            seconds = time.perf_counter() - self.started
+            plural = "s" * (self.conditions > 1)
+            self.write(
+                f"about {self.units} prompts x {self.conditions} condition{plural}; estimated "
+                f"{duration(seconds * self.total / done)} on this machine (from the first batch of {done:g}: "
+                f"{seconds:.1f} s)",
+                file=sys.stderr,
+            )
+        self.said = True
+        return super().update(n)
+
+
+def duration(seconds: float) -> str:
+    """'40 s', '3.5 min' or '2.1 h'."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"

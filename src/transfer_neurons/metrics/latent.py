@@ -1,4 +1,4 @@
-"""Latent-space analyses (DESIGN.md 3.4): plain functions over representation tensors, no model code.
+"""Latent-space analyses (docs/method.md section 5): plain functions over representation tensors, no model code.
 
 Inputs are [n, dim] tensors of sentence representations (one row per sentence), or [L, n, dim]
 stacks for the per-layer helpers.

@@ -1,4 +1,4 @@
-"""Multiple-choice scoring (DESIGN.md 3.6): the chosen option is the letter with the highest
+"""Multiple-choice scoring (docs/method.md section 7): the chosen option is the letter with the highest
 log-likelihood ('letter' scoring), or the option whose letter log-likelihood, averaged over the
 cyclic permutations of the option order, is highest ('cyclic' scoring: a fixed preference for a
 letter adds the same amount to every option and cancels). Plus the honesty checks of an accuracy:

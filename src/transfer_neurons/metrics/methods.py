@@ -1,4 +1,4 @@
-"""Language-specific-neuron scores of other methods (DESIGN.md 3.7): plain functions over tensors.
+"""Language-specific-neuron scores of other methods (docs/method.md section 3): plain functions over tensors.
 
 - LAPE (Tang et al., ACL 2024): from each language's activation probability ``p_{l,i}`` (the share
   of token positions where the activation function's output is > 0), the entropy of ``p_{.,i}``

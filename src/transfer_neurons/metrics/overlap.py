@@ -1,4 +1,4 @@
-"""Layer distribution and overlap of neuron sets (DESIGN.md 3.5): plain functions, no model code."""
+"""Layer distribution and overlap of neuron sets (docs/method.md section 6): plain functions, no model code."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Perplexity with its bootstrap interval over sentences, and paired changes (after minus before) of
-a measure on the same units, for fine-tuning (DESIGN.md 3.10). Plain functions over arrays."""
+a measure on the same units, for fine-tuning (docs/method.md section 12). Plain functions over arrays."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Generative QA answer scoring, MKQA style (DESIGN.md 3.6): answer normalisation and token F1.
+"""Generative QA answer scoring, MKQA style (docs/method.md section 7): answer normalisation and token F1.
 
 Plain functions, no model code. Normalisation (for the prediction and every gold alias alike):
 Unicode NFKC (full-width letters and digits become ASCII), lower case, the language's articles

@@ -1,4 +1,4 @@
-"""Closed-form transfer-neuron scores (DESIGN.md 3.2): plain functions over tensors, no model code.
+"""Closed-form transfer-neuron scores (docs/method.md section 3): plain functions over tensors, no model code.
 
 For a sentence with pre-MLP residual ``r``, activations ``a_i`` and effective value vectors
 ``u_i = s * (g * v_i)`` (``s = 1/rms`` and ``g`` the gain of a post-MLP norm; both 1 otherwise),
@@ -11,7 +11,7 @@ computed for all neurons at once from one [B, d] x [d, m] product per layer. The
 into ``r`` and ``c`` (``r.(g v_i) = (g r).v_i``), so the value vectors are used as the model stores
 them (a view of the down projection's weight, cast to float32 per batch, never copied for good).
 
-The centred variant (DESIGN.md 3.2) replaces ``r`` and ``c`` by ``r - mu`` and ``c - mu`` for a
+The centred variant (docs/method.md section 3) replaces ``r`` and ``c`` by ``r - mu`` and ``c - mu`` for a
 reference mean ``mu`` (the contributions ``a_i u_i`` are unchanged), which is the same formula
 with shifted inputs: a few massive hidden dimensions shared by every state then no longer
 dominate the cosine.

@@ -1,4 +1,4 @@
-"""Language specificity of neurons (DESIGN.md 3.5): plain functions over activations, no model code.
+"""Language specificity of neurons (docs/method.md section 6): plain functions over activations, no model code.
 
 `GroupStats` keeps, per group, the count, sum and sum of squares of every feature (float64), so
 memory is O(groups x features) whatever the number of sentences. From these sufficient
@@ -179,19 +179,6 @@ def families_for(langs: Sequence[str], overrides: dict[str, str] | None = None) 
             + ",".join(f"{lang}=NAME" for lang in missing)
         )
     return [table[lang] for lang in langs]
-
-
-def parse_families(spec: str | None) -> dict[str, str]:
-    """Parse 'ja=Japonic,ko=Koreanic' into a dict."""
-    if not spec:
-        return {}
-    out = {}
-    for part in spec.split(","):
-        lang, sep, family = part.partition("=")
-        if not sep or not lang.strip() or not family.strip():
-            raise InputError(f"--families '{spec}' must look like ja=Japonic,ko=Koreanic")
-        out[lang.strip()] = family.strip()
-    return out
 
 
 def labelings(langs: Sequence[str], families: Sequence[str], targets: Sequence[str]) -> dict[str, list[int]]:

@@ -1,4 +1,4 @@
-"""What a neuron page computes (DESIGN.md 3.9): plain functions over tensors, no model code.
+"""What a neuron page computes (docs/method.md section 11): plain functions over tensors, no model code.
 
 - Vocabulary projection (Geva et al. 2022): the logits a value vector ``u`` adds through the final
   norm's gain and the unembedding, ``W_U (g_final * u)``; the tokens it promotes and suppresses most.

@@ -1,4 +1,4 @@
-"""Fine-tuning deltas (DESIGN.md 3.10): the changed parameters of a model, applied to or removed from
+"""Fine-tuning deltas (docs/method.md section 12): the changed parameters of a model, applied to or removed from
 the base model it was trained on.
 
 A delta holds either *slices* (for each changed parameter, the new values of some rows or columns:

@@ -1,4 +1,4 @@
-"""A model's identity for the activation store (DESIGN.md 3.11): what its captured states depend on.
+"""A model's identity for the activation store (docs/method.md section 10): what its captured states depend on.
 
 The key hashes the architecture and config (its path and name left out: a moved or renamed folder
 keeps its store), every parameter and buffer (name, shape, dtype, a float64 sum and a strided

@@ -130,7 +130,7 @@ def load_model(
     replaces `device` for models larger than one device. `progress=False` also silences
     transformers' own loading bars.
 
-    `store`: an activation store folder (DESIGN.md 3.11; `attach_store`), in which states are
+    `store`: an activation store folder (docs/method.md section 10; `attach_store`), in which states are
     kept in `store_dtype` (float32, or `model` for the model's dtype); `store_groups` as there.
 
     `delta`: a finetune folder (or its delta.safetensors) applied after loading and before the store

@@ -19,20 +19,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, select_autoescape
-
 from transfer_neurons.analyses.ablate import AblationResult
 from transfer_neurons.analyses.detect import Detection
 from transfer_neurons.analyses.latent import LatentResult, PairCurves
 from transfer_neurons.analyses.specificity import SpecificityResult
-from transfer_neurons.artifacts import names
+from transfer_neurons.artifacts import names, templates
 from transfer_neurons.artifacts.io import atomic_path, file_digest, locked, write_json
 from transfer_neurons.artifacts.manifest import write_manifest
 from transfer_neurons.artifacts.result import Result, read_manifest
 from transfer_neurons.errors import InputError
 from transfer_neurons.metrics.uncertainty import Estimate
 from transfer_neurons.study.compare_plots import Line, depth_panels
-from transfer_neurons.study.compare_template import TEMPLATE
 from transfer_neurons.study.config import model_slugs
 from transfer_neurons.study.report import Compared, data_uri, p_text, random_text
 
@@ -205,8 +202,8 @@ def write_comparison(models: list[dict[str, Any]], out: Path) -> list[str]:
     """models.json, the figures and report.html into `out`; the names of the files written."""
     write_json(out / names.MODELS, {"schema_version": names.SCHEMA_VERSION, "models": models})
     figures = _figures(models, out)
-    env = Environment(autoescape=select_autoescape(default=True))
-    html = env.from_string(TEMPLATE).render(
+    html = templates.render(
+        "compare.html",
         models=models,
         languages=_languages(models),
         peaks=_peak_rows(models),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -117,6 +117,18 @@ class StudyConfig(Section):
             return StudyConfig.model_validate(raw)
         except ValidationError as exc:
             raise InputError(_reason(exc)) from exc
+
+    def shared(self, *names: str) -> dict[str, Any]:
+        """The study-wide keys a section without its own inherits (all of them, or `names`): the
+        top-level seed, batch_size, bootstrap and baseline_seeds, and ablate's random baseline."""
+        keys = {
+            "baseline": self.ablate.baseline,
+            "seed": self.seed,
+            "batch_size": self.batch_size,
+            "bootstrap": self.bootstrap,
+            "baseline_seeds": self.baseline_seeds,
+        }
+        return {name: keys[name] for name in names or keys}
 
     @model_validator(mode="after")
     def _shared_defaults(self) -> StudyConfig:

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, select_autoescape
-
 from transfer_neurons.analyses import (
     ablate,
     compare_methods,
@@ -25,12 +23,11 @@ from transfer_neurons.analyses import (
     qa,
     specificity,
 )
-from transfer_neurons.artifacts import names, plots
+from transfer_neurons.artifacts import names, plots, templates
 from transfer_neurons.artifacts.io import atomic_path
 from transfer_neurons.metrics.uncertainty import ALPHA, Estimate, Finding
 from transfer_neurons.study.config import StudyConfig
 from transfer_neurons.study.findings import write_findings
-from transfer_neurons.study.template import TEMPLATE
 
 FIGURES = "report_figures"
 CONDITIONS = ("normal", "deactivated", "random")
@@ -307,8 +304,8 @@ def write_report(out: Path, config: StudyConfig, records: dict[str, dict], versi
     tuned = _finetune_view(out, config)
     sections += [("finetune", "Fine-tuning")] if tuned else []
     sections += [("timings", "Timings")]
-    env = Environment(autoescape=select_autoescape(default=True))
-    html = env.from_string(TEMPLATE).render(
+    html = templates.render(
+        "report.html",
         config=config,
         records=records,
         versions=versions,

@@ -20,6 +20,7 @@ from pathlib import Path
 from transfer_neurons.artifacts.io import WRITE_ERRORS, disk_error, file_digest, locked, read_json, write_json
 from transfer_neurons.artifacts.manifest import versions, write_manifest
 from transfer_neurons.artifacts.names import MANIFEST, REPORT, STEP
+from transfer_neurons.artifacts.templates import PAGES_OF_STUDY
 from transfer_neurons.choices import NeuronType
 from transfer_neurons.data import udhr
 from transfer_neurons.errors import InputError
@@ -47,16 +48,21 @@ class Step:
 
 PACKAGE = Path(__file__).resolve().parent.parent
 # help texts, the report, its findings, the run tables and the comparison of models change no step's results
-NOT_RESULTS = ("cli", "study/report.py", "study/template.py", "study/findings.py", "study/tables.py", "study/compare")
+NOT_RESULTS = (
+    "cli",
+    "study/report.py",
+    "study/findings.py",
+    "study/tables.py",
+    "study/compare",
+    *(f"templates/{page}" for page in PAGES_OF_STUDY),
+)
 
 
 def result_sources() -> list[Path]:
-    """The source files that compute results (everything but the command line and the report)."""
-    return [
-        path
-        for path in sorted(PACKAGE.rglob("*.py"))
-        if not path.relative_to(PACKAGE).as_posix().startswith(NOT_RESULTS)
-    ]
+    """The source files that compute results: the code and the templates of the pages a step writes
+    (everything but the command line and the report)."""
+    sources = [*PACKAGE.rglob("*.py"), *(PACKAGE / "templates").iterdir()]
+    return sorted(path for path in sources if not path.relative_to(PACKAGE).as_posix().startswith(NOT_RESULTS))
 
 
 def code_version() -> str:
@@ -94,25 +100,13 @@ def plan(config: StudyConfig) -> list[Step]:
     detected = [f"detect/{lang}/{kind}" for lang in config.languages for kind in config.detect.types]
     data_steps = [f"data/{lang}" for lang in config.languages]
     if config.characterise.specificity and detected:
-        settings = {
-            **config.characterise.model_dump(mode="json", exclude=PAGES),
-            "seed": config.seed,
-            "baseline": config.ablate.baseline,
-            "batch_size": config.batch_size,
-            "bootstrap": config.bootstrap,
-            "baseline_seeds": config.baseline_seeds,
-        }
+        settings = {**config.characterise.model_dump(mode="json", exclude=PAGES), **config.shared()}
         steps.append(Step("specificity", s.specificity_step, settings, data_steps + detected))
     if config.characterise.overlap and len(detected) > 1:
         settings = config.characterise.model_dump(mode="json", exclude=PAGES)
         steps.append(Step("overlap", s.overlap_step, settings, detected))
     if config.characterise.pages and detected:
-        settings = {
-            "top_n": config.characterise.pages_top_n,
-            "bootstrap": config.bootstrap,
-            "seed": config.seed,
-            "batch_size": config.batch_size,
-        }
+        settings = {"top_n": config.characterise.pages_top_n, **config.shared("bootstrap", "seed", "batch_size")}
         steps.append(Step("neurons", s.pages_step, settings, data_steps + detected))
     if config.methods.enabled:
         settings = {
@@ -123,12 +117,7 @@ def plan(config: StudyConfig) -> list[Step]:
         for lang in config.methods_languages():
             steps.append(Step(f"methods/{lang}", s.methods_step(lang), settings, data_steps))
     down = config.downstream
-    settings = {
-        **down.model_dump(mode="json"),
-        "seed": config.seed,
-        "baseline": config.ablate.baseline,
-        "bootstrap": config.bootstrap,
-    }
+    settings = {**down.model_dump(mode="json"), **config.shared("seed", "baseline", "bootstrap")}
     tasks = (
         ("qa", down.qa, NeuronType.type1),
         ("mc", down.mc, NeuronType.type1),

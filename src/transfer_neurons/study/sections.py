@@ -97,7 +97,7 @@ class MethodsSection(Section):
     """`compare-methods` per language: each method's top-k (ablate's top_k, k, clamp and baseline)
     under the same tests; the reference pool is every other study language's train sentences."""
 
-    enabled: bool = Field(False, description="Compare the methods' neurons (DESIGN.md 3.7).")
+    enabled: bool = Field(False, description="Compare the methods' neurons (docs/method.md section 3).")
     methods: list[Method] = Field(default_factory=lambda: list(Method), min_length=1, description="Methods compared.")
     languages: list[str] | None = Field(None, description="Languages compared; default: the first two study languages.")
     reference: list[str] | None = Field(
@@ -112,7 +112,9 @@ class FinetuneSection(FinetuneConfig):
     """The `finetune` analysis's config: per language, each listed type's top-k neurons trained on the
     train split's L2 side, then each baseline of that set, measured on the test split."""
 
-    enabled: bool = Field(False, description="Fine-tune only the transfer neurons, against baselines (DESIGN.md 3.10).")
+    enabled: bool = Field(
+        False, description="Fine-tune only the transfer neurons, against baselines (docs/method.md section 12)."
+    )
     languages: list[str] | None = Field(None, description="Languages fine-tuned; default: the first study language.")
     types: list[NeuronType] = Field([NeuronType.type1], min_length=1, description="Neuron sets trained, each alone.")
     baselines: list[FinetuneBaseline] = Field(

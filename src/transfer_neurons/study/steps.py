@@ -172,14 +172,7 @@ def specificity_step(study: Study, folder: Path) -> dict:
     cfg = study.config
     sentences = {"en": study.pairs(cfg.languages[0], "test").en}
     sentences |= {lang: study.pairs(lang, "test").l2 for lang in cfg.languages}
-    config = specificity.SpecificityConfig(
-        top_n=cfg.characterise.top_n,
-        baseline=cfg.ablate.baseline,
-        seed=cfg.seed,
-        batch_size=cfg.batch_size,
-        bootstrap=cfg.bootstrap,
-        baseline_seeds=cfg.baseline_seeds,
-    )
+    config = specificity.SpecificityConfig(top_n=cfg.characterise.top_n, **cfg.shared())
     sets = {name: read_neurons(path) for name, path in _detected(study).items()}
     result = specificity.run(study.lm, sentences, sets, config, study.progress)
     result.save(folder, study.inputs(**{f"neurons_{name}": path for name, path in _detected(study).items()}))
@@ -206,7 +199,7 @@ def pages_step(study: Study, folder: Path) -> dict:
     sentences = {lang: pairs.l2 for lang, pairs in test.items()}
     sentences["en"] = list(dict.fromkeys(s for pairs in test.values() for s in pairs.en))
     config = neuron_pages.NeuronPagesConfig(
-        top_n=cfg.characterise.pages_top_n, bootstrap=cfg.bootstrap, seed=cfg.seed, batch_size=cfg.batch_size
+        top_n=cfg.characterise.pages_top_n, **cfg.shared("bootstrap", "seed", "batch_size")
     )
     result = neuron_pages.run(study.lm, sets, sentences, config, progress=study.progress)
     files = {f"neurons_{name}": path for name, path in _detected(study).items()}
@@ -303,14 +296,7 @@ def downstream_step(task: str, lang: str, kind: NeuronType) -> StepFn:
     def compute(study: Study, folder: Path) -> dict:
         cfg, down, lm = study.config, study.config.downstream, study.lm
         neurons = study.neurons(lang, kind)
-        shared = {
-            "top_k": down.top_k,
-            "baseline": cfg.ablate.baseline,
-            "seed": cfg.seed,
-            "batch_size": cfg.batch_size,
-            "bootstrap": cfg.bootstrap,
-            "baseline_seeds": down.baseline_seeds,
-        }
+        shared = {"top_k": down.top_k, **cfg.shared(), "baseline_seeds": down.baseline_seeds}
         inputs = study.inputs(neurons=study.neurons_file(lang, kind))
         conditions: dict[str, dict]
         if task == "qa":
