@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import types
 from functools import cache
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, Self, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 from pydantic import BaseModel
@@ -77,3 +77,14 @@ def field_values(cls: type, data: dict[str, Any], skip: frozenset[str] = frozens
         for f in dataclasses.fields(cls)
         if f.name in data and f.name not in skip
     }
+
+
+class JsonValue:
+    """Base of a dataclass value type whose JSON is its fields: `to_json` / `from_json` by their types."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: encode(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        return cls(**field_values(cls, data))
