@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from transfer_neurons.artifacts import names
+from transfer_neurons.artifacts.codec import encode
+from transfer_neurons.artifacts.io import read_jsonl, write_json, write_jsonl
 from transfer_neurons.artifacts.neurons import NeuronSet
-from transfer_neurons.artifacts.result import Result, read_manifest
+from transfer_neurons.artifacts.result import Result
 from transfer_neurons.choices import Baseline, Positions
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.interventions import Conditions, Intervention, RandomBaseline, deactivation_conditions
@@ -131,7 +134,7 @@ def condition_estimates(
 class ControlledResult(Result):
     """What every result of a controlled experiment holds besides its measurements: the model, the
     language, the seed, the two neuron sets compared with normal (None without a neuron set), the
-    recorded settings and the timings."""
+    recorded settings, the timings and the per-item rows."""
 
     model: str
     lang: str
@@ -140,9 +143,16 @@ class ControlledResult(Result):
     random: RandomBaseline | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # recorded settings besides lang
     timings: dict[str, float] = field(default_factory=dict)
+    rows: list[dict]  # one per item and condition
 
-    def header(self, **extra: Any) -> dict[str, Any]:
-        """The leading keys of the result's JSON summary."""
+    TASK: ClassVar[str]  # names its files: the rows, the JSON summary and the figure
+    SETTINGS: ClassVar[tuple[str, ...]] = ("lang",)
+    ELSEWHERE: ClassVar[tuple[str, ...]] = ("deactivated", "random", "rows")
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON summary: model, language, the other `SETTINGS` fields, the recorded settings and the
+        seed, then the measurements."""
+        extra = {name: encode(getattr(self, name)) for name in self.SETTINGS if name != "lang"}
         return {
             "schema_version": names.SCHEMA_VERSION,
             "model": self.model,
@@ -150,38 +160,35 @@ class ControlledResult(Result):
             **extra,
             **self.settings,
             "seed": self.seed,
+            **self.json_fields(skip=("model", "lang", "seed", *self.SETTINGS)),
         }
 
-    def write_interventions(self, out: Path) -> list[str]:
-        """intervention.json and baseline.json, when the run compared neuron sets."""
+    def conditions_json(self) -> dict[str, Any]:
+        """The `conditions` of the JSON summary."""
+        return self.to_json()["conditions"]
+
+    @abstractmethod
+    def plot(self, path: Path) -> None:
+        """Draw the result's figure into `path`."""
+
+    def write_files(self, out: Path) -> list[str]:
+        """The rows, the JSON summary, the figure and, when the run compared neuron sets,
+        intervention.json and baseline.json."""
+        files = [names.rows(self.TASK), names.summary(self.TASK), names.figure(self.TASK)]
+        write_jsonl(out / names.rows(self.TASK), self.rows)
+        write_json(out / names.summary(self.TASK), self.to_json())
+        self.plot(out / names.figure(self.TASK))
         if self.deactivated is None or self.random is None:
-            return []
+            return files
         self.deactivated.save(out / names.INTERVENTION)
         self.random.save(out / names.BASELINE)
-        return [names.INTERVENTION, names.BASELINE]
-
-    def manifest_fields(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "settings": {"lang": self.lang, **self.settings},
-            "seed": self.seed,
-            "timings_s": self.timings,
-        }
+        return [*files, names.INTERVENTION, names.BASELINE]
 
     @classmethod
-    def read_common(cls, out: Path) -> dict[str, Any]:
-        """The shared fields of a complete folder written by `save`, as keyword arguments."""
-        manifest = read_manifest(out, cls.command)
-        settings = dict(manifest["settings"])
+    def file_values(cls, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         files = manifest["files"]
-        deactivated = Intervention.load(out / names.INTERVENTION) if names.INTERVENTION in files else None
-        random = RandomBaseline.load(out / names.BASELINE) if names.BASELINE in files else None
         return {
-            "model": manifest["model"],
-            "lang": settings.pop("lang"),
-            "seed": manifest["seed"],
-            "deactivated": deactivated,
-            "random": random,
-            "settings": settings,
-            "timings": manifest["timings_s"],
+            "rows": read_jsonl(out / names.rows(cls.TASK)),
+            "deactivated": Intervention.load(out / names.INTERVENTION) if names.INTERVENTION in files else None,
+            "random": RandomBaseline.load(out / names.BASELINE) if names.BASELINE in files else None,
         }

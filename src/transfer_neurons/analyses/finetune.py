@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -91,6 +91,7 @@ class FinetuneResult(Result):
     of every step, each measure before and after (`summary[condition][metric]`) with its change."""
 
     command: ClassVar[str] = "finetune"
+    SETTINGS: ClassVar[tuple[str, ...]] = ("lang",)
 
     model: str
     lang: str
@@ -132,10 +133,6 @@ class FinetuneResult(Result):
         self.delta.save(out / names.DELTA)  # last before the manifest
         return [names.FINETUNE, names.LOSS_FIGURE, names.DELTA]
 
-    def manifest_fields(self) -> dict[str, Any]:
-        settings = {"lang": self.lang, **self.config.model_dump(mode="json")}
-        return {"model": self.model, "settings": settings, "seed": self.config.seed, "timings_s": self.timings}
-
     @classmethod
     def load(cls, out: str | Path) -> FinetuneResult:
         out = Path(out)
@@ -143,11 +140,8 @@ class FinetuneResult(Result):
         data = read_json(out / names.FINETUNE)
         measures = dict(data["measures"])
         change = measures.pop("change")
-        settings = dict(manifest["settings"])
         return cls(
-            model=data["model"],
-            lang=settings.pop("lang"),
-            config=FinetuneConfig(**settings),
+            **cls.manifest_values(manifest),
             delta=Delta.read(out),
             parameters=data["parameters"],
             losses=data["loss"],
@@ -155,7 +149,6 @@ class FinetuneResult(Result):
             change={m: Change.from_json(c) for m, c in change.items()},
             counts=data["counts"],
             notes=data["notes"],
-            timings=manifest.get("timings_s", {}),
         )
 
     def summary_lines(self) -> list[str]:

@@ -288,14 +288,6 @@ class LatentResult(Result):
             "middle_peak": None if middle is None else middle.to_json(),
         }
 
-    def manifest_fields(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "settings": self.config.model_dump(mode="json"),
-            "seed": self.config.seed,
-            "timings_s": self.timings,
-        }
-
     @classmethod
     def load(cls, out: str | Path) -> LatentResult:
         out = Path(out)
@@ -309,9 +301,8 @@ class LatentResult(Result):
         ]
         pairs = data["pairs"]
         return cls(
-            model=data["model"],
+            **cls.manifest_values(manifest),
             layers=data["layers"],
-            config=LatentConfig(**manifest["settings"]),
             nonparallel=data["nonparallel"],
             pairs={lang: PairCurves.from_json(c) for lang, c in pairs.items()},
             langs=langs,
@@ -323,7 +314,6 @@ class LatentResult(Result):
                 for lang, c in pairs.items()
             },
             units=read_units(out / names.LATENT_UNITS),
-            timings=manifest.get("timings_s", {}),
         )
 
     def summary_lines(self) -> list[str]:

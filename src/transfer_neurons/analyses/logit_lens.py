@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import ClassVar, cast
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from transfer_neurons.analyses.base import (
 from transfer_neurons.analyses.output_lang import identifier_for
 from transfer_neurons.analyses.units import compared, describe, seed_fields
 from transfer_neurons.artifacts import names, plots
-from transfer_neurons.artifacts.io import read_json, read_jsonl, write_json, write_jsonl
+from transfer_neurons.artifacts.codec import JsonValue
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Positions
 from transfer_neurons.errors import InputError
@@ -55,7 +55,7 @@ class LogitLensConfig(ControlConfig):
 
 
 @dataclass(frozen=True)
-class LayerCurve:
+class LayerCurve(JsonValue):
     """A per-layer mean over the sentences, with its per-layer 95 % interval over the sentences
     (`uncertainty.mean_estimate`; None without bootstrap)."""
 
@@ -74,13 +74,6 @@ class LayerCurve:
         bounds = [mean_estimate(layer, n_boot, seed).ci or (np.nan, np.nan) for layer in units.T]
         return cls(values, [b[0] for b in bounds], [b[1] for b in bounds])
 
-    def to_json(self) -> dict[str, Any]:
-        return {"values": self.values, "ci_low": self.ci_low, "ci_high": self.ci_high}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> LayerCurve:
-        return cls(data["values"], data["ci_low"], data["ci_high"])
-
 
 @dataclass(kw_only=True)
 class LogitLensResult(ControlledResult):
@@ -89,57 +82,30 @@ class LogitLensResult(ControlledResult):
     deactivated: paired vs random), the per-sentence shares (rows) and the interventions compared."""
 
     command: ClassVar[str] = "logit-lens"
+    TASK: ClassVar[str] = TASK
+    SUMMARY: ClassVar[str] = names.summary(TASK)
+    SETTINGS: ClassVar[tuple[str, ...]] = ("lang", "tokens")
 
     tokens: int
     conditions: dict[str, dict[str, LayerCurve]]  # condition -> language label -> share per layer
     last_layer: dict[str, dict[str, Estimate]]  # condition -> language label -> share at the last layer
-    rows: list[dict]  # per sentence and condition: label -> share per layer
 
     @property
     def n_sentences(self) -> int:
         """Sentences per condition (each condition reads the same ones)."""
         return len(self.rows) // len(self.conditions)
 
-    def write_files(self, out: Path) -> list[str]:
-        files = [names.rows(TASK), names.summary(TASK), names.figure(TASK)]
-        write_jsonl(out / names.rows(TASK), self.rows)
-        summary = {
-            "conditions": {name: {k: c.to_json() for k, c in v.items()} for name, v in self.conditions.items()},
-            "last_layer": {name: {k: e.to_json() for k, e in v.items()} for name, v in self.last_layer.items()},
-        }
-        write_json(out / names.summary(TASK), {**self.header(tokens=self.tokens), **summary})
+    def plot(self, path: Path) -> None:
         shown = {f"{name}: {key}": v[key] for name, v in self.conditions.items() for key in (self.lang, "en")}
         plots.layer_curves(
             {label: c.values for label, c in shown.items()},
             f"Logit lens: language of the top-{self.tokens} tokens ({self.lang} inputs)",
             "share of tokens",
-            out / names.figure(TASK),
+            path,
             bands={
                 k: (c.ci_low, c.ci_high) for k, c in shown.items() if c.ci_low is not None and c.ci_high is not None
             },
             n_label=f"n = {self.n_sentences} sentences",
-        )
-        return files + self.write_interventions(out)
-
-    def manifest_fields(self) -> dict[str, Any]:
-        fields = super().manifest_fields()
-        return {**fields, "settings": {"lang": self.lang, "tokens": self.tokens, **self.settings}}
-
-    @classmethod
-    def load(cls, out: str | Path) -> LogitLensResult:
-        """A logit-lens folder written by `save` (from the command line, a study or Python)."""
-        out = Path(out)
-        common = cls.read_common(out)
-        tokens = common["settings"].pop("tokens")
-        summary = read_json(out / names.summary(TASK))
-        return cls(
-            **common,
-            tokens=tokens,
-            conditions={
-                n: {k: LayerCurve.from_json(c) for k, c in v.items()} for n, v in summary["conditions"].items()
-            },
-            last_layer={n: {k: Estimate.from_json(e) for k, e in v.items()} for n, v in summary["last_layer"].items()},
-            rows=read_jsonl(out / names.rows(TASK)),
         )
 
     def summary_lines(self) -> list[str]:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -24,7 +24,7 @@ from transfer_neurons.analyses.base import (
 )
 from transfer_neurons.analyses.units import compared, describe, seed_fields
 from transfer_neurons.artifacts import names, plots
-from transfer_neurons.artifacts.io import read_json, read_jsonl, write_json, write_jsonl
+from transfer_neurons.artifacts.codec import JsonValue
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Positions
 from transfer_neurons.data.mc import LETTERS, MCItem, letter_token_ids, mc_prompt, shifted_item, template_lang
@@ -63,7 +63,7 @@ class MCConfig(ControlConfig):
 
 
 @dataclass(frozen=True)
-class MCScores:
+class MCScores(JsonValue):
     """Accuracy of one condition over its n questions (bootstrap interval over the questions and,
     deactivated, the paired difference from the random baseline), its 95 % Wilson interval, whether
     the chance level lies inside that interval (within noise of chance), and how often each letter
@@ -92,20 +92,6 @@ class MCScores:
         wilson = wilson_interval(hits, n)
         return cls(accuracy, n, wilson, near_chance(hits, n, chance), letter_counts(predicted, letters))
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "accuracy": self.accuracy.to_json(),
-            "n": self.n,
-            "wilson": list(self.wilson),
-            "near_chance": self.near_chance,
-            "letters": self.letters,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> MCScores:
-        low, high = data["wilson"]
-        return cls(Estimate.from_json(data["accuracy"]), data["n"], (low, high), data["near_chance"], data["letters"])
-
 
 @dataclass(kw_only=True)
 class MCResult(ControlledResult):
@@ -113,48 +99,26 @@ class MCResult(ControlledResult):
     and the letters chosen), the chance level (mean of 1 / options) and the interventions it compared."""
 
     command: ClassVar[str] = "mc"
+    TASK: ClassVar[str] = TASK
+    SUMMARY: ClassVar[str] = names.summary(TASK)
 
     chance: float
     conditions: dict[str, MCScores]
-    rows: list[dict]
 
     @property
     def n_questions(self) -> int:
         """Questions per condition (each condition answers the same ones)."""
         return next(iter(self.conditions.values())).n
 
-    def conditions_json(self) -> dict[str, dict[str, Any]]:
-        """The `conditions` of mc.json: per condition accuracy (`Estimate.to_json()`), n, wilson,
-        near_chance and letters."""
-        return {name: s.to_json() for name, s in self.conditions.items()}
-
-    def write_files(self, out: Path) -> list[str]:
-        files = [names.rows(TASK), names.summary(TASK), names.figure(TASK)]
-        write_jsonl(out / names.rows(TASK), self.rows)
-        summary = {**self.header(), "chance": self.chance, "conditions": self.conditions_json()}
-        write_json(out / names.summary(TASK), summary)
+    def plot(self, path: Path) -> None:
         plots.grouped_bars(
             {name: {"accuracy": s.accuracy.value, "chance": self.chance} for name, s in self.conditions.items()},
             f"Multiple choice ({self.lang})",
             "accuracy",
-            out / names.figure(TASK),
+            path,
             (0, 1),
             errors={name: {"accuracy": s.accuracy.ci} for name, s in self.conditions.items() if s.accuracy.ci},
             n_label=f"n = {self.n_questions} questions",
-        )
-        return files + self.write_interventions(out)
-
-    @classmethod
-    def load(cls, out: str | Path) -> MCResult:
-        """A multiple-choice folder written by `save` (from the command line, a study or Python)."""
-        out = Path(out)
-        common = cls.read_common(out)
-        summary = read_json(out / names.summary(TASK))
-        return cls(
-            **common,
-            chance=summary["chance"],
-            rows=read_jsonl(out / names.rows(TASK)),
-            conditions={name: MCScores.from_json(s) for name, s in summary["conditions"].items()},
         )
 
     def summary_lines(self) -> list[str]:

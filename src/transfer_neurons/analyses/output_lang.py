@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -20,7 +20,6 @@ from transfer_neurons.analyses.base import (
 )
 from transfer_neurons.analyses.units import compared, describe, seed_fields
 from transfer_neurons.artifacts import names, plots
-from transfer_neurons.artifacts.io import read_json, read_jsonl, write_json, write_jsonl
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Positions
 from transfer_neurons.hooks.generation import EstimatingBar, generate
@@ -67,44 +66,25 @@ class OutputLangResult(ControlledResult):
     and other languages, each an estimate over the prompts (deactivated: paired vs random)."""
 
     command: ClassVar[str] = "output-lang"
+    TASK: ClassVar[str] = TASK
+    SUMMARY: ClassVar[str] = names.summary(TASK)
 
     conditions: dict[str, dict[str, Estimate]]  # condition -> language label -> share of outputs
-    rows: list[dict]
 
     @property
     def n_prompts(self) -> int:
         """Prompts per condition (each condition continues the same ones; the random baseline once per draw)."""
         return sum(row["condition"] == "normal" for row in self.rows)
 
-    def conditions_json(self) -> dict[str, dict[str, Any]]:
-        """The `conditions` of output_lang.json: per condition and category, `Estimate.to_json()`."""
-        return {name: {label: e.to_json() for label, e in v.items()} for name, v in self.conditions.items()}
-
-    def write_files(self, out: Path) -> list[str]:
-        files = [names.rows(TASK), names.summary(TASK), names.figure(TASK)]
-        write_jsonl(out / names.rows(TASK), self.rows)
-        write_json(out / names.summary(TASK), {**self.header(), "conditions": self.conditions_json()})  # with n_prompts
+    def plot(self, path: Path) -> None:
         plots.grouped_bars(
             {name: {label: e.value for label, e in v.items()} for name, v in self.conditions.items()},
             f"Language of continuations of {self.lang} prompts",
             "share of outputs",
-            out / names.figure(TASK),
+            path,
             (0, 1),
             errors={name: {k: e.ci for k, e in v.items() if e.ci is not None} for name, v in self.conditions.items()},
             n_label=f"n = {self.n_prompts} prompts",
-        )
-        return files + self.write_interventions(out)
-
-    @classmethod
-    def load(cls, out: str | Path) -> OutputLangResult:
-        """An output-language folder written by `save` (from the command line, a study or Python)."""
-        out = Path(out)
-        common = cls.read_common(out)
-        conditions = read_json(out / names.summary(TASK))["conditions"]
-        return cls(
-            **common,
-            conditions={name: {k: Estimate.from_json(e) for k, e in v.items()} for name, v in conditions.items()},
-            rows=read_jsonl(out / names.rows(TASK)),
         )
 
     def summary_lines(self) -> list[str]:

@@ -8,16 +8,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from pydantic import Field
 
 from transfer_neurons.analyses.base import Config
 from transfer_neurons.artifacts import names, plots
-from transfer_neurons.artifacts.io import read_json, read_tensors, write_json
+from transfer_neurons.artifacts.io import read_tensors, write_json
 from transfer_neurons.artifacts.neurons import NeuronSet
-from transfer_neurons.artifacts.result import Result, read_manifest
+from transfer_neurons.artifacts.result import Result
 from transfer_neurons.errors import InputError
 from transfer_neurons.metrics import overlap as ov
 
@@ -37,6 +37,8 @@ class OverlapResult(Result):
     and each set's count of top-n neurons per layer."""
 
     command: ClassVar[str] = "overlap"
+    SUMMARY: ClassVar[str] = names.OVERLAP
+    SETTINGS: ClassVar[tuple[str, ...]] = ("top_n",)
 
     model: str | None
     top_n: int
@@ -47,19 +49,7 @@ class OverlapResult(Result):
     types: list[str | None] | None = None  # each set's neuron type (None: a set without one)
 
     def write_files(self, out: Path) -> list[str]:
-        write_json(
-            out / names.OVERLAP,
-            {
-                "schema_version": names.SCHEMA_VERSION,
-                "model": self.model,
-                "top_n": self.top_n,
-                "labels": self.labels,
-                "jaccard": self.jaccard,
-                "chance_jaccard": self.chance_jaccard,
-                "layer_counts": self.layer_counts,
-                "types": self.types,
-            },
-        )
+        write_json(out / names.OVERLAP, self.to_json())
         title = f"Jaccard overlap of the top-{self.top_n} neurons"
         types = self.types or [None] * len(self.labels)
         if len(set(types)) > 1:  # one matrix per type: sets of different types hardly overlap
@@ -68,25 +58,6 @@ class OverlapResult(Result):
             plots.annotated_heatmap(np.array(self.jaccard), self.labels, title, out / names.OVERLAP_FIGURE)
         plots.layer_histograms(self.layer_counts, out / names.LAYERS_FIGURE, f"Layers of the top-{self.top_n} neurons")
         return [names.OVERLAP, names.OVERLAP_FIGURE, names.LAYERS_FIGURE]
-
-    def manifest_fields(self) -> dict[str, Any]:
-        return {"model": self.model, "settings": {"top_n": self.top_n}, "seed": None, "timings_s": {}}
-
-    @classmethod
-    def load(cls, out: str | Path) -> OverlapResult:
-        """An overlap folder written by `save` (from the command line, a study or Python)."""
-        out = Path(out)
-        read_manifest(out, cls.command)
-        data = read_json(out / names.OVERLAP)
-        return cls(
-            model=data["model"],
-            top_n=data["top_n"],
-            labels=data["labels"],
-            jaccard=data["jaccard"],
-            chance_jaccard=data["chance_jaccard"],
-            layer_counts=data["layer_counts"],
-            types=data.get("types"),
-        )
 
     def summary_lines(self) -> list[str]:
         return [

@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -20,7 +20,7 @@ from transfer_neurons.analyses.base import (
 )
 from transfer_neurons.analyses.units import compared, describe, seed_fields
 from transfer_neurons.artifacts import names, plots
-from transfer_neurons.artifacts.io import read_json, read_jsonl, write_json, write_jsonl
+from transfer_neurons.artifacts.codec import JsonValue
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Positions
 from transfer_neurons.data.qa import MAX_SHOTS, QAItem, qa_prompt, template_lang
@@ -46,7 +46,7 @@ class QAConfig(ControlConfig):
 
 
 @dataclass(frozen=True)
-class QAScores:
+class QAScores(JsonValue):
     """Mean token F1 and exact match of one condition over its n questions, each with its bootstrap
     interval over the questions (and, deactivated, its paired difference from the random baseline)."""
 
@@ -54,58 +54,32 @@ class QAScores:
     f1: Estimate
     em: Estimate
 
-    def to_json(self) -> dict[str, Any]:
-        return {"n": self.n, "f1": self.f1.to_json(), "em": self.em.to_json()}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> QAScores:
-        return cls(data["n"], Estimate.from_json(data["f1"]), Estimate.from_json(data["em"]))
-
 
 @dataclass(kw_only=True)
 class QAResult(ControlledResult):
     """Per-question rows and per-condition scores of a QA run, with the interventions it compared."""
 
     command: ClassVar[str] = "qa"
+    TASK: ClassVar[str] = TASK
+    SUMMARY: ClassVar[str] = names.summary(TASK)
 
     conditions: dict[str, QAScores]
-    rows: list[dict]
 
     @property
     def n_questions(self) -> int:
         """Questions per condition (each condition answers the same ones)."""
         return next(iter(self.conditions.values())).n
 
-    def conditions_json(self) -> dict[str, dict[str, Any]]:
-        """The `conditions` of qa.json: per condition n, f1 and em (each `Estimate.to_json()`)."""
-        return {name: s.to_json() for name, s in self.conditions.items()}
-
-    def write_files(self, out: Path) -> list[str]:
-        files = [names.rows(TASK), names.summary(TASK), names.figure(TASK)]
-        write_jsonl(out / names.rows(TASK), self.rows)
-        write_json(out / names.summary(TASK), {**self.header(), "conditions": self.conditions_json()})
+    def plot(self, path: Path) -> None:
         bars = {name: {"F1": s.f1, "exact match": s.em} for name, s in self.conditions.items()}
         plots.grouped_bars(
             {name: {metric: e.value for metric, e in metrics.items()} for name, metrics in bars.items()},
             f"QA ({self.lang})",
             "score",
-            out / names.figure(TASK),
+            path,
             (0, 1),
             errors={name: {m: e.ci for m, e in metrics.items() if e.ci is not None} for name, metrics in bars.items()},
             n_label=f"n = {self.n_questions} questions",
-        )
-        return files + self.write_interventions(out)
-
-    @classmethod
-    def load(cls, out: str | Path) -> QAResult:
-        """A QA folder written by `save` (from the command line, a study or Python)."""
-        out = Path(out)
-        common = cls.read_common(out)
-        summary = read_json(out / names.summary(TASK))
-        return cls(
-            **common,
-            conditions={name: QAScores.from_json(s) for name, s in summary["conditions"].items()},
-            rows=read_jsonl(out / names.rows(TASK)),
         )
 
     def summary_lines(self) -> list[str]:

@@ -2,6 +2,13 @@
 (last, with every file's sha256), `load(out)` reads a complete folder back, `summary_lines()` is
 what the command line prints.
 
+Persistence is driven by the result's declared (dataclass) fields: the manifest records `model`,
+the settings (the fields named in `SETTINGS`, then a pydantic `config`'s and a `settings` dict's
+keys), `seed` (or the config's) and `timings`; the JSON summary (`to_json`, in the file `SUMMARY`)
+holds every other field but those kept in other files (`ELSEWHERE`, read by `file_values`), each
+encoded by its type (`codec`). `load` reads them all back. A result whose files differ overrides
+just those methods.
+
 Saving first removes an old `manifest.json`, so a folder whose rewrite is interrupted never looks
 complete, then every file of the previous result (those its manifest lists, and those a killed
 earlier save had started: `io.recording`), so a rerun leaves exactly the files its manifest lists;
@@ -11,12 +18,14 @@ write (a full disk) removes what it wrote and raises one InputError.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
+from transfer_neurons.artifacts.codec import decode, encode, field_values, hints
 from transfer_neurons.artifacts.io import (
     JOURNAL,
     Recording,
@@ -29,7 +38,7 @@ from transfer_neurons.artifacts.io import (
     remove_files,
 )
 from transfer_neurons.artifacts.manifest import write_manifest
-from transfer_neurons.artifacts.names import MANIFEST
+from transfer_neurons.artifacts.names import MANIFEST, SCHEMA_VERSION
 from transfer_neurons.errors import InputError
 
 
@@ -37,14 +46,71 @@ class Result(ABC):
     """Base of the analyses' typed results (dataclasses)."""
 
     command: ClassVar[str]  # the CLI command (and manifest "command") of the analysis
+    SUMMARY: ClassVar[str | None] = None  # the JSON summary file (`to_json`) that `load` reads
+    SETTINGS: ClassVar[tuple[str, ...]] = ()  # fields recorded first among the manifest's settings
+    ELSEWHERE: ClassVar[tuple[str, ...]] = ()  # fields kept in other files than the summary (`file_values`)
+    IN_MANIFEST: ClassVar[tuple[str, ...]] = ("config", "settings", "timings")  # fields only the manifest holds
 
     @abstractmethod
     def write_files(self, out: Path) -> list[str]:
         """Write every artifact but the manifest into `out`; return their file names."""
 
-    @abstractmethod
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+
     def manifest_fields(self) -> dict[str, Any]:
         """What the manifest records besides inputs, files and versions: model, settings, seed, timings."""
+        config = getattr(self, "config", None)
+        settings = {name: encode(getattr(self, name)) for name in self.SETTINGS}
+        settings |= {} if config is None else encode(config)
+        settings |= getattr(self, "settings", {})
+        return {
+            "model": getattr(self, "model", None),
+            "settings": settings,
+            "seed": getattr(self, "seed", getattr(config, "seed", None)),
+            "timings_s": getattr(self, "timings", {}),
+        }
+
+    @classmethod
+    def manifest_values(cls, manifest: dict[str, Any]) -> dict[str, Any]:
+        """The fields `manifest_fields` recorded, read back from the manifest."""
+        declared, types = cls.field_names(), hints(cls)
+        settings = dict(manifest["settings"])
+        values = {name: decode(types[name], settings.pop(name)) for name in cls.SETTINGS}
+        if "config" in declared:
+            values["config"] = types["config"](**settings)
+        elif "settings" in declared:
+            values["settings"] = settings
+        values |= {name: manifest[name] for name in ("model", "seed") if name in declared}
+        if "timings" in declared:
+            values["timings"] = manifest.get("timings_s", {})
+        return values
+
+    def json_fields(self, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The encoded fields of the JSON summary, in declared order (`skip`: not these either)."""
+        left_out = {*self.IN_MANIFEST, *self.ELSEWHERE, *skip}
+        return {name: encode(getattr(self, name)) for name in self.field_names() if name not in left_out}
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON summary: the schema version and `json_fields`."""
+        return {"schema_version": SCHEMA_VERSION, **self.json_fields()}
+
+    @classmethod
+    def file_values(cls, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+        """The fields kept in other files than the summary and the manifest (`ELSEWHERE`)."""
+        return {}
+
+    @classmethod
+    def load(cls, out: str | Path) -> Self:
+        """A complete folder written by `save` (from the command line, a study or Python): the summary's
+        fields, then the manifest's, then those of other files."""
+        out = Path(out)
+        manifest = read_manifest(out, cls.command)
+        summary = {}
+        if cls.SUMMARY is not None:
+            summary = field_values(cls, read_json(out / cls.SUMMARY), frozenset(cls.ELSEWHERE))
+        return cls(**(summary | cls.manifest_values(manifest) | cls.file_values(out, manifest)))
 
     @abstractmethod
     def summary_lines(self) -> list[str]:
