@@ -1,4 +1,5 @@
-"""Greedy generation in left-padded batches, optionally under an intervention."""
+"""Greedy generation in left-padded batches, optionally under an intervention; log-likelihoods of
+given next tokens and of given continuations."""
 
 from __future__ import annotations
 
@@ -79,3 +80,37 @@ def next_token_logprobs(
             ).logits[:, -1]
         rows.append(torch.log_softmax(logits.float(), dim=-1)[:, ids.to(logits.device)].cpu())
     return torch.cat(rows) if rows else torch.zeros(0, len(ids))
+
+
+def continuation_logliks(
+    lm: LoadedModel, prompts: Sequence[str], continuations: Sequence[str], batch_size: int = 8
+) -> list[float]:
+    """Per (prompt, continuation), the mean log-probability of the continuation's tokens (tokenised
+    on their own, no special tokens) after the prompt's (with them), under the model as it is; NaN
+    for a continuation without tokens. Left-padded batches with explicit position ids."""
+    tokenizer = lm.tokenizer
+    pairs = [
+        (tokenizer(p)["input_ids"], tokenizer(c, add_special_tokens=False)["input_ids"])
+        for p, c in zip(prompts, continuations, strict=True)
+    ]
+    out: list[float] = []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        width = max(len(p) + len(c) for p, c in chunk)
+        ids = torch.full((len(chunk), width), tokenizer.pad_token_id or 0, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, (p, c) in enumerate(chunk):
+            sequence = p + c
+            ids[row, width - len(sequence) :] = torch.tensor(sequence)
+            mask[row, width - len(sequence) :] = 1
+        with torch.inference_mode():
+            logits = lm.model(
+                input_ids=ids.to(lm.device),
+                attention_mask=mask.to(lm.device),
+                position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(lm.device),
+                use_cache=False,
+            ).logits.float()
+        logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(logits.device))[..., 0]
+        for row, (_, c) in enumerate(chunk):
+            out.append(float(logprobs[row, width - 1 - len(c) :].mean()) if c else float("nan"))
+    return out
