@@ -73,7 +73,7 @@ def main() -> None:
         for name, method, kind in SETS:
             began = time.perf_counter()
             detection = detect_method(lm, method, pairs[target], reference, DetectConfig(top_n=top_n), kind)
-            sets.append(detection.neuron_set())
+            sets.append(detection.neuron_set)
             print(f"{target} {name}: {time.perf_counter() - began:.0f} s", flush=True)
         for k in (int(k) for k in args.top_k.split(",")):
             config = steer.SteerConfig(
