@@ -200,9 +200,9 @@ def run(
     for neuron_set in [*sets, *sources]:
         lm.check_neurons(neuron_set)
         neuron_set.check_top_k(config.top_k)
-    names_ = [s.name for s in sets]
-    if len(set(names_)) != len(names_):
-        raise InputError(f"two neuron sets share a name ({', '.join(names_)}); give each set once")
+    labels = [s.name for s in sets]
+    if len(set(labels)) != len(labels):
+        raise InputError(f"two neuron sets share a name ({', '.join(labels)}); give each set once")
     values = {method: method_values(method, means, target) for method in config.methods}  # fails before generating
     dev, test = split_prompts(prompts, config.dev_fraction, config.seed)
     identifier = identifier_for(None if config.langid_langs is None else (*config.langid_langs, target), source)
