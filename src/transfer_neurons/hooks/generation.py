@@ -63,8 +63,7 @@ def next_token_logprobs(
     sequence of interventions gives one per prompt."""
     check_context(lm, lm.tokenizer(list(prompts))["input_ids"], what="prompt")
     ids = torch.tensor(list(token_ids))
-    # only the last position's logits, where the model's forward names that option (transformers >= 4.50)
-    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(lm.model.forward).parameters else {}
+    keep = {"logits_to_keep": 1} if _keeps_logits(lm) else {}
     rows = []
     for start in range(0, len(prompts), batch_size):
         padded = lm.tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True)
@@ -82,12 +81,19 @@ def next_token_logprobs(
     return torch.cat(rows) if rows else torch.zeros(0, len(ids))
 
 
+def _keeps_logits(lm: LoadedModel) -> bool:
+    """Whether the model's forward computes only the last positions' logits on request
+    (`logits_to_keep`, transformers >= 4.50): far less memory with a large vocabulary."""
+    return "logits_to_keep" in inspect.signature(lm.model.forward).parameters
+
+
 def continuation_logliks(
     lm: LoadedModel, prompts: Sequence[str], continuations: Sequence[str], batch_size: int = 8
 ) -> list[float]:
     """Per (prompt, continuation), the mean log-probability of the continuation's tokens (tokenised
     on their own, no special tokens) after the prompt's (with them), under the model as it is; NaN
-    for a continuation without tokens. Left-padded batches with explicit position ids."""
+    for a continuation without tokens. Left-padded batches with explicit position ids; only the
+    logits of the continuation positions are computed where the model allows it."""
     tokenizer = lm.tokenizer
     pairs = [
         (tokenizer(p)["input_ids"], tokenizer(c, add_special_tokens=False)["input_ids"])
@@ -103,14 +109,18 @@ def continuation_logliks(
             sequence = p + c
             ids[row, width - len(sequence) :] = torch.tensor(sequence)
             mask[row, width - len(sequence) :] = 1
+        keep = max(len(c) for _, c in chunk) + 1  # the positions predicting a continuation token, and one
         with torch.inference_mode():
             logits = lm.model(
                 input_ids=ids.to(lm.device),
                 attention_mask=mask.to(lm.device),
                 position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(lm.device),
                 use_cache=False,
-            ).logits.float()
-        logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(logits.device))[..., 0]
+                **({"logits_to_keep": keep} if _keeps_logits(lm) else {}),
+            ).logits[:, -keep:]
+            logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        targets = ids[:, width - keep + 1 :, None].to(logprobs.device)
+        picked = logprobs.gather(-1, targets)[..., 0]  # [B, keep - 1]: the last keep - 1 tokens of each row
         for row, (_, c) in enumerate(chunk):
-            out.append(float(logprobs[row, width - 1 - len(c) :].mean()) if c else float("nan"))
+            out.append(float(picked[row, picked.shape[1] - len(c) :].mean()) if c else float("nan"))
     return out
