@@ -32,7 +32,7 @@ MODEL_COMMANDS = [  # every command that loads a model (and takes --model)
 ]  # fmt: skip
 SET_COMMANDS = [  # every command that reads a neuron set and loads a model
     "ablate", "specificity", "finetune", "qa", "mc", "output-lang", "logit-lens", "neurons", "neuron", "sweep",
-    "generate",
+    "generate", "steer",
 ]  # fmt: skip
 SEED_COMMANDS = [
     "latent", "ablate", "specificity", "compare-methods", "finetune", "qa", "mc", "output-lang", "logit-lens",
@@ -41,7 +41,7 @@ SEED_COMMANDS = [
 OUT_COMMANDS = [
     "detect", "latent", "ablate", "specificity", "overlap", "compare-methods", "finetune", "compare", "qa", "mc",
     "output-lang", "logit-lens", "neurons", "sweep", "export-steering", "run", "demo", "data udhr", "data tatoeba",
-    "data flores",
+    "data flores", "steer",
 ]  # fmt: skip
 STORE_COMMANDS = ["detect", "latent", "ablate", "specificity", "compare-methods", "logit-lens", "neurons", "neuron"]
 PAIR_COMMANDS = {  # command -> the option of a file of pairs or sentences it reads
@@ -139,6 +139,11 @@ def good(p: Probe) -> dict[str, list[str]]:
             "sweep", "--model", m, "--neurons", n2, "--data", data, "--factor", "0", "--top-k", "5", *DEV,
         ],
         "generate": ["generate", "--model", m, "--neurons", n1, "--top-k", "5", "--prompt", "Hi", "--device", "cpu"],
+        "steer": [
+            "steer", "--model", m, "--neurons", n2, "--source", "en", "--target", "ja", "--data", data, "--stats",
+            f"ja={data}", "--stats", f"en={data}", "--alphas", "1", "--top-k", "5", "--max-items", "4",
+            "--max-stats", "6", "--max-new-tokens", "2", "--bootstrap", "0", *DEV,
+        ],
         "export-steering": ["export-steering", "--neurons", n1, "--top-k", "5"],
         "harness": ["harness", "run", "--model", "transfer-neurons", "--tasks", "arc_easy"],
         "run": ["run", str(p.study), "--quiet"],
@@ -234,6 +239,11 @@ CASES: list[Case] = [
         "'3-1414' is not a neuron",
     ),
     Case("generate", "--factor nan", "--factor", "nan", "--factor: must be a finite number, not nan"),
+    Case("steer", "--alphas nan", "--alphas", "1,nan", "--alphas: every alpha must be a finite number, not nan"),
+    Case("steer", "--alphas inf", "--alphas", "inf", "--alphas: every alpha must be a finite number, not inf"),
+    Case("steer", "an empty grid", "--alphas", ",", "--alphas is empty; give at least one alpha"),
+    Case("steer", "no statistics of the target", "--target", "ko", "'mean:ko': no --stats sentences of 'ko'"),
+    Case("steer", "an unknown method", "--methods", "add,push", "--methods 'add,push': use one or more of"),
     Case("export-steering", "--top-k beyond the set", "--top-k", "999", "--top-k 999 must be between 1 and the 40"),
     Case("harness", "no model arguments", "--model_args", "pretrained={model}", "--model_args needs pretrained=MODEL"),
     Case("run", "a config that does not exist", None, ["{root}/none.yaml"], "none.yaml"),

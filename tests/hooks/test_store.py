@@ -52,13 +52,18 @@ def test_store_reads_equal_direct_capture(tiny, tmp_path, model_type):
     lm = tiny(model_type)
     with_store = stored(lm, tmp_path)
     last = lm.num_layers - 1
-    for parts, layers in ((LAST[:4], None), (("final",), [last]), (("pos", "median"), [0, last])):
+    for parts, layers in (
+        (LAST[:4], None),
+        (("final",), [last]),
+        (("pos", "median"), [0, last]),
+        (("asum",), [0, last]),
+    ):
         direct = collect(lm, SENTENCES, parts, layers, batch_size=4)
         first = collect(with_store, SENTENCES, parts, layers, batch_size=4)  # fills
         again = collect(with_store, SENTENCES[::-1], parts, layers, batch_size=3)  # reads only
         assert_same(direct, first, parts)
         assert_same({p: v.flip(1) for p, v in direct.items()}, again, parts)
-    assert set(PARTS) == {*LAST, "pos", "median"}
+    assert set(PARTS) == {*LAST, "pos", "median", "asum"}
 
 
 def test_each_distinct_sentence_is_forwarded_once(tiny, tmp_path):

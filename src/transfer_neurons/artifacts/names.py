@@ -53,6 +53,11 @@ SWEEP = "sweep.json"
 SWEEP_ROWS = "sweep.jsonl"  # one row per prompt and condition (normal, factor x top-k)
 SWEEP_FIGURE = "sweep.png"
 
+# steer: the output language under steering
+STEER = "steer.json"
+STEER_ROWS = "steer.jsonl"  # one row per prompt and condition
+STEER_FIGURE = "steer.png"
+
 
 def rows(task: str) -> str:
     """Per-item rows of a downstream task (qa, mc, output_lang): one JSON object per line."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -288,4 +289,41 @@ def dose_response(
     ax.set_title(f"Steering sweep: {lang} continuations under scaled neurons")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def steer_curves(
+    curves: dict[str, dict[str, list[tuple[float, Any]]]], normal: dict[str, Any], target: str, path: str | Path
+) -> None:
+    """Target share and log-likelihood against alpha, one line per set (random sets dashed), each with
+    its 95 % band; the unsteered model as a grey line. `curves[label][metric]`: (alpha, Estimate)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, metric, ylabel in zip(
+        axes, ("target", "loglik"), (f"share of outputs in {target}", "mean log-likelihood (unsteered)"), strict=True
+    ):
+        for label, values in curves.items():
+            points = sorted(values[metric], key=lambda p: p[0])
+            alphas = [a for a, _ in points]
+            line = ax.plot(
+                alphas,
+                [e.value for _, e in points],
+                marker="o",
+                label=label,
+                linestyle="--" if label.endswith("random") else "-",
+            )[0]
+            if all(e.ci is not None for _, e in points):
+                ax.fill_between(
+                    alphas,
+                    [e.ci[0] for _, e in points],
+                    [e.ci[1] for _, e in points],
+                    color=line.get_color(),
+                    alpha=0.15,
+                )
+        ax.axhline(normal[metric].value, color="grey", linestyle=":", label="normal")
+        ax.set_xlabel("alpha")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylim(-0.02, 1.02)
+    axes[1].legend(fontsize=7)
+    fig.suptitle(f"Steering toward {target} (dev prompts)")
     save_figure(fig, path)

@@ -10,7 +10,8 @@ match its digest is dropped from the index (its rows are then recomputed), never
 
 Tensors are stored per group of parts captured together: ``last`` (last-token ``h``, ``mlp``,
 ``act``, ``scale`` [n, L, ...], ``final`` [n, d]) and ``tokens`` (per-sentence token reductions of
-the activation function: ``pos`` counts and ``median`` [n, L, m]); every shard also has ``length``
+the activation function: ``pos`` counts and ``median`` [n, L, m]) and ``sums`` (``asum``, the sum of
+the down projection's input over each sentence's tokens [n, L, m]); every shard also has ``length``
 [n] (real tokens). Reads are memory-mapped slices of one shard at a time: memory stays flat in the
 number of sentences.
 """
@@ -32,8 +33,8 @@ from transfer_neurons.artifacts.io import disk_error, file_digest, read_json, wr
 
 SCHEMA_VERSION = 1
 INDEX = "index.json"
-GROUPS = {"last": ("h", "mlp", "act", "scale", "final"), "tokens": ("pos", "median")}
-EXACT = {"pos", "scale"}  # kept in float32 whatever the store's dtype (counts, norm scales); lengths stay integers
+GROUPS = {"last": ("h", "mlp", "act", "scale", "final"), "tokens": ("pos", "median"), "sums": ("asum",)}
+EXACT = {"pos", "scale", "asum"}  # float32 whatever the store's dtype (counts, scales, sums); lengths stay integers
 SHARD_BYTES = 128 * 2**20  # rows per shard are chosen to keep a shard near this size
 
 

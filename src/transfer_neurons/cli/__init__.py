@@ -16,6 +16,7 @@ from transfer_neurons.cli import (
     latent,
     neurons,
     resources,
+    steer,
     steering,
     study,
     sweep,
@@ -40,6 +41,7 @@ app.command()(neurons.neurons)
 app.command()(neurons.neuron)
 app.command()(sweep.sweep)
 app.command()(steering.generate)
+app.command()(steer.steer)
 app.command("export-steering")(steering.export_steering)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)(
     steering.harness

@@ -15,7 +15,8 @@ when a device map spreads the layers over several devices:
 - ``final``: the final norm's output (only at the last layer; for ``--paper-compat``).
 
 - ``pos`` and ``median``: every real token's activation-function output reduced per sentence
-  (`hooks.tokens`: LAPE's positive counts, AP's medians), [B, m] per layer.
+  (`hooks.tokens`: LAPE's positive counts, AP's medians), [B, m] per layer;
+- ``asum``: the sum of `a` over the sentence's real tokens (per-language means for steering).
 
 With an activation store on the model (`LoadedModel.store`, docs/method.md section 10) a capture without an
 intervention reads the store instead: sentences it lacks are forwarded once (every layer, every
@@ -37,10 +38,10 @@ from transfer_neurons.artifacts.store import GROUPS, ActivationStore, group_of, 
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.distributed import world_size
 from transfer_neurons.hooks.interventions import Applied, apply_intervention, rows_of
-from transfer_neurons.hooks.tokens import REDUCTIONS, token_hooks
+from transfer_neurons.hooks.tokens import TOKEN_PARTS, token_hooks
 from transfer_neurons.model.loading import LoadedModel
 
-PARTS = ("h", "mlp", "act", "scale", "final", *REDUCTIONS)
+PARTS = ("h", "mlp", "act", "scale", "final", *TOKEN_PARTS)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Greedy generation in left-padded batches, optionally under an intervention."""
+"""Greedy generation in left-padded batches, optionally under an intervention; log-likelihoods of
+given next tokens and of given continuations."""
 
 from __future__ import annotations
 
@@ -70,8 +71,7 @@ def next_token_logprobs(
     sequence of interventions gives one per prompt. `bar` advances by each batch's prompts."""
     check_context(lm, lm.tokenizer(list(prompts))["input_ids"], what="prompt")
     ids = torch.tensor(list(token_ids))
-    # only the last position's logits, where the model's forward names that option (transformers >= 4.50)
-    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(lm.model.forward).parameters else {}
+    keep = {"logits_to_keep": 1} if _keeps_logits(lm) else {}
     rows = []
     for start in range(0, len(prompts), batch_size):
         padded = lm.tokenizer(list(prompts[start : start + batch_size]), return_tensors="pt", padding=True)
@@ -123,3 +123,48 @@ def duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.0f} s"
     return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+
+
+def _keeps_logits(lm: LoadedModel) -> bool:
+    """Whether the model's forward computes only the last positions' logits on request
+    (`logits_to_keep`, transformers >= 4.50): far less memory with a large vocabulary."""
+    return "logits_to_keep" in inspect.signature(lm.model.forward).parameters
+
+
+def continuation_logliks(
+    lm: LoadedModel, prompts: Sequence[str], continuations: Sequence[str], batch_size: int = 8
+) -> list[float]:
+    """Per (prompt, continuation), the mean log-probability of the continuation's tokens (tokenised
+    on their own, no special tokens) after the prompt's (with them), under the model as it is; NaN
+    for a continuation without tokens. Left-padded batches with explicit position ids; only the
+    logits of the continuation positions are computed where the model allows it."""
+    tokenizer = lm.tokenizer
+    pairs = [
+        (tokenizer(p)["input_ids"], tokenizer(c, add_special_tokens=False)["input_ids"])
+        for p, c in zip(prompts, continuations, strict=True)
+    ]
+    out: list[float] = []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        width = max(len(p) + len(c) for p, c in chunk)
+        ids = torch.full((len(chunk), width), tokenizer.pad_token_id or 0, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, (p, c) in enumerate(chunk):
+            sequence = p + c
+            ids[row, width - len(sequence) :] = torch.tensor(sequence)
+            mask[row, width - len(sequence) :] = 1
+        keep = max(len(c) for _, c in chunk) + 1  # the positions predicting a continuation token, and one
+        with torch.inference_mode():
+            logits = lm.model(
+                input_ids=ids.to(lm.device),
+                attention_mask=mask.to(lm.device),
+                position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(lm.device),
+                use_cache=False,
+                **({"logits_to_keep": keep} if _keeps_logits(lm) else {}),
+            ).logits[:, -keep:]
+            logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        targets = ids[:, width - keep + 1 :, None].to(logprobs.device)
+        picked = logprobs.gather(-1, targets)[..., 0]  # [B, keep - 1]: the last keep - 1 tokens of each row
+        for row, (_, c) in enumerate(chunk):
+            out.append(float(picked[row, picked.shape[1] - len(c) :].mean()) if c else float("nan"))
+    return out

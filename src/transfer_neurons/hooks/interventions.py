@@ -1,18 +1,21 @@
-"""Interventions: scale chosen MLP neurons' activations during forward passes and generation.
+"""Interventions: scale, set or shift chosen MLP neurons' activations during forward passes and generation.
 
 An intervention is plain data: (layer, neuron, factor) triples (0 deactivates, > 1 amplifies,
-any float is allowed) and a position policy:
+any float is allowed), (layer, neuron, value) shifts added after the factor (docs/method.md
+section 4: `a' = factor * a + shift`; `set` is factor 0 plus a shift, `add` a shift alone), and a
+position policy:
 
 - ``last``: only the last prompt token (representation analyses);
 - ``prompt``: every prompt position, prefill only; generated tokens are untouched (QA, MC);
 - ``all``: every position, generated tokens included.
 
-`apply_intervention` multiplies the activation ``a`` (the input of the down projection) through
-forward pre-hooks and removes them on exit, so the model afterwards behaves exactly as before.
+`apply_intervention` maps the activation ``a`` (the input of the down projection) through forward
+pre-hooks and removes them on exit, so the model afterwards behaves exactly as before.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -38,19 +41,24 @@ BASELINE_MODES = tuple(b.value for b in Baseline)
 
 @dataclass(frozen=True)
 class Intervention:
-    """Neurons to scale, as sorted (layer, neuron, factor) triples, and where to scale them."""
+    """Neurons to scale, as sorted (layer, neuron, factor) triples, values added to neurons after
+    their factor, as sorted (layer, neuron, shift) triples, and where to apply both."""
 
     neurons: tuple[tuple[int, int, float], ...]
     positions: str = "last"
     model: ModelIdentity | None = field(default=None, compare=False)  # recorded in the saved file
+    shifts: tuple[tuple[int, int, float], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "positions", str(getattr(self.positions, "value", self.positions)))
         if self.positions not in POSITIONS:
             raise InputError(f"unknown position policy '{self.positions}'; use one of {', '.join(POSITIONS)}")
-        keys = [(layer, neuron) for layer, neuron, _ in self.neurons]
-        if len(set(keys)) != len(keys):
-            raise InputError("an intervention lists the same (layer, neuron) twice; give each neuron once")
+        for listed in (self.neurons, self.shifts):
+            keys = [(layer, neuron) for layer, neuron, _ in listed]
+            if len(set(keys)) != len(keys):
+                raise InputError("an intervention lists the same (layer, neuron) twice; give each neuron once")
+        if not all(math.isfinite(value) for *_, value in (*self.neurons, *self.shifts)):
+            raise InputError("an intervention's factors and shifts must be finite numbers")
 
     @classmethod
     def of(
@@ -79,7 +87,9 @@ class Intervention:
     def load(cls, path: str | Path) -> Intervention:
         data = read_json(path)
         neurons = tuple((int(l), int(i), float(f)) for l, i, f in data["neurons"])
-        return cls(neurons, data["positions"], ModelIdentity.from_json(data.get("model_identity"), str(path)))
+        shifts = tuple((int(l), int(i), float(v)) for l, i, v in data.get("shifts", []))
+        model = ModelIdentity.from_json(data.get("model_identity"), str(path))
+        return cls(neurons, data["positions"], model, shifts)
 
     def save(self, path: str | Path) -> None:
         write_json(
@@ -89,6 +99,7 @@ class Intervention:
                 "positions": self.positions,
                 "model_identity": None if self.model is None else self.model.to_json(),
                 "neurons": [list(n) for n in self.neurons],
+                **({"shifts": [list(n) for n in self.shifts]} if self.shifts else {}),
             },
         )
 
@@ -98,17 +109,21 @@ class Intervention:
     def counts_per_layer(self) -> dict[int, int]:
         return dict(sorted(Counter(layer for layer, _, _ in self.neurons).items()))
 
+    def layers(self) -> list[int]:
+        """The layers the intervention touches (scaled or shifted neurons)."""
+        return sorted({layer for layer, _, _ in (*self.neurons, *self.shifts)})
+
     def factors(self, layer: int, width: int) -> torch.Tensor:
         """The multiplicative vector of `layer` [width]: 1 everywhere but at this layer's neurons."""
-        vector = torch.ones(width)
-        for l, neuron, factor in self.neurons:
-            if l == layer:
-                vector[neuron] = factor
-        return vector
+        return _vector(self.neurons, layer, width, 1.0)
+
+    def offsets(self, layer: int, width: int) -> torch.Tensor:
+        """The additive vector of `layer` [width]: 0 everywhere but at this layer's shifted neurons."""
+        return _vector(self.shifts, layer, width, 0.0)
 
     def check(self, num_layers: int, width: int) -> None:
         """Raise InputError if a neuron lies outside a model with `num_layers` x `width` neurons."""
-        for layer, neuron, _ in self.neurons:
+        for layer, neuron, _ in (*self.neurons, *self.shifts):
             if not (0 <= layer < num_layers and 0 <= neuron < width):
                 raise InputError(
                     f"neuron ({layer}, {neuron}) lies outside the model's {num_layers} layers x {width} neurons"
@@ -119,8 +134,15 @@ class Intervention:
 
         One entry per layer, hookpoint ``layers.{l}.mlp.act_fn``, with ``action: "multiply"`` and a
         [1, width] ``steering_vector`` of factors (the format of the Transfer Neurons authors'
-        harness fork). The harness applies it at every position, like the ``all`` policy.
+        harness fork). The harness applies it at every position, like the ``all`` policy. Shifts
+        cannot be written: the format multiplies the activation function's output, and lm-eval's
+        `add` action adds to a module's output, neither of which is a value added to ``a``.
         """
+        if self.shifts:
+            raise InputError(
+                "lm-eval's steering format cannot carry 'set' or 'add' (values added to the down projection's "
+                "input); only 'scale' interventions can be exported"
+            )
         config = {
             f"layers.{layer}.mlp.act_fn": {
                 "steering_vector": self.factors(layer, width)[None, :],
@@ -132,6 +154,15 @@ class Intervention:
         }
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         torch.save(config, path)
+
+
+def _vector(entries: Sequence[tuple[int, int, float]], layer: int, width: int, fill: float) -> torch.Tensor:
+    """[width] filled with `fill`, with each (layer, neuron, value) of `layer` at its neuron."""
+    vector = torch.full((width,), fill)
+    for l, neuron, value in entries:
+        if l == layer:
+            vector[neuron] = value
+    return vector
 
 
 Applied = Intervention | Sequence[Intervention | None] | None  # one for all rows, or one per row
@@ -161,7 +192,7 @@ def apply_intervention(
         rows, listed = None, [intervention]
     else:
         rows = listed = list(intervention)
-    chosen = [iv for iv in listed if iv is not None and iv.neurons]
+    chosen = [iv for iv in listed if iv is not None and (iv.neurons or iv.shifts)]
     if not chosen:
         yield None
         return
@@ -173,19 +204,27 @@ def apply_intervention(
         iv.check(lm.num_layers, lm.mlp_width)
     tracker = PositionTracker(policy, prompt_length)
     handles = []
-    layers = sorted({layer for iv in chosen for layer in iv.counts_per_layer()})
+    layers = sorted({layer for iv in chosen for layer in iv.layers()})
+    shifted = any(iv.shifts for iv in chosen)
     for layer in layers:
         down = lm.adapter.down_module(lm.model, layer)
         weight = down.weight
         assert isinstance(weight, torch.Tensor)
         if rows is None:
-            vector = chosen[0].factors(layer, lm.mlp_width)
+            pair = chosen[0].factors(layer, lm.mlp_width), chosen[0].offsets(layer, lm.mlp_width)
         else:
-            ones = torch.ones(lm.mlp_width)
-            vector = torch.stack([ones if iv is None else iv.factors(layer, lm.mlp_width) for iv in rows])[:, None]
-        factors = vector.to(weight.device, weight.dtype)  # [width], or [rows, 1, width]
+            none = Intervention(())
+            parts = [(none if iv is None else iv) for iv in rows]
+            pair = (
+                torch.stack([iv.factors(layer, lm.mlp_width) for iv in parts])[:, None],
+                torch.stack([iv.offsets(layer, lm.mlp_width) for iv in parts])[:, None],
+            )
+        factors, offsets = (v.to(weight.device, weight.dtype) for v in pair)  # [width], or [rows, 1, width]
 
-        def scale(_module, args, factors=factors, layer=layer):
+        def mapped(a: torch.Tensor, factors=factors, offsets=offsets) -> torch.Tensor:
+            return a * factors + offsets if shifted else a * factors
+
+        def scale(_module, args, factors=factors, layer=layer, mapped=mapped):
             a = args[0]
             if factors.dim() == 3 and a.shape[0] != factors.shape[0]:
                 raise ValueError(f"{factors.shape[0]} per-row interventions for a batch of {a.shape[0]} rows")
@@ -196,8 +235,8 @@ def apply_intervention(
             if first >= end:
                 return None  # generated positions only: untouched
             if first == 0 and end == a.shape[1]:
-                return (a * factors, *args[1:])
-            return (torch.cat([a[:, :first], a[:, first:end] * factors, a[:, end:]], dim=1), *args[1:])
+                return (mapped(a), *args[1:])
+            return (torch.cat([a[:, :first], mapped(a[:, first:end]), a[:, end:]], dim=1), *args[1:])
 
         handles.append(down.register_forward_pre_hook(scale))
     try:

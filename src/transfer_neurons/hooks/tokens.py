@@ -1,10 +1,12 @@
-"""Token-level values of the MLP's activation function, reduced per sentence as they stream (LAPE, AP).
+"""Token-level values of the MLP, reduced per sentence as they stream (LAPE, AP, steering statistics).
 
 The capture parts ``pos`` and ``median`` hook, in every requested layer, the output of the
 activation function, ``act(x W_gate)`` for gated MLPs (the input of the elementwise product, not
-the `a` that enters the down projection) and ``act(x W_in) = a`` for plain ones, and keep one
-reduction per sentence and neuron ([B, m]) instead of the [B, T, m] values themselves: memory per
-batch is one layer's token values at a time plus what the reductions keep.
+the `a` that enters the down projection) and ``act(x W_in) = a`` for plain ones; the part ``asum``
+hooks the down projection's input `a` itself (what interventions change; the per-language means of
+docs/method.md section 4). Each keeps one reduction per sentence and neuron ([B, m]) instead of the
+[B, T, m] values themselves: memory per batch is one layer's token values at a time plus what the
+reductions keep.
 """
 
 from __future__ import annotations
@@ -37,28 +39,33 @@ def activation_site(lm: LoadedModel, layer: int) -> tuple[nn.Module, bool]:
     raise RuntimeError(f"{type(mlp).__name__} has no activation module ({', '.join(ACTIVATION_NAMES)})")
 
 
+def down_input(lm: LoadedModel, layer: int) -> tuple[nn.Module, bool]:
+    """The down projection of `layer`, whose input is the activation `a`."""
+    return lm.adapter.down_module(lm.model, layer), True
+
+
 @contextmanager
 def token_hooks(
     lm: LoadedModel, layers: Iterable[int], parts: Sequence[str], mask: torch.Tensor, store: dict
 ) -> Iterator[None]:
     """Store ``REDUCTIONS[part](values, mask)`` per layer under ``store[part]`` for each token part
     in `parts` while active; the hooks are removed on exit."""
-    reductions = {part: REDUCTIONS[part] for part in parts if part in REDUCTIONS}
-    if not reductions:
-        yield
-        return
-    sites = {layer: activation_site(lm, layer) for layer in layers}
-    if len({id(module) for module, _ in sites.values()}) < len(sites):
-        raise RuntimeError("layers share one activation module: its outputs cannot be told apart")
     handles = []
-    for layer, (module, is_input) in sites.items():
+    for table, site in ((REDUCTIONS, activation_site), (DOWN_REDUCTIONS, down_input)):
+        reductions = {part: table[part] for part in parts if part in table}
+        if not reductions:
+            continue
+        sites = {layer: site(lm, layer) for layer in layers}
+        if len({id(module) for module, _ in sites.values()}) < len(sites):
+            raise RuntimeError("layers share one activation module: its outputs cannot be told apart")
+        for layer, (module, is_input) in sites.items():
 
-        def on_act(_m, args, out, layer=layer, is_input=is_input):
-            values = (args[0] if is_input else out).to(mask.device).float()
-            for part, reduce in reductions.items():
-                store.setdefault(part, {})[layer] = reduce(values, mask)
+            def on_act(_m, args, out, layer=layer, is_input=is_input, reductions=reductions):
+                values = (args[0] if is_input else out).to(mask.device).float()
+                for part, reduce in reductions.items():
+                    store.setdefault(part, {})[layer] = reduce(values, mask)
 
-        handles.append(module.register_forward_hook(on_act))
+            handles.append(module.register_forward_hook(on_act))
     try:
         yield
     finally:
@@ -87,5 +94,14 @@ def token_medians(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return medians
 
 
+def token_sums(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per sentence and neuron, the sum over the sentence's real tokens, [B, m] float32."""
+    return (values * mask[..., None]).sum(1)
+
+
 REDUCTIONS: dict[str, TokenReduce] = {"pos": positive_counts, "median": token_medians}
-"""The token parts of `hooks.capture`: one [B, m] reduction per sentence and layer."""
+"""The token parts of `hooks.capture` on the activation function's output: one [B, m] reduction
+per sentence and layer."""
+DOWN_REDUCTIONS: dict[str, TokenReduce] = {"asum": token_sums}
+"""The token parts on the down projection's input `a`."""
+TOKEN_PARTS = (*REDUCTIONS, *DOWN_REDUCTIONS)

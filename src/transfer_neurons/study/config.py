@@ -30,6 +30,7 @@ from transfer_neurons.study.sections import (
     LatentSection,
     MethodsSection,
     Section,
+    SteerSection,
 )
 
 LANG_CODE = re.compile(r"^[a-z]{2,3}([_-][A-Za-z0-9]+)*$")
@@ -68,6 +69,7 @@ class StudyConfig(Section):
     downstream: DownstreamConfig = Field(default_factory=DownstreamConfig)
     methods: MethodsSection = Field(default_factory=MethodsSection)
     finetune: FinetuneSection = Field(default_factory=FinetuneSection)
+    steer: SteerSection = Field(default_factory=SteerSection)
 
     @field_validator("languages")
     @classmethod
@@ -138,6 +140,9 @@ class StudyConfig(Section):
             for name in INHERITED:
                 if name in type(section).model_fields and name not in section.model_fields_set:
                     setattr(section, name, getattr(self, name))
+        for name in ("seed", "bootstrap", "batch_size"):  # not baseline_seeds: every draw is a generation per alpha
+            if name not in self.steer.model_fields_set:
+                setattr(self.steer, name, getattr(self, name))
         for section in (self.ablate, self.finetune):
             for name in FROM_LATENT:
                 if name in type(section).model_fields and name not in section.model_fields_set:
@@ -155,6 +160,7 @@ class StudyConfig(Section):
             ("characterise", "pages_top_n"),
             ("downstream", "top_k"),
             ("finetune", "top_k"),
+            ("steer", "top_k"),
         ):
             section = getattr(self, key)
             value = getattr(section, name)
@@ -182,6 +188,20 @@ class StudyConfig(Section):
         if self.finetune.enabled and missing:
             raise ValueError(f"finetune.types: {', '.join(missing)} not in detect.types; detect it or drop it here")
         return self
+
+    @model_validator(mode="after")
+    def _steer_sets(self) -> StudyConfig:
+        unknown = [code for code in self.steer.languages or [] if code not in self.languages]
+        if unknown:
+            raise ValueError(f"steer.languages: {', '.join(unknown)} not in languages")
+        missing = [str(kind) for kind in self.steer.types if kind not in self.detect.types]
+        if self.steer.enabled and missing:
+            raise ValueError(f"steer.types: {', '.join(missing)} not in detect.types; detect it or drop it here")
+        return self
+
+    def steer_languages(self) -> list[str]:
+        """The languages steered toward."""
+        return self.steer.languages or self.languages[:1]
 
     def finetune_languages(self) -> list[str]:
         """The languages fine-tuned."""

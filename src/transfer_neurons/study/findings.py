@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from transfer_neurons.analyses import ablate, latent, output_lang, qa, specificity
+from transfer_neurons.analyses.steer import SteerResult
 from transfer_neurons.artifacts import names
 from transfer_neurons.artifacts.io import write_json
 from transfer_neurons.metrics.uncertainty import ALPHA, Estimate, Finding, adjust
@@ -20,6 +21,8 @@ CLAIMS = {
     "type2_specific": "Type-2 neurons are more language-specific than Type-1",
     "type2_output": "Type-2 deactivation moves the output away from L2",
     "type1_qa": "Type-1 deactivation lowers QA more than random",
+    "type2_steer": "The target language's Type-2 neurons force output into it more than random neurons",
+    "other_steer": "The best other set forces output into the target language more than random neurons",
 }
 
 
@@ -87,12 +90,36 @@ def _type1_qa(out: Path, config: StudyConfig) -> Iterator[Finding]:
             yield _compared("type1_qa", lang, estimate, result.n_questions, "questions", f"qa/{lang}")
 
 
+def _steer(out: Path, config: StudyConfig) -> Iterator[Finding]:
+    """Per language, the Type-2 set's best method and the best other (set, method), each chosen by its
+    target share on the dev prompts at the alpha chosen there; effect and p on the test prompts."""
+    for lang in config.languages:
+        folder = out / "steer" / lang
+        if not (folder / names.MANIFEST).is_file():
+            continue
+        result = SteerResult.load(folder)
+        fields = ("set", "method", "deactivate_source", "alpha")
+        dev = {tuple(c.key[k] for k in fields): c.steered["target"].value for c in result.grid}
+        n = result.settings["n_prompts"]["test"]
+        for claim, is_type2 in (("type2_steer", True), ("other_steer", False)):
+            cells = [c for c in result.chosen if (c.key["set"] == f"{lang}-type2") == is_type2]
+            if not cells:
+                continue
+            best = max(cells, key=lambda c: dev[tuple(c.key[k] for k in fields)])
+            effect, key = best.steered["target"].effect_vs_random, best.key
+            assert effect is not None
+            units = f"test prompts ({key['set']}, {key['method']}, alpha {key['alpha']:g})"
+            p = best.steered["target"].p_vs_random
+            yield Finding(claim, CLAIMS[claim], lang, effect.value, effect.ci, p, n, units, +1, f"steer/{lang}")
+
+
 READERS: dict[str, tuple[str, Callable[[Path, StudyConfig], Iterator[Finding]]]] = {
     "middle_peak": ("latent", _middle_peak),
     "type1_alignment": ("ablate", _type1_alignment),
     "type2_specific": ("specificity", _type2_specific),
     "type2_output": ("output_lang", _type2_output),
     "type1_qa": ("qa", _type1_qa),
+    "steer": ("steer", _steer),
 }
 
 

@@ -80,6 +80,8 @@ def _effects(middle_layers: str) -> dict[str, str]:
         "type2_specific": "mean eta\u00b2 (target vs rest) of the Type-2 top-n minus the Type-1 top-n",
         "type2_output": "share of continuations in the prompt language, deactivated minus random",
         "type1_qa": "token F1, deactivated minus random",
+        "type2_steer": "share of test continuations in the target language, steered minus random sets",
+        "other_steer": "share of test continuations in the target language, steered minus random sets",
     }
 
 

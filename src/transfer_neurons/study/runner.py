@@ -129,6 +129,12 @@ def plan(config: StudyConfig) -> list[Step]:
         for lang in s.task_languages(task, config.languages):
             needs = [f"data/{lang}", f"detect/{lang}/{kind}"]
             steps.append(Step(f"{task}/{lang}", s.downstream_step(task, lang, kind), settings, needs))
+    if config.steer.enabled:
+        steering = config.steer.model_dump(mode="json", exclude={"enabled", "languages"})
+        settings = {**steering, "languages": config.languages}
+        for lang in config.steer_languages():
+            needs = data_steps + [f"detect/{lang}/{kind}" for kind in config.steer.types]
+            steps.append(Step(f"steer/{lang}", s.steer_step(lang), settings, needs))
     if config.finetune.enabled:
         settings = config.finetune.model_dump(mode="json", exclude={"enabled", "languages", "types", "baselines"})
         for lang in config.finetune_languages():

@@ -13,6 +13,7 @@ from transfer_neurons.analyses.base import Config
 from transfer_neurons.analyses.detect import DetectConfig
 from transfer_neurons.analyses.finetune import FinetuneBaseline, FinetuneConfig
 from transfer_neurons.analyses.latent import LatentConfig
+from transfer_neurons.analyses.steer import SteerConfig
 from transfer_neurons.choices import Method, NeuronType
 
 
@@ -144,3 +145,19 @@ class FinetuneSection(FinetuneConfig):
     def analysis(self, baseline: FinetuneBaseline | None) -> FinetuneConfig:
         """The command's config for the set itself (None) or one of its baselines, without checkpoints."""
         return _only(self, FinetuneConfig).model_copy(update={"baseline": baseline, "save_every": 0})
+
+
+class SteerSection(SteerConfig):
+    """`steer` per language: English test-split prompts steered toward the language by each listed
+    type's set against random sets; the values from every study language's train sentences (and
+    their English side), read from the store the detection steps filled (docs/method.md section 4)."""
+
+    enabled: bool = Field(False, description="Steer the output language toward each listed language.")
+    languages: list[str] | None = Field(None, description="Target languages; default: the first study language.")
+    types: list[NeuronType] = Field(
+        [NeuronType.type2, NeuronType.type1], min_length=1, description="Neuron sets steered, each against random."
+    )
+    max_prompts: int | None = Field(30, ge=2, description="English test-split prompts (dev and test together).")
+
+    def analysis(self) -> SteerConfig:
+        return _only(self, SteerConfig)

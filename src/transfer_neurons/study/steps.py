@@ -20,9 +20,11 @@ from transfer_neurons.analyses import (
     overlap,
     qa,
     specificity,
+    steer,
 )
 from transfer_neurons.analyses.finetune import FinetuneBaseline
 from transfer_neurons.analyses.finetune_eval import EvalSet, Measured, measure
+from transfer_neurons.analyses.means import STORE_GROUP, language_means
 from transfer_neurons.analyses.methods import store_groups
 from transfer_neurons.analyses.pool import Sentences
 from transfer_neurons.artifacts import names
@@ -63,15 +65,18 @@ class Study:
     @contextmanager
     def keeping_tokens(self) -> Iterator[None]:
         """While active, the store also keeps LAPE's and AP's token reductions of what it forwards,
-        when the methods section will need them: the detection steps forward the train sentences
+        when the methods section will need them, and the token sums when the steer section will
+        (its means then come from the store): the detection steps forward the train sentences
         the methods' pool is made of, so the methods step forwards nothing again. (Keeping them for
         every sentence would cost more than they save: the medians select over every token.)"""
         store = self.lm.store
-        if store is None or not self.config.methods.enabled:
+        methods, steering = self.config.methods.enabled, self.config.steer.enabled
+        if store is None or not (methods or steering):
             yield
             return
         kept = store.groups
-        store.groups = store_groups(self.config.methods.methods)
+        groups = store_groups(self.config.methods.methods) if methods else ("last",)
+        store.groups = (*groups, STORE_GROUP) if steering else groups
         try:
             yield
         finally:
@@ -318,5 +323,24 @@ def downstream_step(task: str, lang: str, kind: NeuronType) -> StepFn:
             ol_result.save(folder, inputs | study.inputs(data=study.split_file(lang, "test")))
             conditions = ol_result.conditions_json()
         return {"top_k": down.top_k, "neurons": str(kind), "conditions": conditions}
+
+    return compute
+
+
+def steer_step(lang: str) -> StepFn:
+    """English test-split prompts steered toward `lang` by each listed type's set, against random
+    sets; the means from every study language's train sentences and `lang`'s English side."""
+
+    def compute(study: Study, folder: Path) -> dict:
+        cfg = study.config
+        train = study.pairs(lang, "train")
+        sentences = {"en": train.en, **{code: study.pairs(code, "train").l2 for code in cfg.languages}}
+        means = language_means(study.lm, sentences, cfg.batch_size, study.progress)
+        prompts = study.pairs(lang, "test").en[: cfg.steer.max_prompts]
+        sets = [study.neurons(lang, kind) for kind in cfg.steer.types]
+        result = steer.run(study.lm, prompts, sets, means, cfg.steer.analysis(), "en", lang, progress=study.progress)
+        files = {f"train_{code}": study.split_file(code, "train") for code in cfg.languages}
+        result.save(folder, study.inputs(**files, test=study.split_file(lang, "test")))
+        return {"chosen": [cell.to_json() for cell in result.chosen], "n_prompts": result.settings["n_prompts"]}
 
     return compute
