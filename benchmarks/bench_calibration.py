@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,19 +22,20 @@ import torch
 from transfer_neurons import calibration as c
 
 
-def cells(n: int, reps: int, draws: int) -> list[c.Cell]:
-    """Every check at one n (the mutual-kNN ones with fewer repetitions at n = 300)."""
+def cells(n: int, reps: int, draws: int) -> Iterator[c.Cell]:
+    """Every check at one n, each as soon as it is measured (the mutual-kNN ones with fewer
+    repetitions at n = 300, where one repetition of the swap test costs seconds)."""
     heavy = reps if n < 300 else max(reps // 4, 50)
-    out = [*c.mknn_interval(n, heavy), *c.middle_peak(n, heavy)]
-    out += c.mknn_versus_random(n, heavy, draws)
-    for draw_sd in (0.1, 0.2):
-        out += c.mknn_versus_random(n, heavy, draws, draw_sd=draw_sd)
-    out += c.mknn_versus_random(n, heavy, draws, shift=0.4 if n < 300 else 0.2)
-    out += c.mean_intervals(n, 4 * reps)
+    yield from c.mknn_interval(n, heavy)
+    yield from c.middle_peak(n, heavy)
+    yield from c.mean_intervals(n, 4 * reps)
     for binary in (True, False):
         for draw_sd in (0.0, 0.2):
-            out += c.means_versus_random(n, 2 * reps, draws, draw_sd, binary)
-    return out
+            yield from c.means_versus_random(n, 2 * reps, draws, draw_sd, binary)
+    yield from c.mknn_versus_random(n, heavy, draws)
+    for draw_sd in (0.1, 0.2):
+        yield from c.mknn_versus_random(n, heavy, draws, draw_sd=draw_sd)
+    yield from c.mknn_versus_random(n, heavy, draws, shift=0.4 if n < 300 else 0.2)
 
 
 def main() -> None:
