@@ -31,7 +31,7 @@ def cells(n: int, reps: int, draws: int) -> Iterator[c.Cell]:
     yield from c.mean_intervals(n, 4 * reps)
     for binary in (True, False):
         for draw_sd in (0.0, 0.2):
-            yield from c.means_versus_random(n, 2 * reps, draws, draw_sd, binary)
+            yield from c.means_versus_random(n, 10 * reps, draws, draw_sd, binary)
     yield from c.mknn_versus_random(n, reps, draws)
     for draw_sd in (0.1, 0.2):
         yield from c.mknn_versus_random(n, reps, draws, draw_sd=draw_sd)
@@ -40,7 +40,7 @@ def cells(n: int, reps: int, draws: int) -> Iterator[c.Cell]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=500, help="repetitions per cell (means: 2-4x)")
+    parser.add_argument("--reps", type=int, default=500, help="repetitions per cell (means: 4-10x)")
     parser.add_argument("--draws", type=int, default=10, help="random baseline draws")
     parser.add_argument("--sizes", default="25,100,300")
     parser.add_argument("--quick", action="store_true", help="100 repetitions, n = 25 and 100")
