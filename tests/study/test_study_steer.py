@@ -95,6 +95,7 @@ def test_report_shows_the_steering_section(steered):
     html = (steered / "report.html").read_text(encoding="utf-8")
     assert '<a href="#steer">' in html
     section = html[html.index('id="steer"') : html.index('id="timings"')]
+    assert "alpha in\n1, 3, at all positions" in section
     assert "en &rarr; ko" in section and section.count("data:image/png;base64,") == 2
     section = section[: section.index("en &rarr; ko")]
     loaded = SteerResult.load(steered / "steer" / "ja")
