@@ -15,13 +15,15 @@ wall time. Data: /work/shared/data/tatoeba (see its README).
 
 `--quick` (any flag given with it still wins): ja only, top-k 100, tn Type-2 and LAPE (and the
 random sets), set and diffmean at alpha 1, 2 and 4, 100 training pairs, 20 dev and 30 test prompts,
-16-token continuations: 20 x 25 + 30 x 9 = 770 continuations, about 11 minutes on one core.
+16-token continuations: 20 x 25 + 30 x 9 = 770 continuations; 11 min 9 s measured with one torch
+thread on a 2-core machine shared with other jobs (peak memory 3.2 GB).
 
 Cost: a steer run generates dev x (1 + 2 x sets x methods x alphas) + test x (1 + 2 x sets x
 methods) continuations (each condition and its random set), plus one scoring pass over them. The
 full setting (4 targets, 5 sets, 4 methods, 4 alphas, k = 100 and 1000, 50 + 100 prompts, 24
-tokens) is 2 x 4 x (50 x 161 + 100 x 41) = 97,200 continuations: about 30 hours on one CPU core at
-~1 s each; on a GPU it is a matter of minutes per target.
+tokens) is 2 x 4 x (50 x 161 + 100 x 41) = 97,200 continuations: the quick run's 0.79 s per
+16-token continuation (generation and scoring) makes that about 30 hours on one CPU core at 24
+tokens, plus SmolLM2-135M's en -> nl/it; on a GPU, with larger batches, minutes per target.
 
 It runs for a long time without printing when progress is off, so it says what it does: a line
 per phase, the steer command's estimate after its first batch, and on SIGTERM/SIGINT which phase
