@@ -69,8 +69,10 @@ def naive_contrast(compared: np.ndarray, table: np.ndarray) -> tuple[float, tupl
     unit = d.var(ddof=1) / n
     residual = table - table.mean(1, keepdims=True) - table.mean(0) + table.mean()
     noise = (residual**2).sum() / ((s - 1) * (n - 1)) / n
-    draw = max(0.0, table.mean(1).var(ddof=1) - noise) * (1 + 1 / s)
-    df = (unit + draw) ** 2 / (unit**2 / (n - 1) + draw**2 / (s - 1)) if draw > 0 else n - 1
+    spread = table.mean(1).var(ddof=1) if s > 1 else 0.0
+    draw = max(0.0, spread - noise) * (1 + 1 / s)
+    df = (unit + draw) ** 2 / (unit**2 / (n - 1) + (spread * (1 + 1 / s)) ** 2 / (s - 1)) if draw > 0 else n - 1
+    df = max(df, min(n - 1, s - 1)) if draw > 0 else df
     se = np.sqrt(unit + draw)
     half = stats.t(df).ppf(0.975) * se
     p = 1.0 if se == 0 else float(2 * stats.t(df).sf(abs(d.mean()) / se))

@@ -186,7 +186,9 @@ class RandomEffect:
     unit noise `draw_noise`; 0 with one draw): (1 + 1/S) for a condition minus the draws' mean, 1/S
     for the draws' mean itself. Degrees of freedom by Satterthwaite, the draw part estimated from the
     draws' mean square (draw_var + draw_noise, S - 1 degrees of freedom): when the noise is a large
-    part of the draws' spread, their difference is less certain than its S - 1 suggest."""
+    part of the draws' spread, their difference is less certain than its S - 1 suggest. At least
+    the smaller of the parts' degrees of freedom (a compared condition without unit noise would
+    otherwise get df near 0)."""
 
     value: float
     unit_var: float
@@ -207,7 +209,8 @@ class RandomEffect:
             return self.unit_df
         unit = 0.0 if not np.isfinite(self.unit_df) else self.unit_var**2 / self.unit_df
         mean_square = self.weight * (self.draw_var + self.draw_noise)
-        return float(self.variance**2 / (unit + mean_square**2 / (self.draws - 1)))
+        found = float(self.variance**2 / (unit + mean_square**2 / (self.draws - 1)))
+        return max(found, min(self.unit_df, self.draws - 1))  # never below its least certain part's
 
     def estimate(self) -> Estimate:
         """The value with its interval; `p_vs_random` holds the p-value of the same t test."""
