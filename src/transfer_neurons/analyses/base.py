@@ -12,7 +12,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from transfer_neurons.artifacts import names
-from transfer_neurons.artifacts.codec import encode
 from transfer_neurons.artifacts.io import read_jsonl, write_json, write_jsonl
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.artifacts.result import Result
@@ -148,20 +147,6 @@ class ControlledResult(Result):
     TASK: ClassVar[str]  # names its files: the rows, the JSON summary and the figure
     SETTINGS: ClassVar[tuple[str, ...]] = ("lang",)
     ELSEWHERE: ClassVar[tuple[str, ...]] = ("deactivated", "random", "rows")
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON summary: model, language, the other `SETTINGS` fields, the recorded settings and the
-        seed, then the measurements."""
-        extra = {name: encode(getattr(self, name)) for name in self.SETTINGS if name != "lang"}
-        return {
-            "schema_version": names.SCHEMA_VERSION,
-            "model": self.model,
-            "lang": self.lang,
-            **extra,
-            **self.settings,
-            "seed": self.seed,
-            **self.json_fields(skip=("model", "lang", "seed", *self.SETTINGS)),
-        }
 
     def conditions_json(self) -> dict[str, Any]:
         """The `conditions` of the JSON summary."""
