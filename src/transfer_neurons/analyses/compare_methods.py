@@ -45,7 +45,7 @@ from transfer_neurons.analyses.pool import Sentences, by_language, pool_parts
 from transfer_neurons.analyses.qa import QAItem, QAScores
 from transfer_neurons.analyses.specificity import Comparison, EtaSummary
 from transfer_neurons.artifacts import names, plots
-from transfer_neurons.artifacts.io import read_json, write_json
+from transfer_neurons.artifacts.io import write_json
 from transfer_neurons.artifacts.neurons import Neuron, NeuronSet
 from transfer_neurons.artifacts.result import Result, read_manifest
 from transfer_neurons.choices import Method, NeuronType
@@ -147,6 +147,9 @@ class MethodsResult(Result):
     and the raw TN `type1` / `type2`), each saved as a detect folder `<name>/` for later commands."""
 
     command: ClassVar[str] = "compare-methods"
+    SUMMARY: ClassVar[str] = names.METHODS
+    SETTINGS: ClassVar[tuple[str, ...]] = ("lang",)
+    ELSEWHERE: ClassVar[tuple[str, ...]] = ("detections",)
 
     model: str
     lang: str
@@ -200,28 +203,11 @@ class MethodsResult(Result):
             n_label=f"n = {self.n_pairs} test pairs; random: {draws} draw{'s' * (draws > 1)}; {2 * len(effects)} tests",
         )
 
-    def manifest_fields(self) -> dict[str, Any]:
-        settings = {"lang": self.lang, **self.config.model_dump(mode="json")}
-        return {"model": self.model, "settings": settings, "seed": self.config.seed, "timings_s": self.timings}
-
     @classmethod
-    def load(cls, out: str | Path) -> MethodsResult:
-        """A compare-methods folder written by `save` (from the command line, a study or Python)."""
-        out = Path(out)
-        manifest = read_manifest(out, cls.command)
-        data = read_json(out / names.METHODS)
-        settings = {k: v for k, v in manifest["settings"].items() if k != "lang"}
-        return cls(
-            model=data["model"],
-            lang=data["lang"],
-            config=MethodsConfig.model_validate(settings),
-            n_pairs=data["n_pairs"],
-            methods={name: MethodMeasures.from_json(m) for name, m in data["methods"].items()},
-            jaccard=data["jaccard"],
-            massive_dims={int(layer): dims for layer, dims in data["massive_dims"].items()},
-            detections={name: Detection.load(out / name) for name in data["detections"]},
-            timings=manifest.get("timings_s", {}),
-        )
+    def file_values(cls, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+        """The detect folders the manifest lists."""
+        folders = dict.fromkeys(name.split("/")[0] for name in manifest["files"] if "/" in name)
+        return {"detections": {name: Detection.load(out / name) for name in folders}}
 
     def summary_lines(self) -> list[str]:
         return [
