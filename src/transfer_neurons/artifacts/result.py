@@ -79,9 +79,12 @@ class Result(ABC):
         settings = dict(manifest["settings"])
         values = {name: decode(types[name], settings.pop(name)) for name in cls.SETTINGS}
         if "config" in declared:
-            values["config"] = types["config"](**settings)
-        elif "settings" in declared:
+            config = types["config"]
+            values["config"] = config(**{key: settings.pop(key) for key in config.model_fields if key in settings})
+        if "settings" in declared:
             values["settings"] = settings
+        else:  # the settings a result records besides its config: the fields they name (derived ones are not read)
+            values |= {name: decode(types[name], value) for name, value in settings.items() if name in declared}
         values |= {name: manifest[name] for name in ("model", "seed") if name in declared}
         if "timings" in declared:
             values["timings"] = manifest.get("timings_s", {})
