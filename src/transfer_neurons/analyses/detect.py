@@ -30,7 +30,7 @@ from transfer_neurons.analyses.pool import Sentences, check_languages, describe
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.io import read_tensors, write_tensors
 from transfer_neurons.artifacts.neurons import ModelIdentity, NeuronSet, read_neurons
-from transfer_neurons.artifacts.result import Result, read_manifest
+from transfer_neurons.artifacts.result import Result
 from transfer_neurons.choices import Method, NeuronType
 from transfer_neurons.data.pairs import ParallelData
 from transfer_neurons.errors import InputError
@@ -131,40 +131,27 @@ class Detection(Result):
         return [*files, names.NEURONS, names.LAYERS_FIGURE]
 
     def manifest_fields(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "method": self.method,
-            "type": self.kind,
-            "lang": self.lang,
-            "layers": self.layers,
-            "pool": self.pool,
-            "settings": self.settings,
-            "seed": None,
-            "timings_s": self.timings,
-        }
+        """The generic fields after the model, method, type, language, layers and pool."""
+        head = {"model": self.model, "method": self.method, "type": self.kind, "lang": self.lang}
+        return head | {"layers": self.layers, "pool": self.pool} | super().manifest_fields()
 
     @classmethod
-    def load(cls, out: str | Path) -> Detection:
-        """A detection folder written by `save` (from the command line, a study or Python)."""
-        out = Path(out)
-        manifest = read_manifest(out, cls.command)
+    def file_values(cls, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+        """The neuron set, the scores and the centroids."""
         neurons = read_neurons(out / names.NEURONS)
         tensors = read_tensors(out / names.CENTROIDS) if names.CENTROIDS in manifest.get("files", {}) else {}
-        return cls(
-            kind=neurons.type,
-            lang=str(neurons.lang),
-            model=str(neurons.model),
-            layers=list(neurons.layers),
-            scores=read_tensors(out / names.SCORES)["scores"],
-            centroids=tensors.get("centroids"),
-            top=list(neurons.top),
-            settings=manifest.get("settings", {}),
-            timings=manifest.get("timings_s", {}),
-            method=neurons.method,
-            pool=manifest.get("pool"),
-            reference_mean=tensors.get("reference_mean"),
-            identity=neurons.identity,
-        )
+        return {
+            "kind": neurons.type,
+            "lang": str(neurons.lang),
+            "layers": list(neurons.layers),
+            "scores": read_tensors(out / names.SCORES)["scores"],
+            "centroids": tensors.get("centroids"),
+            "top": list(neurons.top),
+            "method": neurons.method,
+            "pool": manifest.get("pool"),
+            "reference_mean": tensors.get("reference_mean"),
+            "identity": neurons.identity,
+        }
 
     def summary_lines(self) -> list[str]:
         counts = Counter(layer for layer, _, _ in self.top)
