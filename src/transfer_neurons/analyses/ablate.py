@@ -216,6 +216,11 @@ class AblationResult(Result):
             "units": read_units(out / names.ABLATION_UNITS),
         }
 
+    def headline(self) -> dict[str, Any]:
+        """What the study records of the step, the model comparison and `load_run` read: the pairs,
+        top-k and the summary as JSON."""
+        return {"n_pairs": self.n_pairs, "top_k": self.config.top_k, "summary": encode(self.summary)}
+
     def summary_lines(self) -> list[str]:
         return [
             f"{name:>11}: mean mutual kNN {s['mean_mknn'].text()}{versus(s['mean_mknn'])}; centred gap at layer "

@@ -148,9 +148,10 @@ class ControlledResult(Result):
     SETTINGS: ClassVar[tuple[str, ...]] = ("lang",)
     ELSEWHERE: ClassVar[tuple[str, ...]] = ("deactivated", "random", "rows")
 
-    def conditions_json(self) -> dict[str, Any]:
-        """The `conditions` of the JSON summary."""
-        return self.to_json()["conditions"]
+    def headline(self) -> dict[str, Any]:
+        """What the study records of the step and `load_run` read: the top-k (None without a neuron
+        set) and the `conditions` of the JSON summary."""
+        return {"top_k": self.settings.get("top_k"), "conditions": self.to_json()["conditions"]}
 
     @abstractmethod
     def plot(self, path: Path) -> None:

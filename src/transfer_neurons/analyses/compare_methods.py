@@ -209,6 +209,10 @@ class MethodsResult(Result):
         folders = dict.fromkeys(name.split("/")[0] for name in manifest["files"] if "/" in name)
         return {"detections": {name: Detection.load(out / name) for name in folders}}
 
+    def headline(self) -> dict[str, Any]:
+        """What the study records of the step: the methods compared and the top-k."""
+        return {"methods": [m.value for m in self.config.methods], "top_k": self.config.top_k}
+
     def summary_lines(self) -> list[str]:
         return [
             f"{r['method']:>10}: mutual kNN vs random {r['mknn_effect']} ({r['mknn_p']}); centred gap vs random "

@@ -121,10 +121,8 @@ class Detection(Result):
             write_tensors(out / names.CENTROIDS, tensors)
             files.append(names.CENTROIDS)
         self.neuron_set.save(out / names.NEURONS)
-        counts = Counter(layer for layer, _, _ in self.top)
-        per_layer = [counts.get(layer, 0) for layer in range(self.scores.shape[0])]
         plots.layer_histograms(
-            {f"{self.label} {self.lang}": per_layer},
+            {f"{self.label} {self.lang}": self.headline()["per_layer"]},
             out / names.LAYERS_FIGURE,
             f"Layers of the top-{len(self.top)} {self.label} neurons, {self.lang}",
         )
@@ -153,8 +151,18 @@ class Detection(Result):
             "identity": neurons.identity,
         }
 
-    def summary_lines(self) -> list[str]:
+    def headline(self) -> dict[str, Any]:
+        """What the study records of the step and the model comparison reads: the top 10, the top-n's
+        count per layer, their number and the sentences scored."""
         counts = Counter(layer for layer, _, _ in self.top)
+        return {
+            "top": [list(t) for t in self.top[:10]],
+            "per_layer": [counts[layer] for layer in range(self.scores.shape[0])],
+            "top_n": len(self.top),
+            "sentences": self.settings.get("n_sentences"),
+        }
+
+    def summary_lines(self) -> list[str]:
         what = f"{self.kind} transfer neurons" if self.kind else "language-specific neurons"
         pool = ""
         if self.pool:
@@ -167,7 +175,7 @@ class Detection(Result):
             "top neurons (layer, neuron, score):",
         ]
         lines += [f"  L{layer:<3} #{neuron:<6} {score:+.6f}" for layer, neuron, score in self.top[:10]]
-        spread = ", ".join(f"L{layer}: {counts[layer]}" for layer in sorted(counts))
+        spread = ", ".join(f"L{layer}: {n}" for layer, n in enumerate(self.headline()["per_layer"]) if n)
         lines.append(f"layers of the top {len(self.top)}: {spread}")
         if len(self.top) < self.settings.get("top_n", 0):
             lines.append(

@@ -151,6 +151,12 @@ class FinetuneResult(Result):
     def file_values(cls, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         return {"delta": Delta.read(out)}
 
+    def headline(self) -> dict[str, Any]:
+        """What the study records of the step and `load_run` read: the method, the trainable
+        parameters and each measure's change."""
+        change = {metric: c.to_json() for metric, c in self.change.items()}
+        return {"method": self.delta.method, "trainable": self.parameters["trainable"], "change": change}
+
     def summary_lines(self) -> list[str]:
         p, first, last = self.parameters, self.losses[0], float(np.mean(self.losses[-10:]))
         rank = "" if p["lora_rank"] is None else f", LoRA rank {p['lora_rank']} ({p['lora_rank_step']} per rank)"

@@ -312,6 +312,10 @@ class LatentResult(Result):
             units=read_units(out / names.LATENT_UNITS),
         )
 
+    def headline(self) -> dict[str, Any]:
+        """What the study records of the step: k and where mutual kNN peaks per language."""
+        return {"k": self.config.k, "mknn_peak_layer": self.peaks}
+
     def summary_lines(self) -> list[str]:
         lines = []
         for lang, c in self.pairs.items():

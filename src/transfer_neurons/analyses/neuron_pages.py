@@ -106,6 +106,10 @@ class NeuronPages(Result):
             f"{len(self.cards)} pages in {out}/{names.NEURON_CARDS}/"
         )
 
+    def headline(self) -> dict[str, Any]:
+        """What the study records of the step: the pages and the top-n they cover."""
+        return {"pages": len(self.cards), "top_n": self.config.top_n}
+
     def summary_lines(self) -> list[str]:
         """How many pages, on what; per set its first neuron in one line."""
         counts = ", ".join(f"{lang} {n}" for lang, n in self.n_sentences.items()) or "no sentences"

@@ -237,6 +237,12 @@ class SpecificityResult(Result):
             "replicates": _replicates(_prefixed(tensors, REPLICATES)),
         }
 
+    def headline(self) -> dict[str, Any]:
+        """What the study records of the step and the model comparison reads: per set, the eta^2
+        summaries of its top-n and of its random baseline under the target labelling."""
+        target = {name: s.labellings["target"] for name, s in self.sets.items()}
+        return {name: {"top": c.top.to_json(), "random": c.random.to_json()} for name, c in target.items()}
+
     def summary_lines(self) -> list[str]:
         """One line per set and labelling (target, family, language: every one computed): the
         shares and the mean eta^2 of the top-n with their intervals, vs the random baseline."""

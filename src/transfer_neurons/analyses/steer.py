@@ -127,6 +127,10 @@ class SteerResult(Result):
     def file_values(cls, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
         return {"rows": read_jsonl(out / names.STEER_ROWS), "means": LanguageMeans.load(out)}
 
+    def headline(self) -> dict[str, Any]:
+        """What the study records of the step: the chosen conditions on the test split and the prompts."""
+        return {"chosen": [cell.to_json() for cell in self.chosen], "n_prompts": self.settings["n_prompts"]}
+
     def summary_lines(self) -> list[str]:
         n = self.settings["n_prompts"]
         lines = [f"{SPLIT_NOTE} ({n['dev']} dev, {n['test']} test prompts); {self.source} -> {self.target}"]
