@@ -30,7 +30,7 @@ from transfer_neurons.errors import InputError
 from transfer_neurons.metrics.uncertainty import Estimate
 from transfer_neurons.study.compare_plots import Line, depth_panels
 from transfer_neurons.study.config import model_slugs
-from transfer_neurons.study.report import Compared, data_uri, p_text, random_text
+from transfer_neurons.study.report import Compared, data_uri, eta2_cells
 
 COMPARED: dict[str, Callable[[Path], Result]] = {  # a step folder's analysis command -> its Result's load
     cls.command: cls.load for cls in (LatentResult, Detection, AblationResult, SpecificityResult)
@@ -323,9 +323,6 @@ def _specificity_rows(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 rows.append({"lang": lang, "model": m["label"], "type": "–", "n": "–", "cells": ["–"] * 6})
                 continue
             for kind, summary in sets.items():
-                cells = []
-                for key in ("share_eta2_gt_0.1", "mean_eta2"):
-                    top, random = Estimate.from_json(summary["top"][key]), Estimate.from_json(summary["random"][key])
-                    cells += [top.text(3), random_text(random), p_text(top.p_vs_random)]
+                cells = eta2_cells(summary)
                 rows.append({"lang": lang, "model": m["label"], "type": kind, "n": summary["top"]["n"], "cells": cells})
     return rows

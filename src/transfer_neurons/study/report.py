@@ -199,27 +199,21 @@ def _finetune_view(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
     return views
 
 
+def eta2_cells(summary: dict[str, Any]) -> list[str]:
+    """A set's entry of the specificity headline as printed: the share with eta^2 > 0.1 and the mean
+    eta^2, each of the top-n, of the random baseline and p."""
+    cells = []
+    for key in ("share_eta2_gt_0.1", "mean_eta2"):
+        top, random = Estimate.from_json(summary["top"][key]), Estimate.from_json(summary["random"][key])
+        cells += [top.text(3), random_text(random), p_text(top.p_vs_random)]
+    return cells
+
+
 def _specificity_view(out: Path) -> list[dict[str, Any]] | None:
     if not _complete(out / "specificity"):
         return None
-    result = specificity.SpecificityResult.load(out / "specificity")
-    rows = []
-    for name, s in result.sets.items():
-        c = s.labellings["target"]
-        share, mean = c.top.share_eta2_gt_0_1, c.top.mean_eta2
-        rows.append(
-            {
-                "name": name,
-                "n": c.top.n,
-                "share_top": share.text(3),
-                "share_random": random_text(c.random.share_eta2_gt_0_1),
-                "share_p": p_text(share.p_vs_random),
-                "mean_top": mean.text(3),
-                "mean_random": random_text(c.random.mean_eta2),
-                "mean_p": p_text(mean.p_vs_random),
-            }
-        )
-    return rows
+    headline = specificity.SpecificityResult.load(out / "specificity").headline()
+    return [{"name": name, "n": s["top"]["n"], "cells": eta2_cells(s)} for name, s in headline.items()]
 
 
 def _task_rows(out: Path, task: str, config: StudyConfig) -> list[tuple[str, int, dict[str, Estimate]]]:
