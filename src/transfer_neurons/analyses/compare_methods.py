@@ -43,8 +43,9 @@ from transfer_neurons.analyses.latent import check_nonparallel, check_pairs
 from transfer_neurons.analyses.methods import check_pool, detect_method
 from transfer_neurons.analyses.pool import Sentences, by_language, pool_parts
 from transfer_neurons.analyses.qa import QAItem, QAScores
-from transfer_neurons.analyses.specificity import Comparison, EtaSummary
+from transfer_neurons.analyses.specificity import Comparison
 from transfer_neurons.artifacts import names, plots
+from transfer_neurons.artifacts.codec import encode, field_values
 from transfer_neurons.artifacts.io import write_json
 from transfer_neurons.artifacts.neurons import Neuron, NeuronSet
 from transfer_neurons.artifacts.result import Result, read_manifest
@@ -109,35 +110,23 @@ class MethodMeasures:
         return Estimate(deactivated.effect_vs_random.value, deactivated.effect_vs_random.ci, deactivated.p_vs_random)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "ablation": _nested(self.ablation, Estimate.to_json),
-            "output_lang": _nested(self.output_lang, Estimate.to_json),
-            "qa": None if self.qa is None else {c: s.to_json() for c, s in self.qa.items()},
-            "specificity": {"top": self.specificity.top.to_json(), "random": self.specificity.random.to_json()},
-            "massive_share": self.massive_share.to_json(),
+        """The measures by the codec, each TN score with its count of scored neurons."""
+        plain = ("ablation", "output_lang", "qa", "specificity", "massive_share")
+        return {name: encode(getattr(self, name)) for name in plain} | {
             "tn_scores": {
                 t: ({"value": None, "ci": None} if e is None else e.to_json()) | {"n_scored": self.tn_scored[t]}
                 for t, e in self.tn_scores.items()
-            },
+            }
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MethodMeasures:
-        qa_data, spec = data["qa"], data["specificity"]
+        scores = data["tn_scores"]
         return cls(
-            ablation=_nested(data["ablation"], Estimate.from_json),
-            specificity=Comparison(EtaSummary.from_json(spec["top"]), EtaSummary.from_json(spec["random"])),
-            massive_share=Estimate.from_json(data["massive_share"]),
-            tn_scores={t: None if e["value"] is None else Estimate.from_json(e) for t, e in data["tn_scores"].items()},
-            tn_scored={t: int(e["n_scored"]) for t, e in data["tn_scores"].items()},
-            output_lang=_nested(data["output_lang"], Estimate.from_json),
-            qa=None if qa_data is None else {c: QAScores.from_json(s) for c, s in qa_data.items()},
+            **field_values(cls, data, frozenset({"tn_scores"})),
+            tn_scores={t: None if e["value"] is None else Estimate.from_json(e) for t, e in scores.items()},
+            tn_scored={t: int(e["n_scored"]) for t, e in scores.items()},
         )
-
-
-def _nested(table: Any, convert: Any) -> Any:
-    """`convert` applied to each value of a two-level dict (None stays None)."""
-    return None if table is None else {a: {b: convert(v) for b, v in inner.items()} for a, inner in table.items()}
 
 
 @dataclass
