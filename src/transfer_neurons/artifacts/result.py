@@ -74,7 +74,9 @@ class Result(ABC):
 
     @classmethod
     def manifest_values(cls, manifest: dict[str, Any]) -> dict[str, Any]:
-        """The fields `manifest_fields` recorded, read back from the manifest."""
+        """The fields `manifest_fields` recorded, read back from the manifest: the `SETTINGS` fields, the
+        config from its own keys, the other settings into the `settings` dict or else into the fields
+        they name (a derived setting that names none is not read)."""
         declared, types = cls.field_names(), hints(cls)
         settings = dict(manifest["settings"])
         values = {name: decode(types[name], settings.pop(name)) for name in cls.SETTINGS}
@@ -83,7 +85,7 @@ class Result(ABC):
             values["config"] = config(**{key: settings.pop(key) for key in config.model_fields if key in settings})
         if "settings" in declared:
             values["settings"] = settings
-        else:  # the settings a result records besides its config: the fields they name (derived ones are not read)
+        else:
             values |= {name: decode(types[name], value) for name, value in settings.items() if name in declared}
         values |= {name: manifest[name] for name in ("model", "seed") if name in declared}
         if "timings" in declared:
