@@ -7,14 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from transfer_neurons.analyses import ablate, latent, output_lang, qa, specificity
 from transfer_neurons.analyses.steer import SteerResult
 from transfer_neurons.artifacts import names
 from transfer_neurons.artifacts.io import write_json
+from transfer_neurons.artifacts.result import Result
 from transfer_neurons.metrics.uncertainty import ALPHA, Estimate, Finding, adjust
 from transfer_neurons.study.config import StudyConfig
 
+R = TypeVar("R", bound=Result)
 CLAIMS = {
     "middle_peak": "Mutual-kNN alignment peaks in the middle layers",
     "type1_alignment": "Type-1 deactivation lowers alignment more than random",
@@ -24,6 +27,13 @@ CLAIMS = {
     "type2_steer": "The target language's Type-2 neurons force output into it more than random neurons",
     "other_steer": "The best other set forces output into the target language more than random neurons",
 }
+
+
+def step_results(out: Path, step: str, cls: type[R], languages: list[str]) -> Iterator[tuple[str, R]]:
+    """(language, its Result) of every complete folder `out/step/<language>`, in `languages` order."""
+    for lang in languages:
+        if (out / step / lang / names.MANIFEST).is_file():
+            yield lang, cls.load(out / step / lang)
 
 
 def _compared(claim: str, lang: str, estimate: Estimate, n: int, units: str, source: str) -> Finding:
@@ -44,12 +54,9 @@ def _middle_peak(out: Path, config: StudyConfig) -> Iterator[Finding]:
 
 
 def _type1_alignment(out: Path, config: StudyConfig) -> Iterator[Finding]:
-    for lang in config.languages:
-        folder = out / "ablate" / lang
-        if (folder / names.MANIFEST).is_file():
-            result = ablate.AblationResult.load(folder)
-            estimate = result.summary["deactivated"]["mean_mknn"]
-            yield _compared("type1_alignment", lang, estimate, result.n_pairs, "test pairs", f"ablate/{lang}")
+    for lang, result in step_results(out, "ablate", ablate.AblationResult, config.languages):
+        estimate = result.summary["deactivated"]["mean_mknn"]
+        yield _compared("type1_alignment", lang, estimate, result.n_pairs, "test pairs", f"ablate/{lang}")
 
 
 def _type2_specific(out: Path, config: StudyConfig) -> Iterator[Finding]:
@@ -73,31 +80,21 @@ def _type2_specific(out: Path, config: StudyConfig) -> Iterator[Finding]:
 
 
 def _type2_output(out: Path, config: StudyConfig) -> Iterator[Finding]:
-    for lang in config.languages:
-        folder = out / "output_lang" / lang
-        if (folder / names.MANIFEST).is_file():
-            result = output_lang.OutputLangResult.load(folder)
-            estimate = result.conditions["deactivated"][lang]
-            yield _compared("type2_output", lang, estimate, result.n_prompts, "prompts", f"output_lang/{lang}")
+    for lang, result in step_results(out, "output_lang", output_lang.OutputLangResult, config.languages):
+        estimate = result.conditions["deactivated"][lang]
+        yield _compared("type2_output", lang, estimate, result.n_prompts, "prompts", f"output_lang/{lang}")
 
 
 def _type1_qa(out: Path, config: StudyConfig) -> Iterator[Finding]:
-    for lang in config.languages:
-        folder = out / "qa" / lang
-        if (folder / names.MANIFEST).is_file():
-            result = qa.QAResult.load(folder)
-            estimate = result.conditions["deactivated"].f1
-            yield _compared("type1_qa", lang, estimate, result.n_questions, "questions", f"qa/{lang}")
+    for lang, result in step_results(out, "qa", qa.QAResult, config.languages):
+        estimate = result.conditions["deactivated"].f1
+        yield _compared("type1_qa", lang, estimate, result.n_questions, "questions", f"qa/{lang}")
 
 
 def _steer(out: Path, config: StudyConfig) -> Iterator[Finding]:
     """Per language, the Type-2 set's best method and the best other (set, method), each chosen by its
     target share on the dev prompts at the alpha chosen there; effect and p on the test prompts."""
-    for lang in config.languages:
-        folder = out / "steer" / lang
-        if not (folder / names.MANIFEST).is_file():
-            continue
-        result = SteerResult.load(folder)
+    for lang, result in step_results(out, "steer", SteerResult, config.languages):
         fields = ("set", "method", "deactivate_source", "alpha")
         dev = {tuple(c.key[k] for k in fields): c.steered["target"].value for c in result.grid}
         n = result.settings["n_prompts"]["test"]

@@ -27,7 +27,7 @@ from transfer_neurons.artifacts import names, plots, templates
 from transfer_neurons.artifacts.io import atomic_path
 from transfer_neurons.metrics.uncertainty import ALPHA, Estimate, Finding
 from transfer_neurons.study.config import StudyConfig
-from transfer_neurons.study.findings import write_findings
+from transfer_neurons.study.findings import step_results, write_findings
 
 FIGURES = "report_figures"
 CONDITIONS = ("normal", "deactivated", "random")
@@ -126,27 +126,25 @@ def _latent_view(out: Path) -> tuple[list[dict[str, Any]] | None, str]:
 
 def _ablation_view(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
     rows = []
-    for lang in config.languages:
-        if _complete(out / "ablate" / lang):
-            result = ablate.AblationResult.load(out / "ablate" / lang)
-            summary = result.summary
-            metrics = {m: Compared.of({c: summary[c][m] for c in CONDITIONS}) for m in ("mean_mknn", "mean_gap")}
-            rows.append({"lang": lang, "n": result.n_pairs, "metrics": metrics})
+    for lang, result in step_results(out, "ablate", ablate.AblationResult, config.languages):
+        summary = result.summary
+        metrics = {m: Compared.of({c: summary[c][m] for c in CONDITIONS}) for m in ("mean_mknn", "mean_gap")}
+        rows.append({"lang": lang, "n": result.n_pairs, "metrics": metrics})
     return rows
 
 
 def _methods_view(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
     """Per compared language: one row per method (compare_methods.report_rows) and its figure."""
-    views = []
-    for lang in config.methods_languages() if config.methods.enabled else []:
-        folder = out / "methods" / lang
-        if _complete(folder):
-            result = compare_methods.MethodsResult.load(folder)
-            figure = f"methods/{lang}/{names.METHODS_FIGURE}"
-            views.append(
-                {"lang": lang, "n": result.n_pairs, "rows": compare_methods.report_rows(result), "figure": figure}
-            )
-    return views
+    languages = config.methods_languages() if config.methods.enabled else []
+    return [
+        {
+            "lang": lang,
+            "n": r.n_pairs,
+            "rows": compare_methods.report_rows(r),
+            "figure": f"methods/{lang}/{names.METHODS_FIGURE}",
+        }
+        for lang, r in step_results(out, "methods", compare_methods.MethodsResult, languages)
+    ]
 
 
 FINETUNE_METRICS = {
@@ -218,21 +216,20 @@ def _specificity_view(out: Path) -> list[dict[str, Any]] | None:
 
 def _task_rows(out: Path, task: str, config: StudyConfig) -> list[tuple[str, int, dict[str, Estimate]]]:
     """(language, items, condition -> Estimate of the task's headline metric) per finished step."""
-    rows = []
-    for lang in config.languages:
-        folder = out / task / lang
-        if not _complete(folder):
-            continue
-        if task == "qa":
-            q = qa.QAResult.load(folder)
-            rows.append((lang, q.n_questions, {c: s.f1 for c, s in q.conditions.items()}))
-        elif task == "mc":
-            m = mc.MCResult.load(folder)
-            rows.append((lang, m.n_questions, {c: s.accuracy for c, s in m.conditions.items()}))
-        else:
-            o = output_lang.OutputLangResult.load(folder)
-            rows.append((lang, o.n_prompts, {c: shares[lang] for c, shares in o.conditions.items()}))
-    return rows
+    if task == "qa":
+        return [
+            (lang, q.n_questions, {c: s.f1 for c, s in q.conditions.items()})
+            for lang, q in step_results(out, task, qa.QAResult, config.languages)
+        ]
+    if task == "mc":
+        return [
+            (lang, m.n_questions, {c: s.accuracy for c, s in m.conditions.items()})
+            for lang, m in step_results(out, task, mc.MCResult, config.languages)
+        ]
+    return [
+        (lang, o.n_prompts, {c: shares[lang] for c, shares in o.conditions.items()})
+        for lang, o in step_results(out, task, output_lang.OutputLangResult, config.languages)
+    ]
 
 
 TASKS = {
