@@ -21,3 +21,13 @@ def test_lists_follow_the_field_type():
         parse_list("tn,xx", "--methods", list[Method])
     with pytest.raises(InputError, match="--top-k '10,0': 0 is out of range"):
         parse_list("10,0", "--top-k", tuple[int, ...])
+
+
+def test_a_named_number_list_refuses_an_empty_grid_and_non_finite_items():
+    assert parse_list("1, ,-2.5", "--alphas", tuple[float, ...], "alpha") == (1.0, -2.5)
+    with pytest.raises(InputError, match="^--alphas is empty; give at least one alpha"):
+        parse_list(" , ", "--alphas", tuple[float, ...], "alpha")
+    with pytest.raises(InputError, match="^--alphas: every alpha must be a finite number, not nan$"):
+        parse_list("1,nan", "--alphas", tuple[float, ...], "alpha")
+    with pytest.raises(InputError, match="--alphas '1,x': 'x' is not a number"):
+        parse_list("1,x", "--alphas", tuple[float, ...], "alpha")

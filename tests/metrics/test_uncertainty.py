@@ -98,7 +98,7 @@ def naive_compare(y: np.ndarray, table: np.ndarray) -> tuple[float, float, float
     ms_res /= (s - 1) * (n - 1)
     spread = sum((r - grand) ** 2 for r in rows) / (s - 1)
     draw = max(0.0, spread - ms_res / n) * (1 + 1 / s)
-    df = (unit + draw) ** 2 / (unit**2 / (n - 1) + draw**2 / (s - 1)) if draw > 0 else n - 1
+    df = (unit + draw) ** 2 / (unit**2 / (n - 1) + (spread * (1 + 1 / s)) ** 2 / (s - 1)) if draw > 0 else n - 1
     return mean_d, unit + draw, df
 
 

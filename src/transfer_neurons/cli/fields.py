@@ -55,9 +55,11 @@ def _text(value: Any) -> str:
     return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
 
 
-def parse_list(text: str, flag: str, annotation: Any) -> Any:
+def parse_list(text: str, flag: str, annotation: Any, noun: str | None = None) -> Any:
     """The value of a comma-separated option: numbers, choices or words (`tuple[str, ...] | None`: 'all'
-    is None); a dict from 'key=value,...'. InputError naming the option and the bad item."""
+    is None); a dict from 'key=value,...'. InputError naming the option and the bad item; with `noun`
+    (numbers, e.g. 'alpha'), empty items are skipped, an empty list is an error and the messages name
+    the noun."""
     kind, optional = _unwrap(annotation)
     if optional and text.strip() == "all":
         return None
@@ -75,17 +77,23 @@ def parse_list(text: str, flag: str, annotation: Any) -> Any:
                 raise InputError(f"{flag}: unknown {item.__name__.lower()} '{part}'; choose among {', '.join(known)}")
         return [item(p) for p in items if p]
     if item in (int, float):
-        return tuple(_number(part, text, flag, item) for part in items)
+        if noun is not None:
+            items = [part for part in items if part]
+            if not items:
+                raise InputError(f"{flag} is empty; give at least one {noun}, e.g. {flag} 1,2,4")
+        return tuple(_number(part, text, flag, item, noun) for part in items)
     return tuple(part for part in items if part)
 
 
-def _number(item: str, text: str, flag: str, kind: type) -> float | int:
+def _number(item: str, text: str, flag: str, kind: type, noun: str | None = None) -> float | int:
     """One number of a comma-separated list: finite (an integer >= 1 for `int`)."""
     what = "integers >= 1" if kind is int else "finite numbers"
     try:
         value = kind(item)
     except ValueError:
         raise InputError(f"{flag} '{text}': '{item}' is not a number; give comma-separated {what}") from None
+    if noun is not None and not math.isfinite(value):
+        raise InputError(f"{flag}: every {noun} must be a finite number, not {item}")
     if not math.isfinite(value) or (kind is int and value < 1):
         raise InputError(f"{flag} '{text}': {item} is out of range; give comma-separated {what}")
     return value

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +13,7 @@ from transfer_neurons.analyses.output_lang import identifier_for
 from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.artifacts.neurons import read_neurons
 from transfer_neurons.cli.common import out_option
+from transfer_neurons.cli.fields import parse_list
 from transfer_neurons.cli.options import ModelOptions, analysis_command, max_items, run_command
 from transfer_neurons.data.pairs import read_sentences
 from transfer_neurons.data.qa import load_qa
@@ -21,23 +21,6 @@ from transfer_neurons.errors import InputError
 from transfer_neurons.model.loading import LoadedModel
 
 SetsOpt = Annotated[list[Path], typer.Option(help="A neuron set of the target language (repeat for several).")]
-
-
-def parse_alphas(text: str) -> tuple[float, ...]:
-    """'0.5,1,2' -> (0.5, 1.0, 2.0); InputError for an empty grid or a value that is not a finite number."""
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise InputError("--alphas is empty; give at least one alpha, e.g. --alphas 1,2,4")
-    alphas = []
-    for item in items:
-        try:
-            value = float(item)
-        except ValueError:
-            raise InputError(f"--alphas: '{item}' is not a number") from None
-        if not math.isfinite(value):
-            raise InputError(f"--alphas: every alpha must be a finite number, not {item}")
-        alphas.append(value)
-    return tuple(alphas)
 
 
 def parse_stats(items: list[str]) -> dict[str, Path]:
@@ -92,7 +75,10 @@ def steer(
     if not chosen or any(m not in known for m in chosen):
         raise InputError(f"--methods '{methods}': use one or more of {', '.join(known)}")
     config = steer_analysis.SteerConfig(
-        **(config.model_dump() | {"methods": tuple(chosen), "alphas": parse_alphas(alphas)})
+        **(
+            config.model_dump()
+            | {"methods": tuple(chosen), "alphas": parse_list(alphas, "--alphas", tuple[float, ...], "alpha")}
+        )
     )
     identifier_for(config.langid_langs, source)  # unknown languages: before the model loads
     files = parse_stats(stats or [])

@@ -196,7 +196,7 @@ def _swapped_mknn(side: torch.Tensor, tables: SwapTables, k: int) -> torch.Tenso
     pair, condition, in_english = tables
     batch, n = side.shape
     own = side.long()[:, :, None]  # each row's own condition picks its candidate table
-    width = _window(k, pair.shape[-1])
+    width = min(pair.shape[-1], 2 * _window(k, pair.shape[-1]))  # each pair twice, one state valid
     rows = []
     for limit in (width, pair.shape[-1]):
         p, c, e = (t[:, :, :limit] for t in (pair, condition, in_english))

@@ -183,8 +183,10 @@ def t_test(value: float, variance: float, df: float, level: float = LEVEL) -> tu
 class RandomEffect:
     """A statistic whose variance has a unit-sampling part `unit_var` (`unit_df` degrees of freedom)
     and a part from S random draws, `weight` x `draw_var` (the variance between draws beyond their
-    unit noise; 0 with one draw): (1 + 1/S) for a condition minus the draws' mean, 1/S for the draws'
-    mean itself. Degrees of freedom by Satterthwaite (the draw part has S - 1)."""
+    unit noise `draw_noise`; 0 with one draw): (1 + 1/S) for a condition minus the draws' mean, 1/S
+    for the draws' mean itself. Degrees of freedom by Satterthwaite, the draw part estimated from the
+    draws' mean square (draw_var + draw_noise, S - 1 degrees of freedom): when the noise is a large
+    part of the draws' spread, their difference is less certain than its S - 1 suggest."""
 
     value: float
     unit_var: float
@@ -192,6 +194,7 @@ class RandomEffect:
     draw_var: float
     draws: int
     weight: float
+    draw_noise: float = 0.0
 
     @property
     def variance(self) -> float:
@@ -203,7 +206,8 @@ class RandomEffect:
         if part <= 0 or self.draws < 2:
             return self.unit_df
         unit = 0.0 if not np.isfinite(self.unit_df) else self.unit_var**2 / self.unit_df
-        return float(self.variance**2 / (unit + part**2 / (self.draws - 1)))
+        mean_square = self.weight * (self.draw_var + self.draw_noise)
+        return float(self.variance**2 / (unit + mean_square**2 / (self.draws - 1)))
 
     def estimate(self) -> Estimate:
         """The value with its interval; `p_vs_random` holds the p-value of the same t test."""
@@ -227,7 +231,7 @@ def random_effect(
     draws = len(draw_values)
     draw_var = 0.0 if draws < 2 else max(0.0, float(draw_values.var(ddof=1)) - draw_noise)
     weight = (1 + 1 / draws) if contrast else 1 / draws
-    return RandomEffect(value, unit_var, unit_df, draw_var, draws, weight)
+    return RandomEffect(value, unit_var, unit_df, draw_var, draws, weight, draw_noise)
 
 
 def compare_to_draws(

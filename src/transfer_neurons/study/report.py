@@ -23,6 +23,7 @@ from transfer_neurons.analyses import (
     qa,
     specificity,
 )
+from transfer_neurons.analyses.steer import SPLIT_NOTE, SteerResult
 from transfer_neurons.artifacts import names, plots, templates
 from transfer_neurons.artifacts.io import atomic_path
 from transfer_neurons.metrics.uncertainty import ALPHA, Estimate, Finding
@@ -145,6 +146,44 @@ def _methods_view(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
         }
         for lang, r in step_results(out, "methods", compare_methods.MethodsResult, languages)
     ]
+
+
+def _steer_view(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
+    """Per steered language: the unsteered model and one row per (set, method) at the alpha chosen on
+    the dev prompts, measured on the test prompts (steered, random, their difference and p), and the
+    figure of the dev grid."""
+    views = []
+    for lang in config.steer_languages() if config.steer.enabled else []:
+        folder = out / "steer" / lang
+        if not _complete(folder):
+            continue
+        result = SteerResult.load(folder)
+        normal = result.normal["test"]
+        rows = []
+        for cell in result.chosen:
+            s, r = cell.steered, cell.random
+            effect = s["target"].effect_vs_random
+            rows.append(
+                {
+                    "label": cell.label,
+                    "alpha": f"{cell.key['alpha']:g}",
+                    "target": s["target"].text(3),
+                    "random": random_text(r["target"]),
+                    "effect": "" if effect is None else effect.text(3),
+                    "p": p_text(s["target"].p_vs_random),
+                    "cells": [s[m].text(3) for m in ("source", "blank", "loglik", "repeat")],
+                }
+            )
+        views.append(
+            {
+                "lang": lang,
+                "n": result.settings["n_prompts"],
+                "normal": [normal[m].text(3) for m in ("target", "source", "blank", "loglik", "repeat")],
+                "rows": rows,
+                "figure": f"steer/{lang}/{names.STEER_FIGURE}",
+            }
+        )
+    return views
 
 
 FINETUNE_METRICS = {
@@ -296,6 +335,8 @@ def write_report(out: Path, config: StudyConfig, records: dict[str, dict], versi
     sections += [("downstream", "Downstream")] if downstream else []
     tuned = _finetune_view(out, config)
     sections += [("finetune", "Fine-tuning")] if tuned else []
+    steered = _steer_view(out, config)
+    sections += [("steer", "Steering")] if steered else []
     sections += [("timings", "Timings")]
     html = templates.render(
         "report.html",
@@ -312,6 +353,8 @@ def write_report(out: Path, config: StudyConfig, records: dict[str, dict], versi
         overlap=overlap_result,
         downstream=downstream,
         finetune=tuned,
+        steer=steered,
+        split_note=SPLIT_NOTE,
         sections=sections,
         pages=pages,
         card=lambda layer, neuron: f"neurons/{names.neuron_card(layer, neuron)}",

@@ -25,7 +25,7 @@ from transfer_neurons.analyses import (
 from transfer_neurons.analyses.base import ControlledResult
 from transfer_neurons.analyses.finetune import FinetuneBaseline
 from transfer_neurons.analyses.finetune_eval import EvalSet, Measured, measure
-from transfer_neurons.analyses.means import STORE_GROUP, language_means
+from transfer_neurons.analyses.means import STORE_GROUP, LanguageMeans, language_means
 from transfer_neurons.analyses.methods import store_groups
 from transfer_neurons.analyses.pool import Sentences
 from transfer_neurons.artifacts import names
@@ -47,6 +47,7 @@ class Study:
         self.config, self.out, self.progress = config, out, progress
         self._lm: LoadedModel | None = None
         self.tuned_before: dict[str, Measured] = {}  # per language: the base model measured for finetune
+        self._means: LanguageMeans | None = None
 
     @property
     def lm(self) -> LoadedModel:
@@ -98,6 +99,17 @@ class Study:
 
     def neurons(self, lang: str, kind: NeuronType | str) -> NeuronSet:
         return read_neurons(self.neurons_file(lang, kind))
+
+    def steering_means(self) -> LanguageMeans:
+        """The per-language mean activations every steer step reads, computed once per run: English
+        over the English side of every study language's train pairs, each language over its train
+        sentences (from the store where the detection steps kept their token sums)."""
+        if self._means is None:
+            train = {code: self.pairs(code, "train") for code in self.config.languages}
+            english = list(dict.fromkeys(s for pairs in train.values() for s in pairs.en))
+            sentences = {"en": english, **{code: pairs.l2 for code, pairs in train.items()}}
+            self._means = language_means(self.lm, sentences, self.config.batch_size, self.progress)
+        return self._means
 
     def inputs(self, **paths: Path | None) -> dict:
         """The manifest's inputs of a step: the model and the files it read, with their sha256."""
@@ -312,13 +324,12 @@ def downstream_step(task: str, lang: str, kind: NeuronType) -> StepFn:
 
 def steer_step(lang: str) -> StepFn:
     """English test-split prompts steered toward `lang` by each listed type's set, against random
-    sets; the means from every study language's train sentences and `lang`'s English side."""
+    sets; the means (`Study.steering_means`) from every study language's train sentences and their
+    English side, the same for every steered language."""
 
     def compute(study: Study, folder: Path) -> dict:
         cfg = study.config
-        train = study.pairs(lang, "train")
-        sentences = {"en": train.en, **{code: study.pairs(code, "train").l2 for code in cfg.languages}}
-        means = language_means(study.lm, sentences, cfg.batch_size, study.progress)
+        means = study.steering_means()
         prompts = study.pairs(lang, "test").en[: cfg.steer.max_prompts]
         sets = [study.neurons(lang, kind) for kind in cfg.steer.types]
         result = steer.run(study.lm, prompts, sets, means, cfg.steer.analysis(), "en", lang, progress=study.progress)
