@@ -80,11 +80,11 @@ PAGES = {"pages", "pages_top_n"}  # the neuron pages' settings: no other step re
 def plan(config: StudyConfig) -> list[Step]:
     """The steps of a study in dependency order."""
     steps: list[Step] = []
-    data_settings = config.data.model_dump(mode="json", exclude={"files"})
+    data_settings = config.data.model_dump(mode="json", exclude={"files"})  # with its seed
     for lang in config.languages:
         files = config.data.files.get(lang)
         paths = [p for p in (files.train, files.test, files.nonparallel) if p] if files else []
-        steps.append(Step(f"data/{lang}", data_step(lang), {**data_settings, "seed": config.seed}, files=paths))
+        steps.append(Step(f"data/{lang}", data_step(lang), data_settings, files=paths))
     for lang in config.languages:
         for kind in config.detect.types:
             settings = config.detect.model_dump(mode="json", exclude={"types"})
@@ -100,24 +100,20 @@ def plan(config: StudyConfig) -> list[Step]:
     detected = [f"detect/{lang}/{kind}" for lang in config.languages for kind in config.detect.types]
     data_steps = [f"data/{lang}" for lang in config.languages]
     if config.characterise.specificity and detected:
-        settings = {**config.characterise.model_dump(mode="json", exclude=PAGES), **config.shared()}
+        settings = config.characterise.model_dump(mode="json", exclude=PAGES)
         steps.append(Step("specificity", s.specificity_step, settings, data_steps + detected))
     if config.characterise.overlap and len(detected) > 1:
-        settings = config.characterise.model_dump(mode="json", exclude=PAGES)
+        settings = config.characterise.model_dump(mode="json", include={"specificity", "overlap", "top_n"})
         steps.append(Step("overlap", s.overlap_step, settings, detected))
     if config.characterise.pages and detected:
-        settings = {"top_n": config.characterise.pages_top_n, **config.shared("bootstrap", "seed", "batch_size")}
+        settings = config.characterise.pages_settings()
         steps.append(Step("neurons", s.pages_step, settings, data_steps + detected))
     if config.methods.enabled:
-        settings = {
-            **config.methods.model_dump(mode="json", exclude={"languages", "enabled"}),
-            "languages": config.languages,
-            **config.ablate.model_dump(mode="json", exclude={"enabled"}),
-        }
+        settings = config.methods.model_dump(mode="json", exclude={"enabled"}) | {"languages": config.languages}
         for lang in config.methods_languages():
             steps.append(Step(f"methods/{lang}", s.methods_step(lang), settings, data_steps))
     down = config.downstream
-    settings = {**down.model_dump(mode="json"), **config.shared("seed", "baseline", "bootstrap")}
+    settings = down.model_dump(mode="json")
     tasks = (
         ("qa", down.qa, NeuronType.type1),
         ("mc", down.mc, NeuronType.type1),

@@ -1,4 +1,4 @@
-"""The steps a study runs (see runner.plan). Each reads its inputs, calls the same analysis `run`
+"""The steps a study runs (see study.plan). Each reads its inputs, calls the same analysis `run`
 as the command line, and saves the Result into its folder (the same files, keys and manifest as the
 command), returning a small summary for the report and the study manifest."""
 
@@ -182,7 +182,7 @@ def specificity_step(study: Study, folder: Path) -> dict:
     cfg = study.config
     sentences = {"en": study.pairs(cfg.languages[0], "test").en}
     sentences |= {lang: study.pairs(lang, "test").l2 for lang in cfg.languages}
-    config = specificity.SpecificityConfig(top_n=cfg.characterise.top_n, **cfg.shared())
+    config = cfg.characterise.specificity_config()
     sets = {name: read_neurons(path) for name, path in _detected(study).items()}
     result = specificity.run(study.lm, sentences, sets, config, study.progress)
     result.save(folder, study.inputs(**{f"neurons_{name}": path for name, path in _detected(study).items()}))
@@ -205,9 +205,7 @@ def pages_step(study: Study, folder: Path) -> dict:
     test = {lang: study.pairs(lang, "test") for lang in cfg.languages}
     sentences = {lang: pairs.l2 for lang, pairs in test.items()}
     sentences["en"] = list(dict.fromkeys(s for pairs in test.values() for s in pairs.en))
-    config = neuron_pages.NeuronPagesConfig(
-        top_n=cfg.characterise.pages_top_n, **cfg.shared("bootstrap", "seed", "batch_size")
-    )
+    config = neuron_pages.NeuronPagesConfig(**cfg.characterise.pages_settings())
     result = neuron_pages.run(study.lm, sets, sentences, config, progress=study.progress)
     files = {f"neurons_{name}": path for name, path in _detected(study).items()}
     files |= {f"data_{lang}": study.split_file(lang, "test") for lang in cfg.languages}
@@ -225,14 +223,7 @@ def methods_step(lang: str) -> StepFn:
         reference = [
             Sentences(code, study.pairs(code, "train").l2, str(study.split_file(code, "train"))) for code in others
         ]
-        config = compare_methods.MethodsConfig(
-            **cfg.ablate.model_dump(include={"top_k", "baseline", "seed", "baseline_seeds", "bootstrap", "k", "clamp"}),
-            batch_size=cfg.batch_size,
-            methods=cfg.methods.methods,
-            output_lang=cfg.methods.output_lang,
-            qa=cfg.methods.qa,
-            max_items=cfg.methods.max_items,
-        )
+        config = cfg.methods.analysis()
         train = study.pairs(lang, "train")
         result = compare_methods.run(
             study.lm,
@@ -299,7 +290,7 @@ def downstream_step(task: str, lang: str, kind: NeuronType) -> StepFn:
     def compute(study: Study, folder: Path) -> dict:
         cfg, down, lm = study.config, study.config.downstream, study.lm
         neurons = study.neurons(lang, kind)
-        shared = {"top_k": down.top_k, **cfg.shared(), "baseline_seeds": down.baseline_seeds}
+        shared = {**down.control(), "batch_size": cfg.batch_size}
         inputs = study.inputs(neurons=study.neurons_file(lang, kind))
         result: ControlledResult
         if task == "qa":
