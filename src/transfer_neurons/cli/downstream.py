@@ -26,13 +26,13 @@ SentencesOpt = Annotated[Path, typer.Option(help="L2 sentences: the --lang field
 NEURONS_HELP = {"top_k": "Deactivate the top-k neurons of --neurons."}
 
 
-def _neuron_set(neurons: Path | None, top_k: int) -> NeuronSet | None:
-    """The neuron set of --neurons (checked against --top-k before the model loads), or None."""
-    if neurons is None:
-        return None
-    neuron_set = read_neurons(neurons)
-    neuron_set.check_top_k(top_k)
-    return neuron_set
+def _neurons_lang(neurons: Path | None, top_k: int, lang: str | None) -> tuple[NeuronSet | None, str]:
+    """The neuron set of --neurons (checked against --top-k before the model loads) or None, and the
+    language: --lang, else the set's."""
+    neuron_set = None if neurons is None else read_neurons(neurons)
+    if neuron_set is not None:
+        neuron_set.check_top_k(top_k)
+    return neuron_set, neurons_lang(neuron_set, lang)
 
 
 def _questions(
@@ -47,8 +47,8 @@ def _questions(
 ) -> None:
     """The body of `qa` and `mc`: the questions of --data (or the built-in set) in one language, then
     `run` on them."""
-    neuron_set = _neuron_set(neurons, config.top_k)
-    items = load(data, neurons_lang(neuron_set, lang), config.max_questions, config.split)
+    neuron_set, lang = _neurons_lang(neurons, config.top_k, lang)
+    items = load(data, lang, config.max_questions, config.split)
     run_command(
         out, model, lambda lm: run(lm, items, neuron_set, config, model.progress), source_inputs(data, neuron_set)
     )
@@ -66,8 +66,7 @@ def _sentences(
 ) -> None:
     """The body of `output-lang` and `logit-lens`: the --lang sentences of --data, then `run` on them
     (logit-lens checks --tokens against the model)."""
-    neuron_set = _neuron_set(neurons, config.top_k)
-    lang = neurons_lang(neuron_set, lang)
+    neuron_set, lang = _neurons_lang(neurons, config.top_k, lang)
     output_lang_analysis.identifier_for(config.langid_langs, lang)  # unknown languages: before the model loads
     sentences = read_sentences(data, lang, max_items)
     run_command(
