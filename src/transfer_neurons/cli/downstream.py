@@ -15,13 +15,13 @@ from transfer_neurons.analyses import qa as qa_analysis
 from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.artifacts.neurons import NeuronSet, read_neurons
 from transfer_neurons.artifacts.result import Result
-from transfer_neurons.cli.common import OptNeuronsOpt, neurons_lang, out_option, source_inputs
+from transfer_neurons.cli.common import OptNeuronsOpt, lang_option, neurons_lang, out_option, source_inputs
 from transfer_neurons.cli.options import ModelOptions, analysis_command, max_items, run_command
 from transfer_neurons.data.mc import load_mc
 from transfer_neurons.data.pairs import read_sentences
 from transfer_neurons.data.qa import load_qa
 
-QuestionLangOpt = Annotated[str | None, typer.Option(help="Question language. Default: the language of --neurons.")]
+QuestionLangOpt = Annotated[str | None, lang_option("Question")]
 SentencesOpt = Annotated[Path, typer.Option(help="L2 sentences: the --lang field of a JSONL/TSV file, or a .txt file.")]
 NEURONS_HELP = {"top_k": "Deactivate the top-k neurons of --neurons."}
 
@@ -131,7 +131,7 @@ def output_lang(
     ],
     out: Annotated[Path, out_option("output_lang.jsonl, output_lang.json and figure")],
     neurons: OptNeuronsOpt = None,
-    lang: Annotated[str | None, typer.Option(help="Prompt language. Default: the language of --neurons.")] = None,
+    lang: Annotated[str | None, lang_option("Prompt")] = None,
 ) -> None:
     """Language of greedy continuations of L2 prompts: normal, top-k deactivated (e.g. Type-2), random."""
     _sentences(config, model, data, out, neurons, lang, config.max_prompts, output_lang_analysis.run)
@@ -149,7 +149,7 @@ def logit_lens(
     data: SentencesOpt,
     out: Annotated[Path, out_option("logit_lens.json and figure")],
     neurons: OptNeuronsOpt = None,
-    lang: Annotated[str | None, typer.Option(help="Sentence language. Default: the language of --neurons.")] = None,
+    lang: Annotated[str | None, lang_option("Sentence")] = None,
 ) -> None:
     """Logit lens: language share of the top tokens of final norm + unembedding on each layer's h^l."""
     _sentences(config, model, data, out, neurons, lang, config.max_sentences, logit_lens_analysis.run)
