@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from transfer_neurons.analyses import ablate, latent, output_lang, qa, specificity
+from transfer_neurons.analyses.base import DownstreamResult
 from transfer_neurons.analyses.steer import SteerResult
 from transfer_neurons.artifacts import names
 from transfer_neurons.artifacts.io import write_json
@@ -18,6 +19,7 @@ from transfer_neurons.metrics.uncertainty import ALPHA, Estimate, Finding, adjus
 from transfer_neurons.study.config import StudyConfig
 
 R = TypeVar("R", bound=Result)
+Reader = Callable[[Path, StudyConfig], Iterator[Finding]]  # a claim's rows from a study's folder
 CLAIMS = {
     "middle_peak": "Mutual-kNN alignment peaks in the middle layers",
     "type1_alignment": "Type-1 deactivation lowers alignment more than random",
@@ -79,16 +81,15 @@ def _type2_specific(out: Path, config: StudyConfig) -> Iterator[Finding]:
             )
 
 
-def _type2_output(out: Path, config: StudyConfig) -> Iterator[Finding]:
-    for lang, result in step_results(out, "output_lang", output_lang.OutputLangResult, config.languages):
-        estimate = result.conditions["deactivated"][lang]
-        yield _compared("type2_output", lang, estimate, result.n_prompts, "prompts", f"output_lang/{lang}")
+def _deactivation(claim: str, step: str, cls: type[DownstreamResult]) -> Reader:
+    """The reader of a claim on a downstream task: its headline metric under the deactivated condition."""
 
+    def read(out: Path, config: StudyConfig) -> Iterator[Finding]:
+        for lang, result in step_results(out, step, cls, config.languages):
+            estimate = result.metric()["deactivated"]
+            yield _compared(claim, lang, estimate, result.n_units, cls.UNITS, f"{step}/{lang}")
 
-def _type1_qa(out: Path, config: StudyConfig) -> Iterator[Finding]:
-    for lang, result in step_results(out, "qa", qa.QAResult, config.languages):
-        estimate = result.conditions["deactivated"].f1
-        yield _compared("type1_qa", lang, estimate, result.n_questions, "questions", f"qa/{lang}")
+    return read
 
 
 def _steer(out: Path, config: StudyConfig) -> Iterator[Finding]:
@@ -110,12 +111,12 @@ def _steer(out: Path, config: StudyConfig) -> Iterator[Finding]:
             yield Finding(claim, CLAIMS[claim], lang, effect.value, effect.ci, p, n, units, +1, f"steer/{lang}")
 
 
-READERS: dict[str, tuple[str, Callable[[Path, StudyConfig], Iterator[Finding]]]] = {
+READERS: dict[str, tuple[str, Reader]] = {
     "middle_peak": ("latent", _middle_peak),
     "type1_alignment": ("ablate", _type1_alignment),
     "type2_specific": ("specificity", _type2_specific),
-    "type2_output": ("output_lang", _type2_output),
-    "type1_qa": ("qa", _type1_qa),
+    "type2_output": ("output_lang", _deactivation("type2_output", "output_lang", output_lang.OutputLangResult)),
+    "type1_qa": ("qa", _deactivation("type1_qa", "qa", qa.QAResult)),
     "steer": ("steer", _steer),
 }
 

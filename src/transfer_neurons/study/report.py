@@ -23,6 +23,7 @@ from transfer_neurons.analyses import (
     qa,
     specificity,
 )
+from transfer_neurons.analyses.base import DownstreamResult
 from transfer_neurons.analyses.steer import SPLIT_NOTE, SteerResult
 from transfer_neurons.artifacts import names, plots, templates
 from transfer_neurons.artifacts.io import atomic_path
@@ -253,36 +254,25 @@ def _specificity_view(out: Path) -> list[dict[str, Any]] | None:
     return [{"name": name, "n": s["top"]["n"], "cells": eta2_cells(s)} for name, s in headline.items()]
 
 
-def _task_rows(out: Path, task: str, config: StudyConfig) -> list[tuple[str, int, dict[str, Estimate]]]:
+def _task_rows(
+    out: Path, task: str, result: type[DownstreamResult], config: StudyConfig
+) -> list[tuple[str, int, dict[str, Estimate]]]:
     """(language, items, condition -> Estimate of the task's headline metric) per finished step."""
-    if task == "qa":
-        return [
-            (lang, q.n_questions, {c: s.f1 for c, s in q.conditions.items()})
-            for lang, q in step_results(out, task, qa.QAResult, config.languages)
-        ]
-    if task == "mc":
-        return [
-            (lang, m.n_questions, {c: s.accuracy for c, s in m.conditions.items()})
-            for lang, m in step_results(out, task, mc.MCResult, config.languages)
-        ]
-    return [
-        (lang, o.n_prompts, {c: shares[lang] for c, shares in o.conditions.items()})
-        for lang, o in step_results(out, task, output_lang.OutputLangResult, config.languages)
-    ]
+    return [(lang, r.n_units, r.metric()) for lang, r in step_results(out, task, result, config.languages)]
 
 
-TASKS = {
-    "qa": ("Generative QA: token F1", "questions"),
-    "mc": ("Multiple choice: accuracy", "questions"),
-    "output_lang": ("Output language: share of continuations in the prompt language", "prompts"),
+TASKS: dict[str, tuple[type[DownstreamResult], str]] = {
+    "qa": (qa.QAResult, "Generative QA: token F1"),
+    "mc": (mc.MCResult, "Multiple choice: accuracy"),
+    "output_lang": (output_lang.OutputLangResult, "Output language: share of continuations in the prompt language"),
 }
 
 
 def _downstream_view(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
     """Per task: a language x condition table and a grouped bar chart with the intervals."""
     tasks = []
-    for task, (title, units) in TASKS.items():
-        rows = _task_rows(out, task, config)
+    for task, (result, title) in TASKS.items():
+        rows = _task_rows(out, task, result, config)
         if not rows:
             continue
         figure = out / FIGURES / f"{task}.png"
@@ -294,7 +284,7 @@ def _downstream_view(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
             figure,
             (0, 1.12),
             errors={lang: {c: ci for c in CONDITIONS if (ci := e[c].ci) is not None} for lang, _, e in rows},
-            n_label=_n_label({lang: n for lang, n, _ in rows}, units),
+            n_label=_n_label({lang: n for lang, n, _ in rows}, result.UNITS),
         )
         table = [{"lang": lang, "n": n, **vars(Compared.of(e))} for lang, n, e in rows]
         tasks.append({"title": title, "rows": table, "figure": data_uri(figure)})
