@@ -47,8 +47,8 @@ def test_sweep_shares_and_round_trip(tiny, neurons, tmp_path):
 
 
 def cli_args(model, neurons_file, data, out, *extra):
-    return ["sweep", "--model", model, "--neurons", neurons_file, "--data", data, "--out", out, "--device", "cpu",
-            "--quiet", "--max-new-tokens", "3", "--max-items", "2", *extra]  # fmt: skip
+    quick = ["--device", "cpu", "--quiet", "--max-new-tokens", "3", "--max-items", "2"]
+    return ["sweep", "--model", model, "--neurons", neurons_file, "--data", data, "--out", out, *quick, *extra]
 
 
 @pytest.fixture()

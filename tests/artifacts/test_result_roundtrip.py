@@ -7,12 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from transfer_neurons.analyses.logit_lens import LayerCurve, LogitLensResult
 from transfer_neurons.analyses.mc import MCResult, MCScores
+from transfer_neurons.analyses.means import LanguageMeans
 from transfer_neurons.analyses.output_lang import OutputLangResult
 from transfer_neurons.analyses.overlap import OverlapResult
 from transfer_neurons.analyses.qa import QAResult, QAScores
+from transfer_neurons.analyses.steer import Cell, SteerResult
+from transfer_neurons.analyses.sweep import SweepResult
 from transfer_neurons.artifacts.io import file_digest
 from transfer_neurons.artifacts.names import MANIFEST
 from transfer_neurons.artifacts.result import Result
@@ -77,11 +81,51 @@ def logit_lens() -> LogitLensResult:
     return LogitLensResult(**controlled(), tokens=5, conditions=conditions, last_layer={"normal": ESTIMATES}, rows=rows)
 
 
+def sweep() -> SweepResult:
+    shares = {"ja": 0.5, "en": 0.25, "none": 0.25}
+    cells = {(0.0, 4): shares, (2.0, 4): {"ja": 1.0, "en": 0.0, "none": 0.0}}
+    rows = [{"condition": "normal", "output": "x", "lang": "ja", "factor": None, "top_k": None}]
+    settings = {"positions": "all", "n_prompts": 1}
+    neurons = {"lang": "ja", "type": "type2", "source": None}
+    return SweepResult(
+        model="tiny",
+        lang="ja",
+        factors=[0.0, 2.0],
+        top_k=[4],
+        normal=shares,
+        cells=cells,
+        rows=rows,
+        neurons=neurons,
+        settings=settings,
+        timings={"total": 0.5},
+    )
+
+
+def steer() -> SteerResult:
+    metrics = {"target": DEACTIVATED, "loglik": Estimate(-2.0, (-2.5, -1.5))}
+    key = {"set": "ja-type2", "method": "add", "alpha": 1.0, "deactivate_source": False}
+    cell = Cell(key, metrics, {"target": RANDOM, "loglik": Estimate(-2.1)})
+    means = LanguageMeans(("en", "ja"), torch.ones(2, 2, 3), (4, 4), (20, 18))
+    return SteerResult(
+        model="tiny",
+        source="en",
+        target="ja",
+        seed=3,
+        normal={"dev": metrics, "test": metrics},
+        grid=[cell],
+        chosen=[cell],
+        rows=[{"set": "ja-type2", "output": "x"}],
+        means=means,
+        settings={"sets": ["ja-type2"], "n_prompts": {"dev": 1, "test": 1}},
+        timings={"total": 1.0},
+    )
+
+
 def digests(out: Path) -> dict[str, str]:
     return {path.name: file_digest(path) for path in sorted(out.iterdir())}
 
 
-@pytest.mark.parametrize("make", [overlap, qa, mc, output_lang, logit_lens])
+@pytest.mark.parametrize("make", [overlap, qa, mc, output_lang, logit_lens, sweep, steer])
 def test_save_load_save_keeps_every_file(make: Callable[[], Result], tmp_path: Path) -> None:
     result = make()
     first = result.save(tmp_path / "first")

@@ -6,10 +6,11 @@ import json
 import re
 
 import pytest
+from pydantic import ValidationError
 
 from helpers import run, write_study
 from transfer_neurons.errors import InputError
-from transfer_neurons.study.config import describe, load_config
+from transfer_neurons.study.config import StudyConfig, describe, load_config
 from transfer_neurons.study.tables import load_run
 
 
@@ -130,6 +131,19 @@ def test_toml_config(model_folder, tmp_path):
     config = load_config(path)
     assert config.detect.top_n == 5 and config.latent.k == 10 and config.data.source == "udhr"
     assert config.ablate.top_k == config.characterise.top_n == config.downstream.top_k == 5  # defaults capped
+
+
+def test_sections_inherit_the_shared_keys():
+    raw = {"model": "m", "languages": ["ja"], "seed": 3, "detect": {"top_n": 30}, "methods": {"enabled": True}}
+    config = StudyConfig.model_validate({**raw, "ablate": {"baseline": "uniform", "k": 4, "seed": 7}})
+    assert config.data.seed == config.characterise.seed == config.downstream.seed == 3
+    assert config.characterise.baseline == config.downstream.baseline == config.methods.baseline == "uniform"
+    assert (config.methods.seed, config.methods.k, config.methods.top_k) == (7, 4, 30)  # ablate's, lowered like it
+    assert StudyConfig.model_validate({**raw, "ablate": {"top_k": 9}}).methods.top_k == 9
+    with pytest.raises(ValidationError, match="methods.top_k 31 exceeds detect.top_n 30"):
+        StudyConfig.model_validate({**raw, "methods": {"enabled": True, "top_k": 31}})
+    assert re.search(r"^methods.k  \(default: ablate.k\)", describe(), re.M)
+    assert re.search(r"^steer.baseline_seeds  \(default: 1\)", describe(), re.M)  # steer draws its own
 
 
 def test_help_config_documents_every_key():

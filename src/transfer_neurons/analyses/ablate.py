@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,9 +31,10 @@ from transfer_neurons.analyses.latent import (
     units_tensors,
 )
 from transfer_neurons.artifacts import names
-from transfer_neurons.artifacts.io import read_json, write_json, write_tensors
+from transfer_neurons.artifacts.codec import encode
+from transfer_neurons.artifacts.io import write_json, write_tensors
 from transfer_neurons.artifacts.neurons import NeuronSet
-from transfer_neurons.artifacts.result import Result, read_manifest
+from transfer_neurons.artifacts.result import Result
 from transfer_neurons.choices import Positions
 from transfer_neurons.data.pairs import ParallelData
 from transfer_neurons.hooks.interventions import Conditions, Intervention, RandomBaseline
@@ -136,6 +137,8 @@ class AblationResult(Result):
     the random baseline's [S, L, n], one per draw)."""
 
     command: ClassVar[str] = "ablate"
+    SUMMARY: ClassVar[str] = names.ABLATION
+    ELSEWHERE: ClassVar[tuple[str, ...]] = ("deactivated", "random", "units")
 
     model: str
     lang: str
@@ -186,11 +189,8 @@ class AblationResult(Result):
                 },
                 "nonparallel": self.nonparallel,
                 "middle_layer": self.middle_layer,
-                "summary": {
-                    name: {metric: e.to_json() for metric, e in metrics.items()}
-                    for name, metrics in self.summary.items()
-                },
-                "conditions": {name: asdict(c) for name, c in curves.items()},
+                "summary": encode(self.summary),
+                "conditions": encode(curves),
             },
         )
         return [
@@ -204,33 +204,22 @@ class AblationResult(Result):
         ]
 
     def manifest_fields(self) -> dict[str, Any]:
-        settings = {**self.config.model_dump(mode="json"), "positions": Positions.last.value}
-        return {"model": self.model, "settings": settings, "seed": self.config.seed, "timings_s": self.timings}
+        fields = super().manifest_fields()
+        fields["settings"]["positions"] = Positions.last.value
+        return fields
 
     @classmethod
-    def load(cls, out: str | Path) -> AblationResult:
-        out = Path(out)
-        manifest = read_manifest(out, cls.command)
-        data = read_json(out / names.ABLATION)
-        assert isinstance(data, dict)
-        settings = {k: v for k, v in manifest["settings"].items() if k != "positions"}
-        return cls(
-            model=data["model"],
-            lang=data["lang"],
-            layers=data["layers"],
-            config=AblateConfig(**settings),
-            nonparallel=data["nonparallel"],
-            n_pairs=data["n_pairs"],
-            conditions={name: PairCurves.from_json(c) for name, c in data["conditions"].items()},
-            summary={
-                name: {metric: Estimate.from_json(e) for metric, e in metrics.items()}
-                for name, metrics in data["summary"].items()
-            },
-            deactivated=Intervention.load(out / names.INTERVENTION),
-            random=RandomBaseline.load(out / names.BASELINE),
-            units=read_units(out / names.ABLATION_UNITS),
-            timings=manifest.get("timings_s", {}),
-        )
+    def file_values(cls, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "deactivated": Intervention.load(out / names.INTERVENTION),
+            "random": RandomBaseline.load(out / names.BASELINE),
+            "units": read_units(out / names.ABLATION_UNITS),
+        }
+
+    def headline(self) -> dict[str, Any]:
+        """What the study records of the step, the model comparison and `load_run` read: the pairs,
+        top-k and the summary as JSON."""
+        return {"n_pairs": self.n_pairs, "top_k": self.config.top_k, "summary": encode(self.summary)}
 
     def summary_lines(self) -> list[str]:
         return [

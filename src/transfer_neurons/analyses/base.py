@@ -1,18 +1,20 @@
-"""What the analyses share: the strict config base, the seeded conditions of a controlled experiment."""
+"""What the analyses share: the strict config base, the seeded conditions of a controlled experiment
+and its one run (`controlled_run`)."""
 
 from __future__ import annotations
 
+import time
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from transfer_neurons.analyses.units import compared
 from transfer_neurons.artifacts import names
-from transfer_neurons.artifacts.codec import encode
 from transfer_neurons.artifacts.io import read_jsonl, write_json, write_jsonl
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.artifacts.result import Result
@@ -130,6 +132,14 @@ def condition_estimates(
     return {name: out[name] for name in values}
 
 
+def row_estimates(rows: Sequence[dict], key: str, conditions: Conditions, config: ControlConfig) -> dict[str, Estimate]:
+    """Per condition, the Estimate of the mean of its rows' `key` (`condition_estimates`)."""
+    values: dict[str, Sequence[float] | np.ndarray] = {
+        name: [float(row[key]) for row in rows if row["condition"] == name] for name in conditions
+    }
+    return condition_estimates(values, conditions, config.bootstrap, config.seed)
+
+
 @dataclass(kw_only=True)
 class ControlledResult(Result):
     """What every result of a controlled experiment holds besides its measurements: the model, the
@@ -149,23 +159,10 @@ class ControlledResult(Result):
     SETTINGS: ClassVar[tuple[str, ...]] = ("lang",)
     ELSEWHERE: ClassVar[tuple[str, ...]] = ("deactivated", "random", "rows")
 
-    def to_json(self) -> dict[str, Any]:
-        """The JSON summary: model, language, the other `SETTINGS` fields, the recorded settings and the
-        seed, then the measurements."""
-        extra = {name: encode(getattr(self, name)) for name in self.SETTINGS if name != "lang"}
-        return {
-            "schema_version": names.SCHEMA_VERSION,
-            "model": self.model,
-            "lang": self.lang,
-            **extra,
-            **self.settings,
-            "seed": self.seed,
-            **self.json_fields(skip=("model", "lang", "seed", *self.SETTINGS)),
-        }
-
-    def conditions_json(self) -> dict[str, Any]:
-        """The `conditions` of the JSON summary."""
-        return self.to_json()["conditions"]
+    def headline(self) -> dict[str, Any]:
+        """What the study records of the step and `load_run` read: the top-k (None without a neuron
+        set) and the `conditions` of the JSON summary."""
+        return {"top_k": self.settings.get("top_k"), "conditions": self.to_json()["conditions"]}
 
     @abstractmethod
     def plot(self, path: Path) -> None:
@@ -192,3 +189,63 @@ class ControlledResult(Result):
             "deactivated": Intervention.load(out / names.INTERVENTION) if names.INTERVENTION in files else None,
             "random": RandomBaseline.load(out / names.BASELINE) if names.BASELINE in files else None,
         }
+
+
+@dataclass(kw_only=True)
+class DownstreamResult(ControlledResult):
+    """The result of a downstream task (QA, multiple choice, output language): besides all it measures,
+    one headline metric per condition, which the study's report tabulates and its findings test."""
+
+    UNITS: ClassVar[str]  # what the task runs on: questions, prompts
+
+    @property
+    def n_units(self) -> int:
+        """Units per condition (each condition runs the same ones; the random baseline once per draw)."""
+        return sum(row["condition"] == "normal" for row in self.rows)
+
+    @abstractmethod
+    def metric(self) -> dict[str, Estimate]:
+        """Per condition, the Estimate of the headline metric."""
+
+
+C = TypeVar("C", bound=ControlledResult)
+
+
+def controlled_run(
+    result: type[C],
+    lm: LoadedModel,
+    lang: str,
+    neurons: NeuronSet | None,
+    config: ControlConfig,
+    positions: Positions,
+    measure: Callable[[Conditions], tuple[list[dict], dict[str, Any]]],
+    settings: Callable[[], dict[str, Any]],
+    tail: dict[str, Any],
+) -> C:
+    """The one run of a controlled experiment: its conditions (`conditions_for`), then `measure` under
+    them (the rows and the result's measured fields), recorded with the settings: top-k and positions,
+    the task's own `settings()`, the baseline's and the bootstrap's, then `tail`."""
+    start = time.perf_counter()
+    conditions = conditions_for(lm, neurons, config, positions)
+    deactivated, random = compared(conditions)
+    rows, measured = measure(conditions)
+    recorded = {
+        "top_k": config.top_k if neurons else None,
+        "positions": positions.value,
+        **settings(),
+        "baseline": config.baseline.value,
+        "baseline_seeds": config.baseline_seeds if neurons else None,
+        "bootstrap": config.bootstrap,
+        **tail,
+    }
+    return result(
+        model=lm.name,
+        lang=lang,
+        seed=config.seed,
+        **measured,
+        rows=rows,
+        deactivated=deactivated,
+        random=random,
+        settings=recorded,
+        timings={"total": time.perf_counter() - start},
+    )

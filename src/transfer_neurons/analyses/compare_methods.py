@@ -43,9 +43,10 @@ from transfer_neurons.analyses.latent import check_nonparallel, check_pairs
 from transfer_neurons.analyses.methods import check_pool, detect_method
 from transfer_neurons.analyses.pool import Sentences, by_language, pool_parts
 from transfer_neurons.analyses.qa import QAItem, QAScores
-from transfer_neurons.analyses.specificity import Comparison, EtaSummary
+from transfer_neurons.analyses.specificity import Comparison
 from transfer_neurons.artifacts import names, plots
-from transfer_neurons.artifacts.io import read_json, write_json
+from transfer_neurons.artifacts.codec import encode, field_values
+from transfer_neurons.artifacts.io import write_json
 from transfer_neurons.artifacts.neurons import Neuron, NeuronSet
 from transfer_neurons.artifacts.result import Result, read_manifest
 from transfer_neurons.choices import Method, NeuronType
@@ -109,35 +110,23 @@ class MethodMeasures:
         return Estimate(deactivated.effect_vs_random.value, deactivated.effect_vs_random.ci, deactivated.p_vs_random)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "ablation": _nested(self.ablation, Estimate.to_json),
-            "output_lang": _nested(self.output_lang, Estimate.to_json),
-            "qa": None if self.qa is None else {c: s.to_json() for c, s in self.qa.items()},
-            "specificity": {"top": self.specificity.top.to_json(), "random": self.specificity.random.to_json()},
-            "massive_share": self.massive_share.to_json(),
+        """The measures by the codec, each TN score with its count of scored neurons."""
+        plain = ("ablation", "output_lang", "qa", "specificity", "massive_share")
+        return {name: encode(getattr(self, name)) for name in plain} | {
             "tn_scores": {
                 t: ({"value": None, "ci": None} if e is None else e.to_json()) | {"n_scored": self.tn_scored[t]}
                 for t, e in self.tn_scores.items()
-            },
+            }
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MethodMeasures:
-        qa_data, spec = data["qa"], data["specificity"]
+        scores = data["tn_scores"]
         return cls(
-            ablation=_nested(data["ablation"], Estimate.from_json),
-            specificity=Comparison(EtaSummary.from_json(spec["top"]), EtaSummary.from_json(spec["random"])),
-            massive_share=Estimate.from_json(data["massive_share"]),
-            tn_scores={t: None if e["value"] is None else Estimate.from_json(e) for t, e in data["tn_scores"].items()},
-            tn_scored={t: int(e["n_scored"]) for t, e in data["tn_scores"].items()},
-            output_lang=_nested(data["output_lang"], Estimate.from_json),
-            qa=None if qa_data is None else {c: QAScores.from_json(s) for c, s in qa_data.items()},
+            **field_values(cls, data, frozenset({"tn_scores"})),
+            tn_scores={t: None if e["value"] is None else Estimate.from_json(e) for t, e in scores.items()},
+            tn_scored={t: int(e["n_scored"]) for t, e in scores.items()},
         )
-
-
-def _nested(table: Any, convert: Any) -> Any:
-    """`convert` applied to each value of a two-level dict (None stays None)."""
-    return None if table is None else {a: {b: convert(v) for b, v in inner.items()} for a, inner in table.items()}
 
 
 @dataclass
@@ -147,6 +136,9 @@ class MethodsResult(Result):
     and the raw TN `type1` / `type2`), each saved as a detect folder `<name>/` for later commands."""
 
     command: ClassVar[str] = "compare-methods"
+    SUMMARY: ClassVar[str] = names.METHODS
+    SETTINGS: ClassVar[tuple[str, ...]] = ("lang",)
+    ELSEWHERE: ClassVar[tuple[str, ...]] = ("detections",)
 
     model: str
     lang: str
@@ -200,28 +192,15 @@ class MethodsResult(Result):
             n_label=f"n = {self.n_pairs} test pairs; random: {draws} draw{'s' * (draws > 1)}; {2 * len(effects)} tests",
         )
 
-    def manifest_fields(self) -> dict[str, Any]:
-        settings = {"lang": self.lang, **self.config.model_dump(mode="json")}
-        return {"model": self.model, "settings": settings, "seed": self.config.seed, "timings_s": self.timings}
-
     @classmethod
-    def load(cls, out: str | Path) -> MethodsResult:
-        """A compare-methods folder written by `save` (from the command line, a study or Python)."""
-        out = Path(out)
-        manifest = read_manifest(out, cls.command)
-        data = read_json(out / names.METHODS)
-        settings = {k: v for k, v in manifest["settings"].items() if k != "lang"}
-        return cls(
-            model=data["model"],
-            lang=data["lang"],
-            config=MethodsConfig.model_validate(settings),
-            n_pairs=data["n_pairs"],
-            methods={name: MethodMeasures.from_json(m) for name, m in data["methods"].items()},
-            jaccard=data["jaccard"],
-            massive_dims={int(layer): dims for layer, dims in data["massive_dims"].items()},
-            detections={name: Detection.load(out / name) for name in data["detections"]},
-            timings=manifest.get("timings_s", {}),
-        )
+    def file_values(cls, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+        """The detect folders the manifest lists."""
+        folders = dict.fromkeys(name.split("/")[0] for name in manifest["files"] if "/" in name)
+        return {"detections": {name: Detection.load(out / name) for name in folders}}
+
+    def headline(self) -> dict[str, Any]:
+        """What the study records of the step: the methods compared and the top-k."""
+        return {"methods": [m.value for m in self.config.methods], "top_k": self.config.top_k}
 
     def summary_lines(self) -> list[str]:
         return [

@@ -30,7 +30,7 @@ from transfer_neurons.analyses.pool import Sentences, check_languages, describe
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.io import read_tensors, write_tensors
 from transfer_neurons.artifacts.neurons import ModelIdentity, NeuronSet, read_neurons
-from transfer_neurons.artifacts.result import Result, read_manifest
+from transfer_neurons.artifacts.result import Result
 from transfer_neurons.choices import Method, NeuronType
 from transfer_neurons.data.pairs import ParallelData
 from transfer_neurons.errors import InputError
@@ -121,53 +121,48 @@ class Detection(Result):
             write_tensors(out / names.CENTROIDS, tensors)
             files.append(names.CENTROIDS)
         self.neuron_set.save(out / names.NEURONS)
-        counts = Counter(layer for layer, _, _ in self.top)
-        per_layer = [counts.get(layer, 0) for layer in range(self.scores.shape[0])]
         plots.layer_histograms(
-            {f"{self.label} {self.lang}": per_layer},
+            {f"{self.label} {self.lang}": self.headline()["per_layer"]},
             out / names.LAYERS_FIGURE,
             f"Layers of the top-{len(self.top)} {self.label} neurons, {self.lang}",
         )
         return [*files, names.NEURONS, names.LAYERS_FIGURE]
 
     def manifest_fields(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "method": self.method,
-            "type": self.kind,
-            "lang": self.lang,
-            "layers": self.layers,
-            "pool": self.pool,
-            "settings": self.settings,
-            "seed": None,
-            "timings_s": self.timings,
-        }
+        """The generic fields after the model, method, type, language, layers and pool."""
+        head = {"model": self.model, "method": self.method, "type": self.kind, "lang": self.lang}
+        return head | {"layers": self.layers, "pool": self.pool} | super().manifest_fields()
 
     @classmethod
-    def load(cls, out: str | Path) -> Detection:
-        """A detection folder written by `save` (from the command line, a study or Python)."""
-        out = Path(out)
-        manifest = read_manifest(out, cls.command)
+    def file_values(cls, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+        """The neuron set, the scores and the centroids."""
         neurons = read_neurons(out / names.NEURONS)
         tensors = read_tensors(out / names.CENTROIDS) if names.CENTROIDS in manifest.get("files", {}) else {}
-        return cls(
-            kind=neurons.type,
-            lang=str(neurons.lang),
-            model=str(neurons.model),
-            layers=list(neurons.layers),
-            scores=read_tensors(out / names.SCORES)["scores"],
-            centroids=tensors.get("centroids"),
-            top=list(neurons.top),
-            settings=manifest.get("settings", {}),
-            timings=manifest.get("timings_s", {}),
-            method=neurons.method,
-            pool=manifest.get("pool"),
-            reference_mean=tensors.get("reference_mean"),
-            identity=neurons.identity,
-        )
+        return {
+            "kind": neurons.type,
+            "lang": str(neurons.lang),
+            "layers": list(neurons.layers),
+            "scores": read_tensors(out / names.SCORES)["scores"],
+            "centroids": tensors.get("centroids"),
+            "top": list(neurons.top),
+            "method": neurons.method,
+            "pool": manifest.get("pool"),
+            "reference_mean": tensors.get("reference_mean"),
+            "identity": neurons.identity,
+        }
+
+    def headline(self) -> dict[str, Any]:
+        """What the study records of the step and the model comparison reads: the top 10, the top-n's
+        count per layer, their number and the sentences scored."""
+        counts = Counter(layer for layer, _, _ in self.top)
+        return {
+            "top": [list(t) for t in self.top[:10]],
+            "per_layer": [counts[layer] for layer in range(self.scores.shape[0])],
+            "top_n": len(self.top),
+            "sentences": self.settings.get("n_sentences"),
+        }
 
     def summary_lines(self) -> list[str]:
-        counts = Counter(layer for layer, _, _ in self.top)
         what = f"{self.kind} transfer neurons" if self.kind else "language-specific neurons"
         pool = ""
         if self.pool:
@@ -180,7 +175,7 @@ class Detection(Result):
             "top neurons (layer, neuron, score):",
         ]
         lines += [f"  L{layer:<3} #{neuron:<6} {score:+.6f}" for layer, neuron, score in self.top[:10]]
-        spread = ", ".join(f"L{layer}: {counts[layer]}" for layer in sorted(counts))
+        spread = ", ".join(f"L{layer}: {n}" for layer, n in enumerate(self.headline()["per_layer"]) if n)
         lines.append(f"layers of the top {len(self.top)}: {spread}")
         if len(self.top) < self.settings.get("top_n", 0):
             lines.append(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -36,10 +36,11 @@ from transfer_neurons.analyses.finetune_train import (
 )
 from transfer_neurons.analyses.latent import check_pairs
 from transfer_neurons.artifacts import names
-from transfer_neurons.artifacts.io import read_json, write_json
+from transfer_neurons.artifacts.codec import decode, hints
+from transfer_neurons.artifacts.io import write_json
 from transfer_neurons.artifacts.neurons import Neuron, NeuronSet
 from transfer_neurons.artifacts.plots import save_figure
-from transfer_neurons.artifacts.result import Result, read_manifest
+from transfer_neurons.artifacts.result import Result
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.interventions import Intervention, random_baseline
 from transfer_neurons.metrics.perplexity import Change
@@ -91,7 +92,9 @@ class FinetuneResult(Result):
     of every step, each measure before and after (`summary[condition][metric]`) with its change."""
 
     command: ClassVar[str] = "finetune"
+    SUMMARY: ClassVar[str] = names.FINETUNE
     SETTINGS: ClassVar[tuple[str, ...]] = ("lang",)
+    ELSEWHERE: ClassVar[tuple[str, ...]] = ("delta",)
 
     model: str
     lang: str
@@ -134,22 +137,25 @@ class FinetuneResult(Result):
         return [names.FINETUNE, names.LOSS_FIGURE, names.DELTA]
 
     @classmethod
-    def load(cls, out: str | Path) -> FinetuneResult:
-        out = Path(out)
-        manifest = read_manifest(out, cls.command)
-        data = read_json(out / names.FINETUNE)
+    def summary_values(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """The generic fields with the loss, the measures and their change from their own keys."""
         measures = dict(data["measures"])
-        change = measures.pop("change")
-        return cls(
-            **cls.manifest_values(manifest),
-            delta=Delta.read(out),
-            parameters=data["parameters"],
-            losses=data["loss"],
-            summary={c: {m: Estimate.from_json(e) for m, e in metrics.items()} for c, metrics in measures.items()},
-            change={m: Change.from_json(c) for m, c in change.items()},
-            counts=data["counts"],
-            notes=data["notes"],
-        )
+        change, types = measures.pop("change"), hints(cls)
+        return super().summary_values(data) | {
+            "losses": data["loss"],
+            "summary": decode(types["summary"], measures),
+            "change": decode(types["change"], change),
+        }
+
+    @classmethod
+    def file_values(cls, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+        return {"delta": Delta.read(out)}
+
+    def headline(self) -> dict[str, Any]:
+        """What the study records of the step and `load_run` read: the method, the trainable
+        parameters and each measure's change."""
+        change = {metric: c.to_json() for metric, c in self.change.items()}
+        return {"method": self.delta.method, "trainable": self.parameters["trainable"], "change": change}
 
     def summary_lines(self) -> list[str]:
         p, first, last = self.parameters, self.losses[0], float(np.mean(self.losses[-10:]))

@@ -13,7 +13,7 @@ in `latent_units.safetensors` for anyone to recompute them."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,6 +23,7 @@ from pydantic import Field
 
 from transfer_neurons.analyses.base import Config, clamp_field, seed_field
 from transfer_neurons.artifacts import names, plots
+from transfer_neurons.artifacts.codec import JsonValue
 from transfer_neurons.artifacts.io import read_json, read_tensors, write_json, write_tensors
 from transfer_neurons.artifacts.result import Result, read_manifest
 from transfer_neurons.data.pairs import ParallelData
@@ -50,7 +51,7 @@ class LatentConfig(Config):
 
 
 @dataclass
-class PairCurves:
+class PairCurves(JsonValue):
     """Per-layer curves of one en-L2 pair set (one value per layer each) and their 95 % bounds:
     `ci_low[name]` / `ci_high[name]` per layer for each curve and "gap" (empty without bootstrap)."""
 
@@ -76,11 +77,6 @@ class PairCurves:
     def band(self, name: str) -> tuple[list[float], list[float]] | None:
         """The per-layer (low, high) bounds of curve `name` ("gap" included), None without bootstrap."""
         return (self.ci_low[name], self.ci_high[name]) if name in self.ci_low else None
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> PairCurves:
-        """The curves of a pair object of latent.json / ablation.json (other keys ignored)."""
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
 @dataclass
@@ -315,6 +311,10 @@ class LatentResult(Result):
             },
             units=read_units(out / names.LATENT_UNITS),
         )
+
+    def headline(self) -> dict[str, Any]:
+        """What the study records of the step: k and where mutual kNN peaks per language."""
+        return {"k": self.config.k, "mknn_peak_layer": self.peaks}
 
     def summary_lines(self) -> list[str]:
         lines = []

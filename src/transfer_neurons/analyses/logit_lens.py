@@ -4,11 +4,10 @@ interval, and the last layer's shares (the model's own next-token prediction) as
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -19,18 +18,18 @@ from transfer_neurons.analyses.base import (
     ControlConfig,
     ControlledResult,
     condition_estimates,
-    conditions_for,
+    controlled_run,
     max_items_field,
 )
 from transfer_neurons.analyses.output_lang import identifier_for
-from transfer_neurons.analyses.units import compared, describe, seed_fields
+from transfer_neurons.analyses.units import describe, seed_fields
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.codec import JsonValue
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Positions
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.capture import collect
-from transfer_neurons.hooks.interventions import Applied, for_units, replicated
+from transfer_neurons.hooks.interventions import Applied, Conditions, for_units, replicated
 from transfer_neurons.metrics.langid import NONE, STUDY_LANGS, LanguageID
 from transfer_neurons.metrics.uncertainty import Estimate, mean_estimate
 from transfer_neurons.model.loading import LoadedModel
@@ -134,56 +133,40 @@ def run(
     vocab = lm.model.get_output_embeddings().weight.shape[0]
     if config.tokens > vocab:
         raise InputError(f"--tokens {config.tokens} exceeds the vocabulary size {vocab}")
-    start = time.perf_counter()
     identifier = identifier_for(config.langid_langs, lang)
-    conditions = conditions_for(lm, neurons, config, config.positions)
-    deactivated, random = compared(conditions)
-    per_sentence, rows = {}, []
-    for name, condition in conditions.items():
-        applied = for_units(condition, len(sentences))  # a random baseline: every sentence under every draw
-        runs = replicated(condition, sentences)
-        top = logit_lens_tokens(lm, runs, config.tokens, applied, config.batch_size, progress)
-        shares = per_sentence[name] = token_language_shares(lm.tokenizer, top, identifier, lang)
-        seeds = seed_fields(condition, len(sentences))
-        rows += [
-            {"condition": name, **seeds[i], "sentence": s, "shares": {k: v[i].tolist() for k, v in shares.items()}}
-            for i, s in enumerate(runs)
-        ]
-    labels = list(per_sentence["normal"])
-    last = {
-        label: condition_estimates(
-            {name: v[label][:, -1] for name, v in per_sentence.items()}, conditions, config.bootstrap, config.seed
-        )
-        for label in labels
-    }
-    settings = {
-        "top_k": config.top_k if neurons else None,
-        "positions": config.positions.value,
-        "n_sentences": len(sentences),
-        "baseline": config.baseline.value,
-        "baseline_seeds": config.baseline_seeds if neurons else None,
-        "bootstrap": config.bootstrap,
-        "langid": {"library": "py3langid", "langs": list(identifier.langs or ["all"])},
-    }
-    return LogitLensResult(
-        model=lm.name,
-        lang=lang,
-        tokens=config.tokens,
-        seed=config.seed,
-        conditions={
+
+    def measure(conditions: Conditions) -> tuple[list[dict], dict[str, Any]]:
+        per_sentence, rows = {}, []
+        for name, condition in conditions.items():
+            applied = for_units(condition, len(sentences))  # a random baseline: every sentence under every draw
+            runs = replicated(condition, sentences)
+            top = logit_lens_tokens(lm, runs, config.tokens, applied, config.batch_size, progress)
+            shares = per_sentence[name] = token_language_shares(lm.tokenizer, top, identifier, lang)
+            seeds = seed_fields(condition, len(sentences))
+            rows += [
+                {"condition": name, **seeds[i], "sentence": s, "shares": {k: v[i].tolist() for k, v in shares.items()}}
+                for i, s in enumerate(runs)
+            ]
+        labels = list(per_sentence["normal"])
+        last = {
+            label: condition_estimates(
+                {name: v[label][:, -1] for name, v in per_sentence.items()}, conditions, config.bootstrap, config.seed
+            )
+            for label in labels
+        }
+        curves = {
             name: {
                 label: LayerCurve.of(v, config.bootstrap, config.seed, len(v) // len(sentences))
                 for label, v in values.items()
             }
             for name, values in per_sentence.items()
-        },
-        last_layer={name: {label: last[label][name] for label in labels} for name in conditions},
-        rows=rows,
-        deactivated=deactivated,
-        random=random,
-        settings=settings,
-        timings={"total": time.perf_counter() - start},
-    )
+        }
+        last_layer = {name: {label: last[label][name] for label in labels} for name in conditions}
+        return rows, {"tokens": config.tokens, "conditions": curves, "last_layer": last_layer}
+
+    tail = {"langid": {"library": "py3langid", "langs": list(identifier.langs or ["all"])}}
+    settings = {"n_sentences": len(sentences)}
+    return controlled_run(LogitLensResult, lm, lang, neurons, config, config.positions, measure, lambda: settings, tail)
 
 
 def logit_lens_tokens(

@@ -5,31 +5,31 @@ log-probability over the cyclic shifts of the option order, so a fixed letter pr
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import torch
 from pydantic import Field
 
 from transfer_neurons.analyses.base import (
     ControlConfig,
-    ControlledResult,
-    condition_estimates,
-    conditions_for,
+    DownstreamResult,
+    controlled_run,
     max_items_field,
+    row_estimates,
     single_language,
 )
-from transfer_neurons.analyses.units import compared, describe, seed_fields
+from transfer_neurons.analyses.units import describe, per_condition, seed_fields
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.codec import JsonValue
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Positions
 from transfer_neurons.data.mc import LETTERS, MCItem, letter_token_ids, mc_prompt, shifted_item, template_lang
 from transfer_neurons.hooks.generation import EstimatingBar, next_token_logprobs
-from transfer_neurons.hooks.interventions import Applied, Conditions, Intervention, for_units, replicated
+from transfer_neurons.hooks.interventions import Applied, Condition, Conditions, Intervention, for_units, replicated
 from transfer_neurons.metrics.mc import choose, cyclic_scores, letter_counts, near_chance, wilson_interval
 from transfer_neurons.metrics.uncertainty import Estimate
 from transfer_neurons.model.loading import LoadedModel
@@ -94,21 +94,23 @@ class MCScores(JsonValue):
 
 
 @dataclass(kw_only=True)
-class MCResult(ControlledResult):
+class MCResult(DownstreamResult):
     """Per-question rows and per-condition scores of a multiple-choice run (accuracy, its interval
     and the letters chosen), the chance level (mean of 1 / options) and the interventions it compared."""
 
     command: ClassVar[str] = "mc"
     TASK: ClassVar[str] = TASK
     SUMMARY: ClassVar[str] = names.summary(TASK)
+    UNITS: ClassVar[str] = "questions"
 
     chance: float
     conditions: dict[str, MCScores]
 
-    @property
-    def n_questions(self) -> int:
-        """Questions per condition (each condition answers the same ones)."""
-        return next(iter(self.conditions.values())).n
+    n_questions = DownstreamResult.n_units
+
+    def metric(self) -> dict[str, Estimate]:
+        """Accuracy."""
+        return {name: s.accuracy for name, s in self.conditions.items()}
 
     def plot(self, path: Path) -> None:
         plots.grouped_bars(
@@ -146,55 +148,37 @@ def run(
     """Multiple choice on `items` (questions in one language) normally and, given a neuron set, with
     its top-k deactivated and with a random baseline (the command line and the study call this)."""
     lang = single_language(items, "multiple choice")
-    start = time.perf_counter()
-    conditions = conditions_for(lm, neurons, config, config.positions)
-    deactivated, random = compared(conditions)
-    rows = mc_study(lm, items, conditions, config.batch_size, config.scoring, progress)
     n_options = [len(item.options) for item in items]
     chance = sum(1 / n for n in n_options) / len(items)
-    chosen = {name: [row for row in rows if row["condition"] == name] for name in conditions}
-    accuracy = condition_estimates(
-        {name: [float(row["correct"]) for row in chosen[name]] for name in conditions},
-        conditions,
-        config.bootstrap,
-        config.seed,
-    )
-    scores = {
-        name: MCScores.of(
-            accuracy[name],
-            [row["correct"] for row in chosen[name]],
-            [row["predicted"] for row in chosen[name]],
-            LETTERS[: max(n_options)],
-            chance,
-            len(chosen[name]) // len(items),
-        )
-        for name in conditions
-    }
-    settings = {
-        "top_k": config.top_k if neurons else None,
-        "positions": config.positions.value,
-        "template": template_lang(lang),
-        "letter_form": letter_token_ids(lm.tokenizer, max(n_options))[1],
-        "split": config.split,
-        "max_questions": config.max_questions,
-        "scoring": config.scoring.value,
-        "baseline": config.baseline.value,
-        "baseline_seeds": config.baseline_seeds if neurons else None,
-        "bootstrap": config.bootstrap,
-        "batch_size": config.batch_size,
-    }
-    return MCResult(
-        model=lm.name,
-        lang=lang,
-        seed=config.seed,
-        chance=chance,
-        conditions=scores,
-        rows=rows,
-        deactivated=deactivated,
-        random=random,
-        settings=settings,
-        timings={"total": time.perf_counter() - start},
-    )
+
+    def measure(conditions: Conditions) -> tuple[list[dict], dict[str, Any]]:
+        rows = mc_study(lm, items, conditions, config.batch_size, config.scoring, progress)
+        chosen = {name: [row for row in rows if row["condition"] == name] for name in conditions}
+        accuracy = row_estimates(rows, "correct", conditions, config)
+        scores = {
+            name: MCScores.of(
+                accuracy[name],
+                [row["correct"] for row in chosen[name]],
+                [row["predicted"] for row in chosen[name]],
+                LETTERS[: max(n_options)],
+                chance,
+                len(chosen[name]) // len(items),
+            )
+            for name in conditions
+        }
+        return rows, {"chance": chance, "conditions": scores}
+
+    def settings() -> dict[str, Any]:
+        return {
+            "template": template_lang(lang),
+            "letter_form": letter_token_ids(lm.tokenizer, max(n_options))[1],
+            "split": config.split,
+            "max_questions": config.max_questions,
+            "scoring": config.scoring.value,
+        }
+
+    tail = {"batch_size": config.batch_size}
+    return controlled_run(MCResult, lm, lang, neurons, config, config.positions, measure, settings, tail)
 
 
 def mc_study(
@@ -213,8 +197,12 @@ def mc_study(
     token_ids, _ = letter_token_ids(lm.tokenizer, max(n_options))
     shifts = [1 if scoring is Scoring.letter else n for n in n_options]
     prompts = [mc_prompt(shifted_item(item, s)) for item, k in zip(items, shifts, strict=True) for s in range(k)]
-    runs = {name: replicated(condition, prompts) for name, condition in conditions.items()}
-    bar = EstimatingBar(runs, "multiple choice", progress)
+
+    def logprobs(condition: Condition, runs: list[str], bar: EstimatingBar) -> torch.Tensor:
+        applied = per_prompt(for_units(condition, len(items)), replicated(condition, shifts))
+        return next_token_logprobs(lm, runs, token_ids, applied, batch_size, bar)
+
+    every = per_condition(conditions, prompts, "multiple choice", progress, logprobs)
     rows = []
     for name, condition in conditions.items():
         units, counts, options = (
@@ -222,9 +210,7 @@ def mc_study(
             replicated(condition, shifts),
             replicated(condition, n_options),
         )
-        applied = per_prompt(for_units(condition, len(items)), counts)
-        logprobs = next_token_logprobs(lm, runs[name], token_ids, applied, batch_size, bar)
-        blocks = logprobs.split(counts)  # per question: [shifts, letters], shift 0 first
+        blocks = every[name].split(counts)  # per question: [shifts, letters], shift 0 first
         scores = [
             b[0] if scoring is Scoring.letter else cyclic_scores(b[:, :n]) for b, n in zip(blocks, options, strict=True)
         ]
@@ -243,7 +229,6 @@ def mc_study(
             if scoring is Scoring.cyclic:
                 row["scores"] = [round(float(x), 5) for x in score]
             rows.append(row)
-    bar.close()
     return rows
 
 

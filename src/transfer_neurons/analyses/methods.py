@@ -20,7 +20,7 @@ Both write the artifacts of `detect` (no centroids; `type` null), so every later
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -100,34 +100,71 @@ def lape(
     lm: LoadedModel, lang: str, pool: Sequence[Sentences], config: DetectConfig, progress: bool = False
 ) -> Detection:
     """LAPE scores of every neuron for `lang` (see the module docstring)."""
-    groups = check_pool(Method.lape, lang, pool)
-    layers = candidate_layers(lm, config.layers or list(range(lm.num_layers)), config.top_n)
-    start = time.perf_counter()
-    p = lape_probabilities(lm, groups, layers, config.batch_size, progress)
-    scores = torch.full((lm.num_layers, lm.mlp_width), float("nan"))
-    scores[layers] = lape_scores(p, list(groups).index(lang)).float()
-    top = rank_neurons(scores, layers, config.top_n)
-    if not top:
-        raise InputError(f"no neuron passes LAPE's filter for '{lang}'; give more '{lang}' sentences or layers")
-    settings = {"filter_rate": FILTER_RATE, "n_ranked": len(top)}
-    return _result(lm, Method.lape, lang, layers, scores, top, pool, config, settings, time.perf_counter() - start)
+
+    def score(groups: dict[str, list[str]], layers: list[int]) -> tuple[torch.Tensor, dict]:
+        p = lape_probabilities(lm, groups, layers, config.batch_size, progress)
+        return lape_scores(p, list(groups).index(lang)), {"filter_rate": FILTER_RATE}
+
+    return _language_specific(lm, Method.lape, lang, pool, config, score)
 
 
 def ap(
     lm: LoadedModel, lang: str, pool: Sequence[Sentences], config: DetectConfig, progress: bool = False
 ) -> Detection:
     """AP scores of every neuron for `lang` (see the module docstring)."""
-    groups = check_pool(Method.ap, lang, pool)
+
+    def score(groups: dict[str, list[str]], layers: list[int]) -> tuple[torch.Tensor, dict]:
+        sentences = [s for group in groups.values() for s in group]
+        labels = torch.tensor([name == lang for name, group in groups.items() for _ in group])
+        medians = sentence_medians(lm, sentences, layers, config.batch_size, progress)
+        scores = average_precision(medians.reshape(len(sentences), -1), labels).reshape(len(layers), -1)
+        return scores, {"pooling": "median", "n_positive": int(labels.sum()), "n_negative": int((~labels).sum())}
+
+    return _language_specific(lm, Method.ap, lang, pool, config, score)
+
+
+def _language_specific(
+    lm: LoadedModel,
+    method: Method,
+    lang: str,
+    pool: Sequence[Sentences],
+    config: DetectConfig,
+    score: Callable[[dict[str, list[str]], list[int]], tuple[torch.Tensor, dict]],
+) -> Detection:
+    """The top neurons of a language-specific-neuron method, whose `score` gives the candidate layers'
+    scores (NaN: filtered out, never ranked) and its settings. LAPE filters: it refuses a ranking
+    of no neuron and records how many it ranked."""
+    groups = check_pool(method, lang, pool)
     layers = candidate_layers(lm, config.layers or list(range(lm.num_layers)), config.top_n)
     start = time.perf_counter()
-    sentences = [s for group in groups.values() for s in group]
-    labels = torch.tensor([name == lang for name, group in groups.items() for _ in group])
-    medians = sentence_medians(lm, sentences, layers, config.batch_size, progress)
+    values, settings = score(groups, layers)
     scores = torch.full((lm.num_layers, lm.mlp_width), float("nan"))
-    scores[layers] = average_precision(medians.reshape(len(sentences), -1), labels).reshape(len(layers), -1).float()
+    scores[layers] = values.float()
     top = rank_neurons(scores, layers, config.top_n)
-    settings = {"pooling": "median", "n_positive": int(labels.sum()), "n_negative": int((~labels).sum())}
-    return _result(lm, Method.ap, lang, layers, scores, top, pool, config, settings, time.perf_counter() - start)
+    if method is Method.lape:
+        if not top:
+            raise InputError(f"no neuron passes LAPE's filter for '{lang}'; give more '{lang}' sentences or layers")
+        settings["n_ranked"] = len(top)
+    settings = {
+        "top_n": config.top_n,
+        "batch_size": config.batch_size,
+        "n_sentences": describe(pool)["sizes"][lang],
+        **settings,
+    }
+    return Detection(
+        kind=None,  # no type, no centroids
+        lang=lang,
+        model=lm.name,
+        layers=layers,
+        scores=scores,
+        centroids=None,
+        top=top,
+        settings={**settings, **run_settings(lm)},
+        timings={"scoring": time.perf_counter() - start},
+        method=method.value,
+        pool=describe(pool),
+        identity=lm.identity(),
+    )
 
 
 def lape_probabilities(
@@ -165,34 +202,3 @@ def _lengths(lengths: torch.Tensor | None) -> torch.Tensor:
     if lengths is None:
         raise RuntimeError("capture yielded a batch without token counts")
     return lengths
-
-
-def _result(
-    lm: LoadedModel,
-    method: Method,
-    lang: str,
-    layers: list[int],
-    scores: torch.Tensor,
-    top: list[tuple[int, int, float]],
-    pool: Sequence[Sentences],
-    config: DetectConfig,
-    extra: dict,
-    seconds: float,
-) -> Detection:
-    """The Detection of a language-specific-neuron method: no type, no centroids."""
-    sizes = describe(pool)["sizes"]
-    settings = {"top_n": config.top_n, "batch_size": config.batch_size, "n_sentences": sizes[lang], **extra}
-    return Detection(
-        kind=None,
-        lang=lang,
-        model=lm.name,
-        layers=layers,
-        scores=scores,
-        centroids=None,
-        top=top,
-        settings={**settings, **run_settings(lm)},
-        timings={"scoring": seconds},
-        method=method.value,
-        pool=describe(pool),
-        identity=lm.identity(),
-    )

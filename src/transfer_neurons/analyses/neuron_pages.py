@@ -33,7 +33,7 @@ from transfer_neurons.analyses.base import Config, bootstrap_field, max_items_fi
 from transfer_neurons.artifacts import names, neuron_html
 from transfer_neurons.artifacts.io import read_jsonl, read_tensors, write_jsonl
 from transfer_neurons.artifacts.neurons import Neuron, NeuronSet
-from transfer_neurons.artifacts.result import Result, read_manifest
+from transfer_neurons.artifacts.result import Result
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.capture import capture
 from transfer_neurons.metrics import vocab
@@ -92,30 +92,23 @@ class NeuronPages(Result):
         return [names.NEURON_ROWS, *neuron_html.write_pages(out, self.cards, self.meta())]
 
     def manifest_fields(self) -> dict[str, Any]:
-        settings = {**self.config.model_dump(mode="json"), "sets": self.sets, "n_sentences": self.n_sentences}
-        return {"model": self.model, "settings": settings, "seed": self.config.seed, "timings_s": self.timings}
+        fields = super().manifest_fields()
+        fields["settings"] |= {"sets": self.sets, "n_sentences": self.n_sentences}
+        return fields
 
     @classmethod
-    def load(cls, out: str | Path) -> NeuronPages:
-        """A neuron-pages folder written by `save` (from the command line, a study or Python)."""
-        out = Path(out)
-        manifest = read_manifest(out, cls.command)
-        settings = dict(manifest["settings"])
-        sets, n_sentences = settings.pop("sets"), settings.pop("n_sentences")
-        return cls(
-            model=manifest["model"],
-            sets=sets,
-            n_sentences=n_sentences,
-            cards=read_jsonl(out / names.NEURON_ROWS),
-            config=NeuronPagesConfig.model_validate(settings),
-            timings=manifest.get("timings_s", {}),
-        )
+    def file_values(cls, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+        return {"cards": read_jsonl(out / names.NEURON_ROWS)}
 
     def written(self, out: Path) -> str:
         return (
             f"wrote {out}/{names.NEURON_INDEX}, {out}/{names.NEURON_ROWS}, {out}/{names.MANIFEST} and "
             f"{len(self.cards)} pages in {out}/{names.NEURON_CARDS}/"
         )
+
+    def headline(self) -> dict[str, Any]:
+        """What the study records of the step: the pages and the top-n they cover."""
+        return {"pages": len(self.cards), "top_n": self.config.top_n}
 
     def summary_lines(self) -> list[str]:
         """How many pages, on what; per set its first neuron in one line."""

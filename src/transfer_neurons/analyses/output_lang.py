@@ -3,27 +3,26 @@ outputs in each language category, with its bootstrap interval over the prompts.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 
 from transfer_neurons.analyses.base import (
     ControlConfig,
-    ControlledResult,
+    DownstreamResult,
     condition_estimates,
-    conditions_for,
+    controlled_run,
     max_items_field,
 )
-from transfer_neurons.analyses.units import compared, describe, seed_fields
+from transfer_neurons.analyses.units import describe, per_condition, seed_fields
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Positions
 from transfer_neurons.hooks.generation import EstimatingBar, generate
-from transfer_neurons.hooks.interventions import Conditions, for_units, replicated
+from transfer_neurons.hooks.interventions import Condition, Conditions, for_units, replicated
 from transfer_neurons.metrics.langid import NONE, STUDY_LANGS, UNDECODABLE, LanguageID, undecodable
 from transfer_neurons.metrics.uncertainty import Estimate
 from transfer_neurons.model.loading import LoadedModel
@@ -60,7 +59,7 @@ class OutputLangConfig(ControlConfig):
 
 
 @dataclass(kw_only=True)
-class OutputLangResult(ControlledResult):
+class OutputLangResult(DownstreamResult):
     """Continuations with their identified language (rows) and, per condition, the share of outputs
     in the prompt language, English, none (no letters), undecodable (bytes that do not decode, U+FFFD)
     and other languages, each an estimate over the prompts (deactivated: paired vs random)."""
@@ -68,13 +67,15 @@ class OutputLangResult(ControlledResult):
     command: ClassVar[str] = "output-lang"
     TASK: ClassVar[str] = TASK
     SUMMARY: ClassVar[str] = names.summary(TASK)
+    UNITS: ClassVar[str] = "prompts"
 
     conditions: dict[str, dict[str, Estimate]]  # condition -> language label -> share of outputs
 
-    @property
-    def n_prompts(self) -> int:
-        """Prompts per condition (each condition continues the same ones; the random baseline once per draw)."""
-        return sum(row["condition"] == "normal" for row in self.rows)
+    n_prompts = DownstreamResult.n_units
+
+    def metric(self) -> dict[str, Estimate]:
+        """The share of outputs in the prompt language."""
+        return {name: shares[self.lang] for name, shares in self.conditions.items()}
 
     def plot(self, path: Path) -> None:
         plots.grouped_bars(
@@ -106,35 +107,22 @@ def run(
 ) -> OutputLangResult:
     """Continuations of `prompts` (in `lang`) normally and, given a neuron set, with its top-k
     deactivated and with a random baseline (the command line and the study call this)."""
-    start = time.perf_counter()
     identifier = identifier_for(config.langid_langs, lang)
-    conditions = conditions_for(lm, neurons, config, config.positions)
-    deactivated, random = compared(conditions)
-    rows = output_language_study(
-        lm, prompts, conditions, identifier, lang, config.max_new_tokens, config.batch_size, progress
-    )
-    settings = {
-        "top_k": config.top_k if neurons else None,
-        "positions": config.positions.value,
-        "max_new_tokens": config.max_new_tokens,
-        "n_prompts": len(prompts),
-        "baseline": config.baseline.value,
-        "baseline_seeds": config.baseline_seeds if neurons else None,
-        "bootstrap": config.bootstrap,
+
+    def measure(conditions: Conditions) -> tuple[list[dict], dict[str, Any]]:
+        rows = output_language_study(
+            lm, prompts, conditions, identifier, lang, config.max_new_tokens, config.batch_size, progress
+        )
+        return rows, {"conditions": share_estimates(rows, conditions, lang, config.bootstrap, config.seed)}
+
+    def settings() -> dict[str, Any]:
+        return {"max_new_tokens": config.max_new_tokens, "n_prompts": len(prompts)}
+
+    tail = {
         "langid": {"library": "py3langid", "langs": list(identifier.langs or ["all"])},
         "batch_size": config.batch_size,
     }
-    return OutputLangResult(
-        model=lm.name,
-        lang=lang,
-        seed=config.seed,
-        conditions=share_estimates(rows, conditions, lang, config.bootstrap, config.seed),
-        rows=rows,
-        deactivated=deactivated,
-        random=random,
-        settings=settings,
-        timings={"total": time.perf_counter() - start},
-    )
+    return controlled_run(OutputLangResult, lm, lang, neurons, config, config.positions, measure, settings, tail)
 
 
 def output_language_study(
@@ -151,19 +139,20 @@ def output_language_study(
     'en', another language, 'none' without letters, or 'undecodable' with bytes that do not decode,
     see `metrics.langid.undecodable`; identified no further), one row per prompt and condition. Under a
     random baseline each prompt runs under every draw (its rows record the draw's `seed`)."""
+
+    def continuations(condition: Condition, runs: list[str], bar: EstimatingBar) -> list[str]:
+        return generate(lm, runs, for_units(condition, len(prompts)), max_new_tokens, batch_size, bar=bar)
+
+    every = per_condition(conditions, prompts, f"continuations ({lang})", progress, continuations)
     rows = []
-    every = {name: replicated(condition, prompts) for name, condition in conditions.items()}
-    bar = EstimatingBar(every, f"continuations ({lang})", progress)
     for name, condition in conditions.items():
-        applied, runs = for_units(condition, len(prompts)), every[name]
-        outputs = generate(lm, runs, applied, max_new_tokens, batch_size, bar=bar)
+        runs, outputs = replicated(condition, prompts), every[name]
         labels = [UNDECODABLE if undecodable(o) else identifier.identify(o.strip()) for o in outputs]
         seeds = seed_fields(condition, len(prompts))
         rows += [
             {"condition": name, **seed, "prompt": p, "output": o, "language": label}
             for p, o, label, seed in zip(runs, outputs, labels, seeds, strict=True)
         ]
-    bar.close()
     return rows
 
 

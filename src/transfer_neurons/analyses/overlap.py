@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import Field
@@ -58,6 +58,10 @@ class OverlapResult(Result):
             plots.annotated_heatmap(np.array(self.jaccard), self.labels, title, out / names.OVERLAP_FIGURE)
         plots.layer_histograms(self.layer_counts, out / names.LAYERS_FIGURE, f"Layers of the top-{self.top_n} neurons")
         return [names.OVERLAP, names.OVERLAP_FIGURE, names.LAYERS_FIGURE]
+
+    def headline(self) -> dict[str, Any]:
+        """What the study records of the step: the sets and their Jaccard matrix (3 decimals)."""
+        return {"sets": self.labels, "jaccard": [[round(float(x), 3) for x in row] for row in self.jaccard]}
 
     def summary_lines(self) -> list[str]:
         return [

@@ -2,30 +2,29 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import Field
 
 from transfer_neurons.analyses.base import (
     ControlConfig,
-    ControlledResult,
-    condition_estimates,
-    conditions_for,
+    DownstreamResult,
+    controlled_run,
     max_items_field,
+    row_estimates,
     single_language,
 )
-from transfer_neurons.analyses.units import compared, describe, seed_fields
+from transfer_neurons.analyses.units import describe, per_condition, seed_fields
 from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.codec import JsonValue
 from transfer_neurons.artifacts.neurons import NeuronSet
 from transfer_neurons.choices import Positions
 from transfer_neurons.data.qa import MAX_SHOTS, QAItem, qa_prompt, template_lang
 from transfer_neurons.hooks.generation import EstimatingBar, generate
-from transfer_neurons.hooks.interventions import Conditions, for_units, replicated
+from transfer_neurons.hooks.interventions import Condition, Conditions, for_units, replicated
 from transfer_neurons.metrics.qa import best_f1, exact_match, first_line
 from transfer_neurons.metrics.uncertainty import Estimate
 from transfer_neurons.model.loading import LoadedModel
@@ -56,19 +55,21 @@ class QAScores(JsonValue):
 
 
 @dataclass(kw_only=True)
-class QAResult(ControlledResult):
+class QAResult(DownstreamResult):
     """Per-question rows and per-condition scores of a QA run, with the interventions it compared."""
 
     command: ClassVar[str] = "qa"
     TASK: ClassVar[str] = TASK
     SUMMARY: ClassVar[str] = names.summary(TASK)
+    UNITS: ClassVar[str] = "questions"
 
     conditions: dict[str, QAScores]
 
-    @property
-    def n_questions(self) -> int:
-        """Questions per condition (each condition answers the same ones)."""
-        return next(iter(self.conditions.values())).n
+    n_questions = DownstreamResult.n_units
+
+    def metric(self) -> dict[str, Estimate]:
+        """Token F1."""
+        return {name: s.f1 for name, s in self.conditions.items()}
 
     def plot(self, path: Path) -> None:
         bars = {name: {"F1": s.f1, "exact match": s.em} for name, s in self.conditions.items()}
@@ -95,44 +96,23 @@ def run(
     """QA of `items` (questions in one language) normally and, given a neuron set, with its top-k
     deactivated and with a random baseline (the command line and the study call this)."""
     lang = single_language(items, "QA")
-    start = time.perf_counter()
-    conditions = conditions_for(lm, neurons, config, config.positions)
-    deactivated, random = compared(conditions)
-    rows = qa_study(lm, items, conditions, config.shots, config.max_new_tokens, config.batch_size, progress)
-    f1, em = (
-        condition_estimates(
-            {name: [row[metric] for row in rows if row["condition"] == name] for name in conditions},
-            conditions,
-            config.bootstrap,
-            config.seed,
-        )
-        for metric in ("f1", "em")
-    )
-    scores = {name: QAScores(len(items), f1[name], em[name]) for name in conditions}
-    settings = {
-        "top_k": config.top_k if neurons else None,
-        "positions": config.positions.value,
-        "shots": config.shots,
-        "max_new_tokens": config.max_new_tokens,
-        "template": template_lang(lang),
-        "split": config.split,
-        "max_questions": config.max_questions,
-        "baseline": config.baseline.value,
-        "baseline_seeds": config.baseline_seeds if neurons else None,
-        "bootstrap": config.bootstrap,
-        "batch_size": config.batch_size,
-    }
-    return QAResult(
-        model=lm.name,
-        lang=lang,
-        seed=config.seed,
-        conditions=scores,
-        rows=rows,
-        deactivated=deactivated,
-        random=random,
-        settings=settings,
-        timings={"total": time.perf_counter() - start},
-    )
+
+    def measure(conditions: Conditions) -> tuple[list[dict], dict[str, Any]]:
+        rows = qa_study(lm, items, conditions, config.shots, config.max_new_tokens, config.batch_size, progress)
+        f1, em = (row_estimates(rows, metric, conditions, config) for metric in ("f1", "em"))
+        return rows, {"conditions": {name: QAScores(len(items), f1[name], em[name]) for name in conditions}}
+
+    def settings() -> dict[str, Any]:
+        return {
+            "shots": config.shots,
+            "max_new_tokens": config.max_new_tokens,
+            "template": template_lang(lang),
+            "split": config.split,
+            "max_questions": config.max_questions,
+        }
+
+    tail = {"batch_size": config.batch_size}
+    return controlled_run(QAResult, lm, lang, neurons, config, config.positions, measure, settings, tail)
 
 
 def qa_study(
@@ -147,14 +127,15 @@ def qa_study(
     """Greedy answers under each condition, scored by token F1 / exact match (max over aliases); under
     a random baseline each question runs under every draw (its rows record the draw's `seed`)."""
     prompts = [qa_prompt(item.question, item.lang, shots) for item in items]
-    runs = {name: replicated(condition, prompts) for name, condition in conditions.items()}
+
+    def answers(condition: Condition, runs: list[str], bar: EstimatingBar) -> list[str]:
+        return generate(lm, runs, for_units(condition, len(prompts)), max_new_tokens, batch_size, ["\n"], bar)
+
+    outputs = per_condition(conditions, prompts, "QA", progress, answers)
     rows = []
-    bar = EstimatingBar(runs, "QA", progress)
     for name, condition in conditions.items():
-        applied = for_units(condition, len(prompts))
-        outputs = generate(lm, runs[name], applied, max_new_tokens, batch_size, ["\n"], bar)
         units = replicated(condition, items)
-        for item, output, seed in zip(units, outputs, seed_fields(condition, len(items)), strict=True):
+        for item, output, seed in zip(units, outputs[name], seed_fields(condition, len(items)), strict=True):
             prediction = first_line(output)
             rows.append(
                 {
@@ -170,5 +151,4 @@ def qa_study(
                     "em": exact_match(prediction, item.answers, item.lang),
                 }
             )
-    bar.close()
     return rows

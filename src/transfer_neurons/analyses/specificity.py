@@ -37,9 +37,9 @@ from transfer_neurons.analyses.specificity_summary import (
     p_text,
 )
 from transfer_neurons.artifacts import names, plots
-from transfer_neurons.artifacts.io import read_json, read_tensors, write_json, write_tensors
+from transfer_neurons.artifacts.io import read_tensors, write_json, write_tensors
 from transfer_neurons.artifacts.neurons import NeuronSet
-from transfer_neurons.artifacts.result import Result, read_manifest
+from transfer_neurons.artifacts.result import Result
 from transfer_neurons.choices import Baseline
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.capture import capture
@@ -86,6 +86,8 @@ class SpecificityResult(Result):
     tensors come from (languages in `langs` order)."""
 
     command: ClassVar[str] = "specificity"
+    SUMMARY: ClassVar[str] = names.SPECIFICITY
+    ELSEWHERE: ClassVar[tuple[str, ...]] = ("eta2", "p", "top_neurons", "random_neurons", "stats", "replicates")
 
     model: str
     langs: list[str]
@@ -219,39 +221,27 @@ class SpecificityResult(Result):
         n_label = f"n = {n} neurons per set; random: {draws} draw{'s' * (draws > 1)} of {n}"
         plots.grouped_bars(bars, title, "share", path, (0, 1), errors=errors, n_label=n_label)
 
-    def manifest_fields(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "settings": self.config.model_dump(mode="json"),
-            "seed": self.config.seed,
-            "timings_s": self.timings,
-        }
-
     @classmethod
-    def load(cls, out: str | Path) -> SpecificityResult:
-        """A specificity folder written by `save` (from the command line, a study or Python)."""
-        out = Path(out)
-        manifest = read_manifest(out, cls.command)
-        data = read_json(out / names.SPECIFICITY)
+    def file_values(cls, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+        """The tensors: per-neuron values, the sets' neurons, the statistics and the replicates."""
         tensors = read_tensors(out / names.SPECIFICITY_TENSORS)
         stats = spec.GroupStats(len(tensors["count"]), tuple(tensors["sum"].shape[1:]))
         for name in STATS:
             setattr(stats, name, tensors[name])
-        return cls(
-            model=data["model"],
-            langs=data["langs"],
-            families=data["families"],
-            n_sentences=data["n_sentences"],
-            sets={name: SetSpecificity.from_json(value) for name, value in data["sets"].items()},
-            eta2=_prefixed(tensors, "eta2_"),
-            p=_prefixed(tensors, "p_"),
-            top_neurons=_prefixed(tensors, TOP),
-            random_neurons=_prefixed(tensors, RANDOM),
-            stats=stats,
-            config=SpecificityConfig.model_validate(manifest["settings"]),
-            replicates=_replicates(_prefixed(tensors, REPLICATES)),
-            timings=manifest.get("timings_s", {}),
-        )
+        return {
+            "eta2": _prefixed(tensors, "eta2_"),
+            "p": _prefixed(tensors, "p_"),
+            "top_neurons": _prefixed(tensors, TOP),
+            "random_neurons": _prefixed(tensors, RANDOM),
+            "stats": stats,
+            "replicates": _replicates(_prefixed(tensors, REPLICATES)),
+        }
+
+    def headline(self) -> dict[str, Any]:
+        """What the study records of the step and the model comparison reads: per set, the eta^2
+        summaries of its top-n and of its random baseline under the target labelling."""
+        target = {name: s.labellings["target"] for name, s in self.sets.items()}
+        return {name: {"top": c.top.to_json(), "random": c.random.to_json()} for name, c in target.items()}
 
     def summary_lines(self) -> list[str]:
         """One line per set and labelling (target, family, language: every one computed): the

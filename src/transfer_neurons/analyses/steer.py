@@ -21,9 +21,9 @@ from transfer_neurons.analyses.output_lang import identifier_for
 from transfer_neurons.analyses.steer_grid import Arm, SteerMethod, arm_estimates, build_arm, measure, method_values
 from transfer_neurons.analyses.units import describe
 from transfer_neurons.artifacts import names, plots
-from transfer_neurons.artifacts.io import read_json, read_jsonl, write_json, write_jsonl
+from transfer_neurons.artifacts.io import read_jsonl, write_json, write_jsonl
 from transfer_neurons.artifacts.neurons import NeuronSet
-from transfer_neurons.artifacts.result import Result, read_manifest
+from transfer_neurons.artifacts.result import Result
 from transfer_neurons.choices import Positions
 from transfer_neurons.errors import InputError
 from transfer_neurons.metrics.langid import STUDY_LANGS
@@ -88,6 +88,9 @@ class SteerResult(Result):
     row, and the per-language means the values came from."""
 
     command: ClassVar[str] = "steer"
+    SUMMARY: ClassVar[str] = names.STEER
+    SETTINGS: ClassVar[tuple[str, ...]] = ("source", "target")
+    ELSEWHERE: ClassVar[tuple[str, ...]] = ("rows", "means")
 
     model: str
     source: str
@@ -101,23 +104,14 @@ class SteerResult(Result):
     settings: dict[str, Any]
     timings: dict[str, float]
 
+    def to_json(self) -> dict[str, Any]:
+        """The generic summary with the note on the split after the target."""
+        data = super().to_json()
+        return dict(list(data.items())[:4]) | {"split_note": SPLIT_NOTE} | data
+
     def write_files(self, out: Path) -> list[str]:
         write_jsonl(out / names.STEER_ROWS, self.rows)
-        write_json(
-            out / names.STEER,
-            {
-                "schema_version": names.SCHEMA_VERSION,
-                "model": self.model,
-                "source": self.source,
-                "target": self.target,
-                "split_note": SPLIT_NOTE,
-                **self.settings,
-                "seed": self.seed,
-                "normal": {s: {m: e.to_json() for m, e in v.items()} for s, v in self.normal.items()},
-                "grid": [cell.to_json() for cell in self.grid],
-                "chosen": [cell.to_json() for cell in self.chosen],
-            },
-        )
+        write_json(out / names.STEER, self.to_json())
         curves: dict[str, dict[str, list[tuple[float, Estimate]]]] = {}
         for cell in self.grid:
             for arm, values in (("", cell.steered), (" random", cell.random)):
@@ -129,29 +123,13 @@ class SteerResult(Result):
         )
         return [names.STEER_ROWS, names.STEER, names.STEER_FIGURE, *self.means.save(out)]
 
-    def manifest_fields(self) -> dict[str, Any]:
-        settings = {"source": self.source, "target": self.target, **self.settings}
-        return {"model": self.model, "settings": settings, "seed": self.seed, "timings_s": self.timings}
-
     @classmethod
-    def load(cls, out: str | Path) -> SteerResult:
-        out = Path(out)
-        manifest = read_manifest(out, cls.command)
-        data = read_json(out / names.STEER)
-        settings = dict(manifest["settings"])
-        return cls(
-            model=manifest["model"],
-            source=settings.pop("source"),
-            target=settings.pop("target"),
-            seed=manifest["seed"],
-            normal={s: {m: Estimate.from_json(e) for m, e in v.items()} for s, v in data["normal"].items()},
-            grid=[Cell.from_json(c) for c in data["grid"]],
-            chosen=[Cell.from_json(c) for c in data["chosen"]],
-            rows=read_jsonl(out / names.STEER_ROWS),
-            means=LanguageMeans.load(out),
-            settings=settings,
-            timings=manifest["timings_s"],
-        )
+    def file_values(cls, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+        return {"rows": read_jsonl(out / names.STEER_ROWS), "means": LanguageMeans.load(out)}
+
+    def headline(self) -> dict[str, Any]:
+        """What the study records of the step: the chosen conditions on the test split and the prompts."""
+        return {"chosen": [cell.to_json() for cell in self.chosen], "n_prompts": self.settings["n_prompts"]}
 
     def summary_lines(self) -> list[str]:
         n = self.settings["n_prompts"]

@@ -14,9 +14,9 @@ from pydantic import Field
 from transfer_neurons.analyses.base import Config
 from transfer_neurons.analyses.output_lang import identifier_for, output_language_study, plain_shares
 from transfer_neurons.artifacts import names, plots
-from transfer_neurons.artifacts.io import read_json, read_jsonl, write_json, write_jsonl
+from transfer_neurons.artifacts.io import read_jsonl, write_json, write_jsonl
 from transfer_neurons.artifacts.neurons import NeuronSet
-from transfer_neurons.artifacts.result import Result, read_manifest
+from transfer_neurons.artifacts.result import Result
 from transfer_neurons.choices import Positions
 from transfer_neurons.hooks.interventions import Conditions, Intervention
 from transfer_neurons.metrics.langid import STUDY_LANGS
@@ -52,6 +52,9 @@ class SweepResult(Result):
     letters) and other languages; `normal` holds the shares without an intervention."""
 
     command: ClassVar[str] = "sweep"
+    SUMMARY: ClassVar[str] = names.SWEEP
+    SETTINGS: ClassVar[tuple[str, ...]] = ("lang", "factors", "top_k")
+    ELSEWHERE: ClassVar[tuple[str, ...]] = ("rows",)
 
     model: str
     lang: str
@@ -67,21 +70,24 @@ class SweepResult(Result):
     def target_share(self, factor: float, top_k: int) -> float:
         return self.cells[(factor, top_k)][self.lang]
 
+    def to_json(self) -> dict[str, Any]:
+        """The generic summary with the neuron set after the language and the cells as a list."""
+        cells = [{"factor": f, "top_k": k, "shares": shares} for (f, k), shares in self.cells.items()]
+        data = super().to_json() | {"cells": cells}
+        return dict(list(data.items())[:3]) | {"neurons": self.neurons} | data
+
+    @classmethod
+    def summary_values(cls, data: dict[str, Any]) -> dict[str, Any]:
+        values = super().summary_values({key: value for key, value in data.items() if key != "cells"})
+        return values | {"cells": {(c["factor"], c["top_k"]): c["shares"] for c in data["cells"]}}
+
+    @classmethod
+    def file_values(cls, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+        return {"rows": read_jsonl(out / names.SWEEP_ROWS)}
+
     def write_files(self, out: Path) -> list[str]:
         write_jsonl(out / names.SWEEP_ROWS, self.rows)
-        cells = [{"factor": f, "top_k": k, "shares": shares} for (f, k), shares in self.cells.items()]
-        summary = {
-            "schema_version": names.SCHEMA_VERSION,
-            "model": self.model,
-            "lang": self.lang,
-            "neurons": self.neurons,
-            "factors": self.factors,
-            "top_k": self.top_k,
-            **self.settings,
-            "normal": self.normal,
-            "cells": cells,
-        }
-        write_json(out / names.SWEEP, summary)
+        write_json(out / names.SWEEP, self.to_json())
         factors = sorted(self.factors)
         plots.dose_response(
             factors,
@@ -91,34 +97,6 @@ class SweepResult(Result):
             out / names.SWEEP_FIGURE,
         )
         return [names.SWEEP, names.SWEEP_ROWS, names.SWEEP_FIGURE]
-
-    def manifest_fields(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "settings": {"lang": self.lang, "factors": self.factors, "top_k": self.top_k, **self.settings},
-            "seed": None,
-            "timings_s": self.timings,
-        }
-
-    @classmethod
-    def load(cls, out: str | Path) -> SweepResult:
-        """A sweep folder written by `save`."""
-        out = Path(out)
-        manifest = read_manifest(out, cls.command)
-        data = read_json(out / names.SWEEP)
-        settings = {k: v for k, v in manifest["settings"].items() if k not in ("lang", "factors", "top_k")}
-        return cls(
-            model=data["model"],
-            lang=data["lang"],
-            factors=[float(f) for f in data["factors"]],
-            top_k=[int(k) for k in data["top_k"]],
-            normal=data["normal"],
-            cells={(float(c["factor"]), int(c["top_k"])): c["shares"] for c in data["cells"]},
-            rows=read_jsonl(out / names.SWEEP_ROWS),
-            neurons=data["neurons"],
-            settings=settings,
-            timings=manifest["timings_s"],
-        )
 
     def summary_lines(self) -> list[str]:
         width = max(len(f"top-{k}") for k in self.top_k) + 1

@@ -1,10 +1,17 @@
-"""What the downstream analyses share about their units (questions, prompts, sentences): the row
-fields recording each unit's random draw, and the one-line text of an estimate."""
+"""What the downstream analyses share about their units (questions, prompts, sentences): their runs
+under each condition, the row fields recording each unit's random draw, and the one-line text of an
+estimate."""
 
 from __future__ import annotations
 
-from transfer_neurons.hooks.interventions import Condition, Conditions, Intervention, RandomBaseline
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from transfer_neurons.hooks.generation import EstimatingBar
+from transfer_neurons.hooks.interventions import Condition, Conditions, Intervention, RandomBaseline, replicated
 from transfer_neurons.metrics.uncertainty import Estimate
+
+T = TypeVar("T")
 
 
 def compared(conditions: Conditions) -> tuple[Intervention | None, RandomBaseline | None]:
@@ -13,6 +20,22 @@ def compared(conditions: Conditions) -> tuple[Intervention | None, RandomBaselin
     assert deactivated is None or isinstance(deactivated, Intervention)
     assert random is None or isinstance(random, RandomBaseline)
     return deactivated, random
+
+
+def per_condition(
+    conditions: Conditions,
+    prompts: Sequence[str],
+    desc: str,
+    progress: bool,
+    compute: Callable[[Condition, list[str], EstimatingBar], T],
+) -> dict[str, T]:
+    """Per condition, `compute` of its prompts (`replicated`: under a random baseline every prompt
+    under every draw), with one bar `desc` over the prompts of every condition."""
+    runs = {name: replicated(condition, prompts) for name, condition in conditions.items()}
+    bar = EstimatingBar(runs, desc, progress)
+    out = {name: compute(condition, runs[name], bar) for name, condition in conditions.items()}
+    bar.close()
+    return out
 
 
 def seed_fields(condition: Condition, n: int) -> list[dict[str, int]]:

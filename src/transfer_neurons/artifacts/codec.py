@@ -3,8 +3,8 @@ reads it back as the type a field declares.
 
 A value type with its own `to_json` / `from_json` (an `Estimate`) keeps its format; any other
 dataclass is an object of its fields in declared order; a pydantic model is its JSON dump; an
-array a (nested) list; a tuple a list. Numbers are read back as written (an int stays an int), so
-a value decoded and encoded again gives the same JSON.
+array a (nested) list; a tuple a list. Numbers are read back as written (an int stays an int; a
+dict's int keys, strings in JSON, as ints), so a value decoded and encoded again gives the same JSON.
 """
 
 from __future__ import annotations
@@ -54,8 +54,9 @@ def decode(hint: Any, data: Any) -> Any:
     if origin is tuple:
         arms = [args[0]] * len(data) if len(args) == 2 and args[1] is Ellipsis else list(args)
         return tuple(decode(arm, item) for arm, item in zip(arms, data, strict=True))
-    if origin is dict:
-        return {key: decode(args[1], item) for key, item in data.items()}
+    if origin is dict:  # JSON keys are strings: numbers are read back as the declared key type
+        number = args[0] if args[0] in (int, float) else None
+        return {key if number is None else number(key): decode(args[1], item) for key, item in data.items()}
     if not isinstance(hint, type):
         return data
     if hasattr(hint, "from_json"):

@@ -5,9 +5,9 @@ what the command line prints.
 Persistence is driven by the result's declared (dataclass) fields: the manifest records `model`,
 the settings (the fields named in `SETTINGS`, then a pydantic `config`'s and a `settings` dict's
 keys), `seed` (or the config's) and `timings`; the JSON summary (`to_json`, in the file `SUMMARY`)
-holds every other field but those kept in other files (`ELSEWHERE`, read by `file_values`), each
-encoded by its type (`codec`). `load` reads them all back. A result whose files differ overrides
-just those methods.
+holds the model, the `SETTINGS` fields, the `settings` and the seed, then every other field but
+those kept in other files (`ELSEWHERE`, read by `file_values`), each encoded by its type (`codec`).
+`load` reads them all back. A result whose files differ overrides just those methods.
 
 Saving first removes an old `manifest.json`, so a folder whose rewrite is interrupted never looks
 complete, then every file of the previous result (those its manifest lists, and those a killed
@@ -74,14 +74,19 @@ class Result(ABC):
 
     @classmethod
     def manifest_values(cls, manifest: dict[str, Any]) -> dict[str, Any]:
-        """The fields `manifest_fields` recorded, read back from the manifest."""
+        """The fields `manifest_fields` recorded, read back from the manifest: the `SETTINGS` fields, the
+        config from its own keys, the other settings into the `settings` dict or else into the fields
+        they name (a derived setting that names none is not read)."""
         declared, types = cls.field_names(), hints(cls)
         settings = dict(manifest["settings"])
         values = {name: decode(types[name], settings.pop(name)) for name in cls.SETTINGS}
         if "config" in declared:
-            values["config"] = types["config"](**settings)
-        elif "settings" in declared:
+            config = types["config"]
+            values["config"] = config(**{key: settings.pop(key) for key in config.model_fields if key in settings})
+        if "settings" in declared:
             values["settings"] = settings
+        else:
+            values |= {name: decode(types[name], value) for name, value in settings.items() if name in declared}
         values |= {name: manifest[name] for name in ("model", "seed") if name in declared}
         if "timings" in declared:
             values["timings"] = manifest.get("timings_s", {})
@@ -93,8 +98,22 @@ class Result(ABC):
         return {name: encode(getattr(self, name)) for name in self.field_names() if name not in left_out}
 
     def to_json(self) -> dict[str, Any]:
-        """The JSON summary: the schema version and `json_fields`."""
-        return {"schema_version": SCHEMA_VERSION, **self.json_fields()}
+        """The JSON summary: the schema version, model, the `SETTINGS` fields, the `settings` dict's keys
+        and seed (those declared), then the other `json_fields`."""
+        declared = self.field_names()
+        head = [name for name in ("model", *self.SETTINGS) if name in declared]
+        return {
+            "schema_version": SCHEMA_VERSION,
+            **{name: encode(getattr(self, name)) for name in head},
+            **getattr(self, "settings", {}),
+            **{name: getattr(self, name) for name in ("seed",) if name in declared},
+            **self.json_fields(skip=(*head, "seed")),
+        }
+
+    @classmethod
+    def summary_values(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """The fields the JSON summary `data` holds, decoded by their types (but those `ELSEWHERE`)."""
+        return field_values(cls, data, frozenset(cls.ELSEWHERE))
 
     @classmethod
     def file_values(cls, out: Path, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -107,9 +126,7 @@ class Result(ABC):
         fields, then the manifest's, then those of other files."""
         out = Path(out)
         manifest = read_manifest(out, cls.command)
-        summary = {}
-        if cls.SUMMARY is not None:
-            summary = field_values(cls, read_json(out / cls.SUMMARY), frozenset(cls.ELSEWHERE))
+        summary = {} if cls.SUMMARY is None else cls.summary_values(read_json(out / cls.SUMMARY))
         return cls(**(summary | cls.manifest_values(manifest) | cls.file_values(out, manifest)))
 
     @abstractmethod

@@ -25,24 +25,28 @@ from transfer_neurons.cli.common import app
 
 __all__ = ["app", "main"]
 
-app.command()(detect.detect)
-app.command()(latent.latent)
-app.command()(latent.ablate)
-app.command()(characterise.specificity)
-app.command()(characterise.overlap)
-app.command("compare-methods")(compare_methods.compare_methods)
-app.command()(finetune.finetune)
-app.command()(compare.compare)
-app.command()(downstream.qa)
-app.command()(downstream.mc)
-app.command("output-lang")(downstream.output_lang)
-app.command("logit-lens")(downstream.logit_lens)
-app.command()(neurons.neurons)
-app.command()(neurons.neuron)
-app.command()(sweep.sweep)
-app.command()(steering.generate)
-app.command()(steer.steer)
-app.command("export-steering")(steering.export_steering)
+COMMANDS = (  # each named by its function, '_' as '-'
+    detect.detect,
+    latent.latent,
+    latent.ablate,
+    characterise.specificity,
+    characterise.overlap,
+    compare_methods.compare_methods,
+    finetune.finetune,
+    compare.compare,
+    downstream.qa,
+    downstream.mc,
+    downstream.output_lang,
+    downstream.logit_lens,
+    neurons.neurons,
+    neurons.neuron,
+    sweep.sweep,
+    steering.generate,
+    steer.steer,
+    steering.export_steering,
+)
+for command in COMMANDS:
+    app.command()(command)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, add_help_option=False)(
     steering.harness
 )

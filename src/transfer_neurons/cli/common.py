@@ -105,6 +105,11 @@ def user_errors(command):
     return wrapper
 
 
+def lang_option(what: str) -> Any:
+    """The --lang option of a command whose `what` language is that of --neurons unless given."""
+    return typer.Option(help=f"{what} language. Default: the language of --neurons.")
+
+
 def out_option(what: str) -> Any:
     """The --out option of a command writing a result folder with `what` in it."""
     return path_option(f"Output folder for {what}.")

@@ -14,7 +14,7 @@ from transfer_neurons.artifacts import names
 from transfer_neurons.artifacts.io import prepare_out_dir
 from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.artifacts.neurons import read_neurons
-from transfer_neurons.cli.common import NeuronsOpt, neurons_lang, out_option
+from transfer_neurons.cli.common import NeuronsOpt, lang_option, neurons_lang, out_option
 from transfer_neurons.cli.options import ModelOptions, analysis_command, run_command
 from transfer_neurons.data.pairs import read_pairs, read_sentences
 from transfer_neurons.model.loading import LoadedModel
@@ -39,7 +39,7 @@ def finetune(
     ],
     out: Annotated[Path, out_option("delta.safetensors, finetune.json and loss.png")],
     resume: Annotated[bool, typer.Option(help="Continue from the checkpoint in --out.")] = False,
-    lang: Annotated[str | None, typer.Option(help="L2 language. Default: the language of --neurons.")] = None,
+    lang: Annotated[str | None, lang_option("L2")] = None,
 ) -> None:
     """Fine-tune only the top-k neurons of a set (or a baseline with as many trainable parameters) on
     --train; L2 / English perplexity, alignment and QA on --eval before and after; writes the delta."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,7 @@ from transfer_neurons.artifacts.cache import cache_dir
 from transfer_neurons.cli.checks import path_option
 from transfer_neurons.cli.common import user_errors
 from transfer_neurons.data import hub, udhr
-from transfer_neurons.data.pairs import check_pairs_out, write_pairs
+from transfer_neurons.data.pairs import ParallelData, check_pairs_out, write_pairs
 from transfer_neurons.errors import InputError
 from transfer_neurons.model.builtin import pull, spec, status
 
@@ -43,8 +44,11 @@ def models_pull(
 
 
 LangOpt = Annotated[str | None, typer.Option(help="L2 language code (e.g. ja); English is the other side.")]
-PairsOutOpt = Annotated[Path | None, path_option("Pair file to write: .jsonl (default) or .tsv.")]
+PAIRS_OUT = "Pair file to write: .jsonl (default) or .tsv."
+PairsOutOpt = Annotated[Path | None, path_option(PAIRS_OUT)]
+PairsFileOpt = Annotated[Path, path_option(PAIRS_OUT)]
 MaxSentencesOpt = Annotated[int | None, typer.Option(min=1, help="Use at most this many pairs per data file.")]
+DatasetOpt = Annotated[str | None, typer.Option(help="Hub id or local folder (default: the hub's).")]
 
 
 @data_app.command("udhr")
@@ -76,29 +80,38 @@ def data_udhr(
 @user_errors
 def data_tatoeba(
     lang: Annotated[str, typer.Option(help="L2 language code (config en-<lang>).")],
-    out: Annotated[Path, path_option("Pair file to write: .jsonl (default) or .tsv.")],
+    out: PairsFileOpt,
     split: Annotated[str, typer.Option(help="Dataset split.")] = "train",
     max_sentences: MaxSentencesOpt = None,
-    dataset: Annotated[str | None, typer.Option(help="Hub id or local folder (default: the hub's).")] = None,
+    dataset: DatasetOpt = None,
 ) -> None:
     """Tatoeba pairs from the Hugging Face hub (needs a network and the hub extra)."""
-    check_pairs_out(out, lang)  # before anything is downloaded
-    pairs = hub.tatoeba(lang, split, max_sentences, dataset or hub.TATOEBA)
-    write_pairs(pairs, out)
-    typer.echo(f"wrote {out}: {len(pairs)} en-{lang} pairs from {dataset or hub.TATOEBA} ({split})")
+    _hub_pairs(hub.tatoeba, lang, out, split, max_sentences, dataset or hub.TATOEBA)
 
 
 @data_app.command("flores")
 @user_errors
 def data_flores(
     lang: Annotated[str, typer.Option(help="ISO 639-1 code (ja) or a FLORES+ config (jpn_Jpan).")],
-    out: Annotated[Path, path_option("Pair file to write: .jsonl (default) or .tsv.")],
+    out: PairsFileOpt,
     split: Annotated[str, typer.Option(help="dev (997 sentences) or devtest (1012).")] = "devtest",
     max_sentences: MaxSentencesOpt = None,
-    dataset: Annotated[str | None, typer.Option(help="Hub id or local folder (default: the hub's).")] = None,
+    dataset: DatasetOpt = None,
 ) -> None:
     """FLORES+ pairs from the Hugging Face hub (gated: log in and accept its terms; needs the hub extra)."""
-    check_pairs_out(out, lang)  # before anything is downloaded
-    pairs = hub.flores(lang, split, max_sentences, dataset or hub.FLORES)
+    _hub_pairs(hub.flores, lang, out, split, max_sentences, dataset or hub.FLORES)
+
+
+def _hub_pairs(
+    fetch: Callable[[str, str, int | None, str], ParallelData],
+    lang: str,
+    out: Path,
+    split: str,
+    max_sentences: int | None,
+    dataset: str,
+) -> None:
+    """`fetch` the en-`lang` pairs of `dataset` into `out` (checked before anything is downloaded)."""
+    check_pairs_out(out, lang)
+    pairs = fetch(lang, split, max_sentences, dataset)
     write_pairs(pairs, out)
-    typer.echo(f"wrote {out}: {len(pairs)} en-{lang} pairs from {dataset or hub.FLORES} ({split})")
+    typer.echo(f"wrote {out}: {len(pairs)} en-{lang} pairs from {dataset} ({split})")

@@ -11,7 +11,7 @@ from transfer_neurons.analyses import sweep as sweep_analysis
 from transfer_neurons.analyses.output_lang import identifier_for
 from transfer_neurons.artifacts.manifest import data_inputs
 from transfer_neurons.artifacts.neurons import read_neurons
-from transfer_neurons.cli.common import NeuronsOpt, neurons_lang, out_option
+from transfer_neurons.cli.common import NeuronsOpt, lang_option, neurons_lang, out_option
 from transfer_neurons.cli.options import ModelOptions, analysis_command, run_command
 from transfer_neurons.data.pairs import read_sentences
 
@@ -26,7 +26,7 @@ def sweep(
         typer.Option(help="L2 prompts: the --lang field of a JSONL/TSV file, or a .txt file with one prompt per line."),
     ],
     out: Annotated[Path, out_option("sweep.json, sweep.jsonl and sweep.png")],
-    lang: Annotated[str | None, typer.Option(help="Prompt language. Default: the language of --neurons.")] = None,
+    lang: Annotated[str | None, lang_option("Prompt")] = None,
 ) -> None:
     """Steering sweep: share of continuations in the prompt language for every factor x top-k."""
     neuron_set = read_neurons(neurons)

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -92,16 +92,8 @@ class Intervention:
         return cls(neurons, data["positions"], model, shifts)
 
     def save(self, path: str | Path) -> None:
-        write_json(
-            path,
-            {
-                "schema_version": SCHEMA_VERSION,
-                "positions": self.positions,
-                "model_identity": None if self.model is None else self.model.to_json(),
-                "neurons": [list(n) for n in self.neurons],
-                **({"shifts": [list(n) for n in self.shifts]} if self.shifts else {}),
-            },
-        )
+        shifts = {"shifts": [list(n) for n in self.shifts]} if self.shifts else {}
+        _save(path, self.positions, self.model, {"neurons": [list(n) for n in self.neurons], **shifts})
 
     def pairs(self) -> list[tuple[int, int]]:
         return [(layer, neuron) for layer, neuron, _ in self.neurons]
@@ -154,6 +146,12 @@ class Intervention:
         }
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         torch.save(config, path)
+
+
+def _save(path: str | Path, positions: str, model: ModelIdentity | None, neurons: dict[str, Any]) -> None:
+    """Write an intervention file: the schema, the positions and the model, then its `neurons`."""
+    identity = None if model is None else model.to_json()
+    write_json(path, {"schema_version": SCHEMA_VERSION, "positions": positions, "model_identity": identity, **neurons})
 
 
 def _vector(entries: Sequence[tuple[int, int, float]], layer: int, width: int, fill: float) -> torch.Tensor:
@@ -307,16 +305,8 @@ class RandomBaseline:
         return self.draws[0].counts_per_layer()
 
     def save(self, path: str | Path) -> None:
-        write_json(
-            path,
-            {
-                "schema_version": SCHEMA_VERSION,
-                "positions": self.positions,
-                "model_identity": None if self.model is None else self.model.to_json(),
-                "seeds": list(self.seeds),
-                "draws": [[list(n) for n in draw.neurons] for draw in self.draws],
-            },
-        )
+        draws = [[list(n) for n in draw.neurons] for draw in self.draws]
+        _save(path, self.positions, self.model, {"seeds": list(self.seeds), "draws": draws})
 
     @classmethod
     def load(cls, path: str | Path) -> RandomBaseline:

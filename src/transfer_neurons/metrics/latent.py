@@ -7,14 +7,14 @@ stacks for the per-layer helpers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.decomposition import PCA
 
+from transfer_neurons.artifacts.codec import JsonValue
 from transfer_neurons.metrics.neighbours import (
     clamped,
     mknn_subsamples,
@@ -181,7 +181,7 @@ def middle_layers(num_layers: int) -> tuple[list[int], list[int]]:
 
 
 @dataclass(frozen=True)
-class MiddlePeak:
+class MiddlePeak(JsonValue):
     """Mean mutual kNN over the middle layers minus the mean over the outer ones (the paper's
     middle-layer alignment peak) with its interval, p-value and number of pairs."""
 
@@ -191,14 +191,6 @@ class MiddlePeak:
     n: int
     middle: list[int]
     outer: list[int]
-
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "ci": None if self.ci is None else list(self.ci)}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> MiddlePeak:
-        ci = data["ci"]
-        return cls(**{**data, "ci": None if ci is None else (float(ci[0]), float(ci[1]))})
 
 
 def middle_peak(mknn: np.ndarray, subsamples: tuple[np.ndarray, float] | None, n: int) -> MiddlePeak | None:

@@ -4,29 +4,21 @@ a measure on the same units, for fine-tuning (docs/method.md section 12). Plain 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from transfer_neurons.artifacts.codec import JsonValue
 from transfer_neurons.metrics.uncertainty import Estimate, interval, paired_estimate, paired_permutation_p
 
 
 @dataclass(frozen=True)
-class Change:
+class Change(JsonValue):
     """After minus before on the same units: the difference, its 95 % interval (None without
     bootstrap) and the paired sign-flip permutation p-value."""
 
     value: float
     ci: tuple[float, float] | None
     p: float
-
-    def to_json(self) -> dict[str, Any]:
-        return {"value": self.value, "ci": None if self.ci is None else list(self.ci), "p": self.p}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Change:
-        ci = data.get("ci")
-        return cls(float(data["value"]), None if ci is None else (float(ci[0]), float(ci[1])), float(data["p"]))
 
     def text(self, digits: int = 3) -> str:
         """'+0.012 [0.004, 0.020] (p = 0.003)'."""

@@ -13,7 +13,6 @@ different depth share one axis. Languages present in only some runs are shown fo
 from __future__ import annotations
 
 import os
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from transfer_neurons.errors import InputError
 from transfer_neurons.metrics.uncertainty import Estimate
 from transfer_neurons.study.compare_plots import Line, depth_panels
 from transfer_neurons.study.config import model_slugs
-from transfer_neurons.study.report import Compared, data_uri, p_text, random_text
+from transfer_neurons.study.report import Compared, data_uri, eta2_cells
 
 COMPARED: dict[str, Callable[[Path], Result]] = {  # a step folder's analysis command -> its Result's load
     cls.command: cls.load for cls in (LatentResult, Detection, AblationResult, SpecificityResult)
@@ -133,29 +132,21 @@ def _latent_json(latent: LatentResult | None, lang: str) -> dict[str, Any] | Non
     }
 
 
-def _top_layers_json(detections: list[Detection], num_layers: int) -> dict[str, Any]:
+def _top_layers_json(detections: list[Detection]) -> dict[str, Any]:
     """Per detected set (its type): the share of its top-n in each layer."""
-    out = {}
-    for detection in detections:
-        counts = Counter(layer for layer, _, _ in detection.top)
-        share = [counts[layer] / len(detection.top) for layer in range(num_layers)]
-        out[detection.label] = {"top_n": len(detection.top), "share": share}
-    return out
-
-
-def _ablation_json(ablation: AblationResult | None) -> dict[str, Any] | None:
-    """The ablation's summary: per condition and metric an Estimate (effect and p vs random)."""
-    if ablation is None:
-        return None
-    summary = {c: {m: e.to_json() for m, e in metrics.items()} for c, metrics in ablation.summary.items()}
-    return {"n_pairs": ablation.n_pairs, "top_k": ablation.config.top_k, "summary": summary}
+    headlines = {detection.label: detection.headline() for detection in detections}
+    return {
+        label: {"top_n": h["top_n"], "share": [n / h["top_n"] for n in h["per_layer"]]}
+        for label, h in headlines.items()
+    }
 
 
 def _specificity_json(specificity: SpecificityResult | None, lang: str) -> dict[str, Any] | None:
     """Per set of the language (its type): top-n vs random eta^2 summaries, labelling 'target'."""
-    sets = specificity.sets.items() if specificity else []
-    target = {s.type or name: s.labellings["target"] for name, s in sets if s.lang == lang}
-    return {kind: {"top": c.top.to_json(), "random": c.random.to_json()} for kind, c in target.items()} or None
+    if specificity is None:
+        return None
+    headline = specificity.headline()
+    return {s.type or name: headline[name] for name, s in specificity.sets.items() if s.lang == lang} or None
 
 
 def model_json(run: ModelRun, label: str, out: Path) -> dict[str, Any]:
@@ -166,8 +157,8 @@ def model_json(run: ModelRun, label: str, out: Path) -> dict[str, Any]:
     languages = {
         lang: {
             "latent": _latent_json(run.latent, lang),
-            "top_layers": _top_layers_json([d for d in run.detections if d.lang == lang], num_layers),
-            "ablation": _ablation_json(run.ablations.get(lang)),
+            "top_layers": _top_layers_json([d for d in run.detections if d.lang == lang]),
+            "ablation": None if lang not in run.ablations else run.ablations[lang].headline(),
             "specificity": _specificity_json(run.specificity, lang),
         }
         for lang in run.languages
@@ -332,9 +323,6 @@ def _specificity_rows(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 rows.append({"lang": lang, "model": m["label"], "type": "–", "n": "–", "cells": ["–"] * 6})
                 continue
             for kind, summary in sets.items():
-                cells = []
-                for key in ("share_eta2_gt_0.1", "mean_eta2"):
-                    top, random = Estimate.from_json(summary["top"][key]), Estimate.from_json(summary["random"][key])
-                    cells += [top.text(3), random_text(random), p_text(top.p_vs_random)]
+                cells = eta2_cells(summary)
                 rows.append({"lang": lang, "model": m["label"], "type": kind, "n": summary["top"]["n"], "cells": cells})
     return rows

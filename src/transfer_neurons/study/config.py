@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_core import to_jsonable_python
 
+from transfer_neurons.analyses.ablate import AblateConfig
 from transfer_neurons.analyses.base import seed_field
 from transfer_neurons.analyses.overlap import same_model
 from transfer_neurons.artifacts import names
@@ -120,33 +121,18 @@ class StudyConfig(Section):
         except ValidationError as exc:
             raise InputError(_reason(exc)) from exc
 
-    def shared(self, *names: str) -> dict[str, Any]:
-        """The study-wide keys a section without its own inherits (all of them, or `names`): the
-        top-level seed, batch_size, bootstrap and baseline_seeds, and ablate's random baseline."""
-        keys = {
-            "baseline": self.ablate.baseline,
-            "seed": self.seed,
-            "batch_size": self.batch_size,
-            "bootstrap": self.bootstrap,
-            "baseline_seeds": self.baseline_seeds,
-        }
-        return {name: keys[name] for name in names or keys}
-
     @model_validator(mode="after")
     def _shared_defaults(self) -> StudyConfig:
-        """Top-level batch_size, seed, bootstrap and baseline_seeds are the defaults of each analysis
-        section; ablate takes latent's k and clamp unless it sets its own."""
-        for section in (self.detect, self.latent, self.ablate, self.finetune, self.downstream):
-            for name in INHERITED:
-                if name in type(section).model_fields and name not in section.model_fields_set:
-                    setattr(section, name, getattr(self, name))
-        for name in ("seed", "bootstrap", "batch_size"):  # not baseline_seeds: every draw is a generation per alpha
-            if name not in self.steer.model_fields_set:
-                setattr(self.steer, name, getattr(self, name))
-        for section in (self.ablate, self.finetune):
-            for name in FROM_LATENT:
-                if name in type(section).model_fields and name not in section.model_fields_set:
-                    setattr(section, name, getattr(self.latent, name))
+        """Each section's key left out takes its default from the key `inherited` names; it stays a
+        default (not set), so `_within_detected` may lower it."""
+        for key in INHERITING:
+            section = getattr(self, key)
+            for name in type(section).model_fields:
+                source = inherited(key, name)
+                if source and name not in section.model_fields_set:
+                    owner, _, field = source.rpartition(".")
+                    setattr(section, name, getattr(getattr(self, owner) if owner else self, field))
+                    section.model_fields_set.discard(name)
         return self
 
     @model_validator(mode="after")
@@ -160,6 +146,7 @@ class StudyConfig(Section):
             ("characterise", "pages_top_n"),
             ("downstream", "top_k"),
             ("finetune", "top_k"),
+            ("methods", "top_k"),
             ("steer", "top_k"),
         ):
             section = getattr(self, key)
@@ -326,8 +313,23 @@ def model_slugs(models: list[str]) -> list[str]:
     return slugs
 
 
-INHERITED = {name: f"the top-level {name}" for name in ("batch_size", "seed", "bootstrap", "baseline_seeds")}
-FROM_LATENT = {"k": "latent.k", "clamp": "latent.clamp"}
+SHARED = ("batch_size", "seed", "bootstrap", "baseline_seeds")
+INHERITING = ("data", "detect", "latent", "ablate", "finetune", "steer", "characterise", "downstream", "methods")
+"""The sections that inherit keys, each after those it inherits from."""
+
+
+def inherited(section: str, name: str) -> str | None:
+    """The key whose value is the default of `section.name` (None: the field's own default): the
+    top-level batch_size, seed, bootstrap and baseline_seeds for every section with that key (not
+    steer's baseline_seeds: each draw generates per alpha); latent's k and clamp for ablate and
+    finetune; ablate's baseline for characterise and downstream, and every ablate key for methods."""
+    if section == "methods":
+        return f"ablate.{name}" if name in AblateConfig.model_fields else None
+    if section in ("ablate", "finetune") and name in ("k", "clamp"):
+        return f"latent.{name}"
+    if section in ("characterise", "downstream") and name == "baseline":
+        return "ablate.baseline"
+    return name if name in SHARED and (section, name) != ("steer", "baseline_seeds") else None
 
 
 def describe() -> str:
@@ -340,12 +342,10 @@ def describe() -> str:
             if isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation is not LanguageFiles:
                 walk(annotation, f"{prefix}{name}.")
                 continue
-            if prefix and name in INHERITED:
-                default = f"default: {INHERITED[name]}"
+            if prefix and (source := inherited(prefix[:-1], name)):
+                default = f"default: {source if '.' in source else f'the top-level {source}'}"
             elif field.exclude:
                 continue
-            elif prefix in ("ablate.", "finetune.") and name in FROM_LATENT:
-                default = f"default: {FROM_LATENT[name]}"
             elif not prefix and name in ("model", "models"):
                 default = "required: model or models"
             elif field.is_required():

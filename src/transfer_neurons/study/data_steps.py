@@ -53,8 +53,8 @@ def file_splits(config: StudyConfig, lang: str) -> dict[str, ParallelData]:
             latent.check_nonparallel(
                 train, nonparallel, f"{where}, split like data.files.{lang}.train as there is no test file,"
             )
-            nonparallel = split_pairs(nonparallel, cfg.holdout, config.seed)[1]
-        train, test = split_pairs(train, cfg.holdout, config.seed)
+            nonparallel = split_pairs(nonparallel, cfg.holdout, cfg.seed)[1]
+        train, test = split_pairs(train, cfg.holdout, cfg.seed)
     return {names.TRAIN: train, names.TEST: test} | ({names.NONPARALLEL: nonparallel} if nonparallel else {})
 
 
@@ -66,9 +66,7 @@ def data_step(lang: str) -> StepFn:
         if cfg.source == "udhr":
             loaded = load_pairs(lang)  # a code like "jpn" resolves to "ja": keep the config's name
             limit = cfg.max_sentences
-            train, test = split_pairs(
-                ParallelData(lang, loaded.en[:limit], loaded.l2[:limit]), cfg.holdout, study.config.seed
-            )
+            train, test = split_pairs(ParallelData(lang, loaded.en[:limit], loaded.l2[:limit]), cfg.holdout, cfg.seed)
             splits = {names.TRAIN: train, names.TEST: test}
         else:
             splits = file_splits(study.config, lang)
@@ -83,8 +81,8 @@ def data_step(lang: str) -> StepFn:
         write_manifest(
             folder,
             "data",
-            settings=cfg.model_dump(mode="json", exclude={"files"}),
-            seed=study.config.seed,
+            settings=cfg.model_dump(mode="json", exclude={"files", "seed"}),
+            seed=cfg.seed,
             sizes=sizes,
             files={name: file_digest(folder / name) for name in splits},
         )

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 from transfer_neurons.analyses import ablate, latent, output_lang, qa, specificity
+from transfer_neurons.analyses.base import DownstreamResult
 from transfer_neurons.analyses.steer import SteerResult
 from transfer_neurons.artifacts import names
 from transfer_neurons.artifacts.io import write_json
+from transfer_neurons.artifacts.result import Result
 from transfer_neurons.metrics.uncertainty import ALPHA, Estimate, Finding, adjust
 from transfer_neurons.study.config import StudyConfig
 
+R = TypeVar("R", bound=Result)
+Reader = Callable[[Path, StudyConfig], Iterator[Finding]]  # a claim's rows from a study's folder
 CLAIMS = {
     "middle_peak": "Mutual-kNN alignment peaks in the middle layers",
     "type1_alignment": "Type-1 deactivation lowers alignment more than random",
@@ -24,6 +29,13 @@ CLAIMS = {
     "type2_steer": "The target language's Type-2 neurons force output into it more than random neurons",
     "other_steer": "The best other set forces output into the target language more than random neurons",
 }
+
+
+def step_results(out: Path, step: str, cls: type[R], languages: list[str]) -> Iterator[tuple[str, R]]:
+    """(language, its Result) of every complete folder `out/step/<language>`, in `languages` order."""
+    for lang in languages:
+        if (out / step / lang / names.MANIFEST).is_file():
+            yield lang, cls.load(out / step / lang)
 
 
 def _compared(claim: str, lang: str, estimate: Estimate, n: int, units: str, source: str) -> Finding:
@@ -44,12 +56,9 @@ def _middle_peak(out: Path, config: StudyConfig) -> Iterator[Finding]:
 
 
 def _type1_alignment(out: Path, config: StudyConfig) -> Iterator[Finding]:
-    for lang in config.languages:
-        folder = out / "ablate" / lang
-        if (folder / names.MANIFEST).is_file():
-            result = ablate.AblationResult.load(folder)
-            estimate = result.summary["deactivated"]["mean_mknn"]
-            yield _compared("type1_alignment", lang, estimate, result.n_pairs, "test pairs", f"ablate/{lang}")
+    for lang, result in step_results(out, "ablate", ablate.AblationResult, config.languages):
+        estimate = result.summary["deactivated"]["mean_mknn"]
+        yield _compared("type1_alignment", lang, estimate, result.n_pairs, "test pairs", f"ablate/{lang}")
 
 
 def _type2_specific(out: Path, config: StudyConfig) -> Iterator[Finding]:
@@ -72,32 +81,21 @@ def _type2_specific(out: Path, config: StudyConfig) -> Iterator[Finding]:
             )
 
 
-def _type2_output(out: Path, config: StudyConfig) -> Iterator[Finding]:
-    for lang in config.languages:
-        folder = out / "output_lang" / lang
-        if (folder / names.MANIFEST).is_file():
-            result = output_lang.OutputLangResult.load(folder)
-            estimate = result.conditions["deactivated"][lang]
-            yield _compared("type2_output", lang, estimate, result.n_prompts, "prompts", f"output_lang/{lang}")
+def _deactivation(claim: str, step: str, cls: type[DownstreamResult]) -> Reader:
+    """The reader of a claim on a downstream task: its headline metric under the deactivated condition."""
 
+    def read(out: Path, config: StudyConfig) -> Iterator[Finding]:
+        for lang, result in step_results(out, step, cls, config.languages):
+            estimate = result.metric()["deactivated"]
+            yield _compared(claim, lang, estimate, result.n_units, cls.UNITS, f"{step}/{lang}")
 
-def _type1_qa(out: Path, config: StudyConfig) -> Iterator[Finding]:
-    for lang in config.languages:
-        folder = out / "qa" / lang
-        if (folder / names.MANIFEST).is_file():
-            result = qa.QAResult.load(folder)
-            estimate = result.conditions["deactivated"].f1
-            yield _compared("type1_qa", lang, estimate, result.n_questions, "questions", f"qa/{lang}")
+    return read
 
 
 def _steer(out: Path, config: StudyConfig) -> Iterator[Finding]:
     """Per language, the Type-2 set's best method and the best other (set, method), each chosen by its
     target share on the dev prompts at the alpha chosen there; effect and p on the test prompts."""
-    for lang in config.languages:
-        folder = out / "steer" / lang
-        if not (folder / names.MANIFEST).is_file():
-            continue
-        result = SteerResult.load(folder)
+    for lang, result in step_results(out, "steer", SteerResult, config.languages):
         fields = ("set", "method", "deactivate_source", "alpha")
         dev = {tuple(c.key[k] for k in fields): c.steered["target"].value for c in result.grid}
         n = result.settings["n_prompts"]["test"]
@@ -113,12 +111,12 @@ def _steer(out: Path, config: StudyConfig) -> Iterator[Finding]:
             yield Finding(claim, CLAIMS[claim], lang, effect.value, effect.ci, p, n, units, +1, f"steer/{lang}")
 
 
-READERS: dict[str, tuple[str, Callable[[Path, StudyConfig], Iterator[Finding]]]] = {
+READERS: dict[str, tuple[str, Reader]] = {
     "middle_peak": ("latent", _middle_peak),
     "type1_alignment": ("ablate", _type1_alignment),
     "type2_specific": ("specificity", _type2_specific),
-    "type2_output": ("output_lang", _type2_output),
-    "type1_qa": ("qa", _type1_qa),
+    "type2_output": ("output_lang", _deactivation("type2_output", "output_lang", output_lang.OutputLangResult)),
+    "type1_qa": ("qa", _deactivation("type1_qa", "qa", qa.QAResult)),
     "steer": ("steer", _steer),
 }
 

@@ -23,12 +23,13 @@ from transfer_neurons.analyses import (
     qa,
     specificity,
 )
+from transfer_neurons.analyses.base import DownstreamResult
 from transfer_neurons.analyses.steer import SPLIT_NOTE, SteerResult
 from transfer_neurons.artifacts import names, plots, templates
 from transfer_neurons.artifacts.io import atomic_path
 from transfer_neurons.metrics.uncertainty import ALPHA, Estimate, Finding
 from transfer_neurons.study.config import StudyConfig
-from transfer_neurons.study.findings import write_findings
+from transfer_neurons.study.findings import step_results, write_findings
 
 FIGURES = "report_figures"
 CONDITIONS = ("normal", "deactivated", "random")
@@ -127,27 +128,25 @@ def _latent_view(out: Path) -> tuple[list[dict[str, Any]] | None, str]:
 
 def _ablation_view(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
     rows = []
-    for lang in config.languages:
-        if _complete(out / "ablate" / lang):
-            result = ablate.AblationResult.load(out / "ablate" / lang)
-            summary = result.summary
-            metrics = {m: Compared.of({c: summary[c][m] for c in CONDITIONS}) for m in ("mean_mknn", "mean_gap")}
-            rows.append({"lang": lang, "n": result.n_pairs, "metrics": metrics})
+    for lang, result in step_results(out, "ablate", ablate.AblationResult, config.languages):
+        summary = result.summary
+        metrics = {m: Compared.of({c: summary[c][m] for c in CONDITIONS}) for m in ("mean_mknn", "mean_gap")}
+        rows.append({"lang": lang, "n": result.n_pairs, "metrics": metrics})
     return rows
 
 
 def _methods_view(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
     """Per compared language: one row per method (compare_methods.report_rows) and its figure."""
-    views = []
-    for lang in config.methods_languages() if config.methods.enabled else []:
-        folder = out / "methods" / lang
-        if _complete(folder):
-            result = compare_methods.MethodsResult.load(folder)
-            figure = f"methods/{lang}/{names.METHODS_FIGURE}"
-            views.append(
-                {"lang": lang, "n": result.n_pairs, "rows": compare_methods.report_rows(result), "figure": figure}
-            )
-    return views
+    languages = config.methods_languages() if config.methods.enabled else []
+    return [
+        {
+            "lang": lang,
+            "n": r.n_pairs,
+            "rows": compare_methods.report_rows(r),
+            "figure": f"methods/{lang}/{names.METHODS_FIGURE}",
+        }
+        for lang, r in step_results(out, "methods", compare_methods.MethodsResult, languages)
+    ]
 
 
 def _steer_view(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
@@ -238,60 +237,42 @@ def _finetune_view(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
     return views
 
 
+def eta2_cells(summary: dict[str, Any]) -> list[str]:
+    """A set's entry of the specificity headline as printed: the share with eta^2 > 0.1 and the mean
+    eta^2, each of the top-n, of the random baseline and p."""
+    cells = []
+    for key in ("share_eta2_gt_0.1", "mean_eta2"):
+        top, random = Estimate.from_json(summary["top"][key]), Estimate.from_json(summary["random"][key])
+        cells += [top.text(3), random_text(random), p_text(top.p_vs_random)]
+    return cells
+
+
 def _specificity_view(out: Path) -> list[dict[str, Any]] | None:
     if not _complete(out / "specificity"):
         return None
-    result = specificity.SpecificityResult.load(out / "specificity")
-    rows = []
-    for name, s in result.sets.items():
-        c = s.labellings["target"]
-        share, mean = c.top.share_eta2_gt_0_1, c.top.mean_eta2
-        rows.append(
-            {
-                "name": name,
-                "n": c.top.n,
-                "share_top": share.text(3),
-                "share_random": random_text(c.random.share_eta2_gt_0_1),
-                "share_p": p_text(share.p_vs_random),
-                "mean_top": mean.text(3),
-                "mean_random": random_text(c.random.mean_eta2),
-                "mean_p": p_text(mean.p_vs_random),
-            }
-        )
-    return rows
+    headline = specificity.SpecificityResult.load(out / "specificity").headline()
+    return [{"name": name, "n": s["top"]["n"], "cells": eta2_cells(s)} for name, s in headline.items()]
 
 
-def _task_rows(out: Path, task: str, config: StudyConfig) -> list[tuple[str, int, dict[str, Estimate]]]:
+def _task_rows(
+    out: Path, task: str, result: type[DownstreamResult], config: StudyConfig
+) -> list[tuple[str, int, dict[str, Estimate]]]:
     """(language, items, condition -> Estimate of the task's headline metric) per finished step."""
-    rows = []
-    for lang in config.languages:
-        folder = out / task / lang
-        if not _complete(folder):
-            continue
-        if task == "qa":
-            q = qa.QAResult.load(folder)
-            rows.append((lang, q.n_questions, {c: s.f1 for c, s in q.conditions.items()}))
-        elif task == "mc":
-            m = mc.MCResult.load(folder)
-            rows.append((lang, m.n_questions, {c: s.accuracy for c, s in m.conditions.items()}))
-        else:
-            o = output_lang.OutputLangResult.load(folder)
-            rows.append((lang, o.n_prompts, {c: shares[lang] for c, shares in o.conditions.items()}))
-    return rows
+    return [(lang, r.n_units, r.metric()) for lang, r in step_results(out, task, result, config.languages)]
 
 
-TASKS = {
-    "qa": ("Generative QA: token F1", "questions"),
-    "mc": ("Multiple choice: accuracy", "questions"),
-    "output_lang": ("Output language: share of continuations in the prompt language", "prompts"),
+TASKS: dict[str, tuple[type[DownstreamResult], str]] = {
+    "qa": (qa.QAResult, "Generative QA: token F1"),
+    "mc": (mc.MCResult, "Multiple choice: accuracy"),
+    "output_lang": (output_lang.OutputLangResult, "Output language: share of continuations in the prompt language"),
 }
 
 
 def _downstream_view(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
     """Per task: a language x condition table and a grouped bar chart with the intervals."""
     tasks = []
-    for task, (title, units) in TASKS.items():
-        rows = _task_rows(out, task, config)
+    for task, (result, title) in TASKS.items():
+        rows = _task_rows(out, task, result, config)
         if not rows:
             continue
         figure = out / FIGURES / f"{task}.png"
@@ -303,7 +284,7 @@ def _downstream_view(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
             figure,
             (0, 1.12),
             errors={lang: {c: ci for c in CONDITIONS if (ci := e[c].ci) is not None} for lang, _, e in rows},
-            n_label=_n_label({lang: n for lang, n, _ in rows}, units),
+            n_label=_n_label({lang: n for lang, n, _ in rows}, result.UNITS),
         )
         table = [{"lang": lang, "n": n, **vars(Compared.of(e))} for lang, n, e in rows]
         tasks.append({"title": title, "rows": table, "figure": data_uri(figure)})

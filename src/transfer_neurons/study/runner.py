@@ -14,36 +14,23 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from transfer_neurons.artifacts.io import WRITE_ERRORS, disk_error, file_digest, locked, read_json, write_json
 from transfer_neurons.artifacts.manifest import versions, write_manifest
 from transfer_neurons.artifacts.names import MANIFEST, REPORT, STEP
 from transfer_neurons.artifacts.templates import PAGES_OF_STUDY
-from transfer_neurons.choices import NeuronType
 from transfer_neurons.data import udhr
 from transfer_neurons.errors import InputError
 from transfer_neurons.model.loading import check_model
-from transfer_neurons.study import steps as s
 from transfer_neurons.study.compare import read_models, write_comparison
 from transfer_neurons.study.config import StudyConfig, model_slugs
-from transfer_neurons.study.data_steps import data_step, file_splits
+from transfer_neurons.study.data_steps import file_splits
+from transfer_neurons.study.plan import Step, plan
 from transfer_neurons.study.report import write_report
-from transfer_neurons.study.steps import StepFn, Study
+from transfer_neurons.study.steps import Study
 
 STEP_FILE = STEP
-
-
-@dataclass
-class Step:
-    """One unit of work: settings and inputs define it, `compute` writes its artifacts."""
-
-    name: str
-    compute: StepFn  # writes into the folder, returns a small summary
-    settings: dict = field(default_factory=dict)
-    needs: list[str] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)
 
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -72,77 +59,6 @@ def code_version() -> str:
     for path in result_sources():
         digest.update(path.relative_to(PACKAGE).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
-
-
-PAGES = {"pages", "pages_top_n"}  # the neuron pages' settings: no other step reads them
-
-
-def plan(config: StudyConfig) -> list[Step]:
-    """The steps of a study in dependency order."""
-    steps: list[Step] = []
-    data_settings = config.data.model_dump(mode="json", exclude={"files"})
-    for lang in config.languages:
-        files = config.data.files.get(lang)
-        paths = [p for p in (files.train, files.test, files.nonparallel) if p] if files else []
-        steps.append(Step(f"data/{lang}", data_step(lang), {**data_settings, "seed": config.seed}, files=paths))
-    for lang in config.languages:
-        for kind in config.detect.types:
-            settings = config.detect.model_dump(mode="json", exclude={"types"})
-            steps.append(Step(f"detect/{lang}/{kind}", s.detect_step(lang, kind), settings, [f"data/{lang}"]))
-    if config.latent.enabled:
-        settings = config.latent.model_dump(mode="json")
-        steps.append(Step("latent", s.latent_step, settings, [f"data/{lang}" for lang in config.languages]))
-    if config.ablate.enabled and NeuronType.type1 in config.detect.types:
-        for lang in config.languages:
-            settings = config.ablate.model_dump(mode="json")
-            needs = [f"data/{lang}", f"detect/{lang}/type1"]
-            steps.append(Step(f"ablate/{lang}", s.ablate_step(lang), settings, needs))
-    detected = [f"detect/{lang}/{kind}" for lang in config.languages for kind in config.detect.types]
-    data_steps = [f"data/{lang}" for lang in config.languages]
-    if config.characterise.specificity and detected:
-        settings = {**config.characterise.model_dump(mode="json", exclude=PAGES), **config.shared()}
-        steps.append(Step("specificity", s.specificity_step, settings, data_steps + detected))
-    if config.characterise.overlap and len(detected) > 1:
-        settings = config.characterise.model_dump(mode="json", exclude=PAGES)
-        steps.append(Step("overlap", s.overlap_step, settings, detected))
-    if config.characterise.pages and detected:
-        settings = {"top_n": config.characterise.pages_top_n, **config.shared("bootstrap", "seed", "batch_size")}
-        steps.append(Step("neurons", s.pages_step, settings, data_steps + detected))
-    if config.methods.enabled:
-        settings = {
-            **config.methods.model_dump(mode="json", exclude={"languages", "enabled"}),
-            "languages": config.languages,
-            **config.ablate.model_dump(mode="json", exclude={"enabled"}),
-        }
-        for lang in config.methods_languages():
-            steps.append(Step(f"methods/{lang}", s.methods_step(lang), settings, data_steps))
-    down = config.downstream
-    settings = {**down.model_dump(mode="json"), **config.shared("seed", "baseline", "bootstrap")}
-    tasks = (
-        ("qa", down.qa, NeuronType.type1),
-        ("mc", down.mc, NeuronType.type1),
-        ("output_lang", down.output_lang, NeuronType.type2),
-    )
-    for task, enabled, kind in tasks:
-        if not enabled or kind not in config.detect.types:
-            continue
-        for lang in s.task_languages(task, config.languages):
-            needs = [f"data/{lang}", f"detect/{lang}/{kind}"]
-            steps.append(Step(f"{task}/{lang}", s.downstream_step(task, lang, kind), settings, needs))
-    if config.steer.enabled:
-        steering = config.steer.model_dump(mode="json", exclude={"enabled", "languages"})
-        settings = {**steering, "languages": config.languages}
-        for lang in config.steer_languages():
-            needs = data_steps + [f"detect/{lang}/{kind}" for kind in config.steer.types]
-            steps.append(Step(f"steer/{lang}", s.steer_step(lang), settings, needs))
-    if config.finetune.enabled:
-        settings = config.finetune.model_dump(mode="json", exclude={"enabled", "languages", "types", "baselines"})
-        for lang in config.finetune_languages():
-            for condition, kind, baseline in config.finetune.conditions():
-                needs = [f"data/{lang}", f"detect/{lang}/{kind}"]
-                step = s.finetune_step(lang, kind, baseline)
-                steps.append(Step(f"finetune/{lang}/{condition}", step, settings, needs))
-    return steps
 
 
 def step_key(step: Step, keys: dict[str, str], code: str) -> str:

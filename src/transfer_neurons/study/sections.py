@@ -4,17 +4,19 @@ study's switches (`enabled`, `types`, `languages`, ...); strict, like the whole 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, model_validator
 
 from transfer_neurons.analyses.ablate import AblateConfig
-from transfer_neurons.analyses.base import Config
+from transfer_neurons.analyses.base import Config, ControlConfig, baseline_field, bootstrap_field, seed_field
+from transfer_neurons.analyses.compare_methods import MethodsConfig
 from transfer_neurons.analyses.detect import DetectConfig
 from transfer_neurons.analyses.finetune import FinetuneBaseline, FinetuneConfig
 from transfer_neurons.analyses.latent import LatentConfig
+from transfer_neurons.analyses.specificity import SpecificityConfig
 from transfer_neurons.analyses.steer import SteerConfig
-from transfer_neurons.choices import Method, NeuronType
+from transfer_neurons.choices import Baseline, Method, NeuronType
 
 
 class Section(Config):
@@ -40,6 +42,7 @@ class DataConfig(Section):
     holdout: float = Field(
         0.5, gt=0, lt=1, description="Share of the pairs kept for analyses when a language has no test file."
     )
+    seed: int = seed_field("Seed of the holdout split.")
 
 
 C = TypeVar("C", bound=Config)
@@ -83,9 +86,23 @@ class CharacteriseConfig(Section):
     top_n: int = Field(1000, ge=1, description="Top neurons per set (at most detect.top_n).")
     pages: bool = Field(True, description="Neuron pages (index.html and one card per neuron) for every detected set.")
     pages_top_n: int = Field(20, ge=1, description="Neurons per set with a page (at most detect.top_n).")
+    baseline: Baseline = baseline_field()
+    seed: int = seed_field("Seed of the random baselines and of the bootstrap.")
+    baseline_seeds: int = Field(5, ge=1, description="Random baseline draws per set.")
+    bootstrap: int = bootstrap_field()
+    batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
+
+    def specificity_config(self) -> SpecificityConfig:
+        return _only(self, SpecificityConfig)
+
+    def pages_settings(self) -> dict[str, Any]:
+        """The neuron pages' settings: a page for each of the top pages_top_n neurons of every set."""
+        return {"top_n": self.pages_top_n, **self.model_dump(include={"bootstrap", "seed", "batch_size"})}
 
 
-class DownstreamConfig(Section):
+class DownstreamConfig(ControlConfig):
+    """The controlled experiment (top-k deactivated vs random) of each downstream task."""
+
     qa: bool = Field(True, description="Built-in QA (token F1) for the languages it covers (en ja ko nl it).")
     mc: bool = Field(True, description="Built-in multiple choice (accuracy) for the languages it covers.")
     output_lang: bool = Field(True, description="Language of continuations of test-split L2 sentences.")
@@ -93,10 +110,15 @@ class DownstreamConfig(Section):
     max_questions: int = Field(30, ge=1, description="Questions (or prompts) per language and condition.")
     baseline_seeds: int = Field(5, ge=1, description="Random baseline draws, each on every question or prompt.")
 
+    def control(self) -> dict[str, Any]:
+        """The keys every task's config shares: top_k, baseline, seed, baseline_seeds and bootstrap."""
+        return self.model_dump(include=set(ControlConfig.model_fields))
 
-class MethodsSection(Section):
-    """`compare-methods` per language: each method's top-k (ablate's top_k, k, clamp and baseline)
-    under the same tests; the reference pool is every other study language's train sentences."""
+
+class MethodsSection(MethodsConfig):
+    """`compare-methods` per language: each method's top-k under the same tests (top_k, k, clamp,
+    baseline, seeds, bootstrap and batch_size default to ablate's); the reference pool is every other
+    study language's train sentences."""
 
     enabled: bool = Field(False, description="Compare the methods' neurons (docs/method.md section 3).")
     methods: list[Method] = Field(default_factory=lambda: list(Method), min_length=1, description="Methods compared.")
@@ -107,6 +129,9 @@ class MethodsSection(Section):
     output_lang: bool = Field(False, description="Also the output language under each method's deactivation.")
     qa: bool = Field(False, description="Also QA F1 where the built-in set covers the language.")
     max_items: int = Field(16, ge=1, description="Prompts / questions of the downstream parts.")
+
+    def analysis(self) -> MethodsConfig:
+        return _only(self, MethodsConfig)
 
 
 class FinetuneSection(FinetuneConfig):

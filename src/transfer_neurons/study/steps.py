@@ -1,4 +1,4 @@
-"""The steps a study runs (see runner.plan). Each reads its inputs, calls the same analysis `run`
+"""The steps a study runs (see study.plan). Each reads its inputs, calls the same analysis `run`
 as the command line, and saves the Result into its folder (the same files, keys and manifest as the
 command), returning a small summary for the report and the study manifest."""
 
@@ -22,6 +22,7 @@ from transfer_neurons.analyses import (
     specificity,
     steer,
 )
+from transfer_neurons.analyses.base import ControlledResult
 from transfer_neurons.analyses.finetune import FinetuneBaseline
 from transfer_neurons.analyses.finetune_eval import EvalSet, Measured, measure
 from transfer_neurons.analyses.means import STORE_GROUP, LanguageMeans, language_means
@@ -126,15 +127,7 @@ def detect_step(lang: str, kind: NeuronType) -> StepFn:
         with study.keeping_tokens():
             result = detect.run(study.lm, pairs, kind, study.config.detect.analysis(), study.progress)
         result.save(folder, study.inputs(data=study.split_file(lang, "train")))
-        per_layer = [0] * result.scores.shape[0]
-        for layer, _, _ in result.top:
-            per_layer[layer] += 1
-        return {
-            "top": [list(t) for t in result.top[:10]],
-            "per_layer": per_layer,
-            "top_n": len(result.top),
-            "sentences": len(pairs),
-        }
+        return result.headline()
 
     return compute
 
@@ -148,7 +141,7 @@ def latent_step(study: Study, folder: Path) -> dict:
     files = {f"data_{lang}": study.split_file(lang, "test") for lang in langs}
     files |= {f"nonparallel_{lang}": study.split_file(lang, "nonparallel") for lang in nonparallel}
     result.save(folder, study.inputs(**files))
-    return {"k": result.config.k, "mknn_peak_layer": {lang: c.peak() for lang, c in result.pairs.items()}}
+    return result.headline()
 
 
 def ablate_step(lang: str) -> StepFn:
@@ -172,8 +165,8 @@ def ablate_step(lang: str) -> StepFn:
                 nonparallel=study.split_file(lang, "nonparallel") if result.nonparallel == "file" else None,
             ),
         )
-        summary = {name: {m: e.to_json() for m, e in s.items()} for name, s in result.summary.items()}
-        return {"top_k": result.config.top_k, **summary}
+        headline = result.headline()
+        return {"top_k": headline["top_k"], **headline["summary"]}
 
     return compute
 
@@ -189,14 +182,11 @@ def specificity_step(study: Study, folder: Path) -> dict:
     cfg = study.config
     sentences = {"en": study.pairs(cfg.languages[0], "test").en}
     sentences |= {lang: study.pairs(lang, "test").l2 for lang in cfg.languages}
-    config = specificity.SpecificityConfig(top_n=cfg.characterise.top_n, **cfg.shared())
+    config = cfg.characterise.specificity_config()
     sets = {name: read_neurons(path) for name, path in _detected(study).items()}
     result = specificity.run(study.lm, sentences, sets, config, study.progress)
     result.save(folder, study.inputs(**{f"neurons_{name}": path for name, path in _detected(study).items()}))
-    return {
-        name: {"top": s.labellings["target"].top.to_json(), "random": s.labellings["target"].random.to_json()}
-        for name, s in result.sets.items()
-    }
+    return result.headline()
 
 
 def overlap_step(study: Study, folder: Path) -> dict:
@@ -205,7 +195,7 @@ def overlap_step(study: Study, folder: Path) -> dict:
     shape = detect.Detection.load(next(iter(_detected(study).values())).parent).scores.shape
     result = overlap.run(sets, shape[0], shape[1], overlap.OverlapConfig(top_n=study.config.characterise.top_n))
     result.save(folder, study.inputs(**{f"set{k}": path for k, path in enumerate(_detected(study).values())}))
-    return {"sets": result.labels, "jaccard": [[round(float(x), 3) for x in row] for row in result.jaccard]}
+    return result.headline()
 
 
 def pages_step(study: Study, folder: Path) -> dict:
@@ -215,14 +205,12 @@ def pages_step(study: Study, folder: Path) -> dict:
     test = {lang: study.pairs(lang, "test") for lang in cfg.languages}
     sentences = {lang: pairs.l2 for lang, pairs in test.items()}
     sentences["en"] = list(dict.fromkeys(s for pairs in test.values() for s in pairs.en))
-    config = neuron_pages.NeuronPagesConfig(
-        top_n=cfg.characterise.pages_top_n, **cfg.shared("bootstrap", "seed", "batch_size")
-    )
+    config = neuron_pages.NeuronPagesConfig(**cfg.characterise.pages_settings())
     result = neuron_pages.run(study.lm, sets, sentences, config, progress=study.progress)
     files = {f"neurons_{name}": path for name, path in _detected(study).items()}
     files |= {f"data_{lang}": study.split_file(lang, "test") for lang in cfg.languages}
     result.save(folder, study.inputs(**files))
-    return {"pages": len(result.cards), "top_n": config.top_n}
+    return result.headline()
 
 
 def methods_step(lang: str) -> StepFn:
@@ -235,14 +223,7 @@ def methods_step(lang: str) -> StepFn:
         reference = [
             Sentences(code, study.pairs(code, "train").l2, str(study.split_file(code, "train"))) for code in others
         ]
-        config = compare_methods.MethodsConfig(
-            **cfg.ablate.model_dump(include={"top_k", "baseline", "seed", "baseline_seeds", "bootstrap", "k", "clamp"}),
-            batch_size=cfg.batch_size,
-            methods=cfg.methods.methods,
-            output_lang=cfg.methods.output_lang,
-            qa=cfg.methods.qa,
-            max_items=cfg.methods.max_items,
-        )
+        config = cfg.methods.analysis()
         train = study.pairs(lang, "train")
         result = compare_methods.run(
             study.lm,
@@ -256,7 +237,7 @@ def methods_step(lang: str) -> StepFn:
         )
         files = {f"train_{code}": study.split_file(code, "train") for code in cfg.languages}
         result.save(folder, study.inputs(**files, test=study.split_file(lang, "test")))
-        return {"methods": [m.value for m in config.methods], "top_k": config.top_k}
+        return result.headline()
 
     return compute
 
@@ -289,11 +270,7 @@ def finetune_step(lang: str, kind: NeuronType, baseline: FinetuneBaseline | None
         )
         files = {"train": study.split_file(lang, "train"), "eval": study.split_file(lang, "test")}
         result.save(folder, study.inputs(neurons=study.neurons_file(lang, kind), **files))
-        return {
-            "method": result.delta.method,
-            "trainable": result.parameters["trainable"],
-            "change": {metric: change.to_json() for metric, change in result.change.items()},
-        }
+        return result.headline()
 
     return compute
 
@@ -313,28 +290,25 @@ def downstream_step(task: str, lang: str, kind: NeuronType) -> StepFn:
     def compute(study: Study, folder: Path) -> dict:
         cfg, down, lm = study.config, study.config.downstream, study.lm
         neurons = study.neurons(lang, kind)
-        shared = {"top_k": down.top_k, **cfg.shared(), "baseline_seeds": down.baseline_seeds}
+        shared = {**down.control(), "batch_size": cfg.batch_size}
         inputs = study.inputs(neurons=study.neurons_file(lang, kind))
-        conditions: dict[str, dict]
+        result: ControlledResult
         if task == "qa":
             questions = load_qa(None, lang, down.max_questions)
-            qa_result = qa.run(lm, questions, neurons, qa.QAConfig(**shared, max_questions=down.max_questions))
-            qa_result.save(folder, inputs)
-            conditions = qa_result.conditions_json()
+            result = qa.run(lm, questions, neurons, qa.QAConfig(**shared, max_questions=down.max_questions))
         elif task == "mc":
             choices = load_mc(None, lang, down.max_questions)
-            mc_result = mc.run(lm, choices, neurons, mc.MCConfig(**shared, max_questions=down.max_questions))
-            mc_result.save(folder, inputs)
-            conditions = mc_result.conditions_json()
+            result = mc.run(lm, choices, neurons, mc.MCConfig(**shared, max_questions=down.max_questions))
         else:
             prompts = study.pairs(lang, "test").l2[: down.max_questions]
             config = output_lang.OutputLangConfig(
                 **shared, max_prompts=down.max_questions, langid_langs=tuple(sorted({"en", lang, *cfg.languages}))
             )
-            ol_result = output_lang.run(lm, prompts, neurons, config, lang)
-            ol_result.save(folder, inputs | study.inputs(data=study.split_file(lang, "test")))
-            conditions = ol_result.conditions_json()
-        return {"top_k": down.top_k, "neurons": str(kind), "conditions": conditions}
+            result = output_lang.run(lm, prompts, neurons, config, lang)
+            inputs |= study.inputs(data=study.split_file(lang, "test"))
+        result.save(folder, inputs)
+        headline = result.headline()
+        return {"top_k": headline["top_k"], "neurons": str(kind), "conditions": headline["conditions"]}
 
     return compute
 
@@ -352,6 +326,6 @@ def steer_step(lang: str) -> StepFn:
         result = steer.run(study.lm, prompts, sets, means, cfg.steer.analysis(), "en", lang, progress=study.progress)
         files = {f"train_{code}": study.split_file(code, "train") for code in cfg.languages}
         result.save(folder, study.inputs(**files, test=study.split_file(lang, "test")))
-        return {"chosen": [cell.to_json() for cell in result.chosen], "n_prompts": result.settings["n_prompts"]}
+        return result.headline()
 
     return compute

@@ -115,8 +115,8 @@ def _latent(r: latent.LatentResult) -> Iterator[Row]:
 def _ablate(r: ablate.AblationResult) -> Iterator[Row]:
     for condition, curves in r.conditions.items():
         yield from _curves(r.lang, condition, curves)
-    for condition, summary in r.summary.items():
-        yield from _scalars(r.lang, None, condition, {m: e.to_json() for m, e in summary.items()})
+    for condition, metrics in r.headline()["summary"].items():
+        yield from _scalars(r.lang, None, condition, metrics)
 
 
 def _specificity(r: specificity.SpecificityResult) -> Iterator[Row]:
@@ -137,18 +137,18 @@ def _overlap(r: overlap.OverlapResult) -> Iterator[Row]:
 
 
 def _qa(r: qa.QAResult) -> Iterator[Row]:
-    for condition, scores in r.conditions_json().items():
+    for condition, scores in r.headline()["conditions"].items():
         yield from _scalars(r.lang, None, condition, scores)
 
 
 def _mc(r: mc.MCResult) -> Iterator[Row]:
-    for condition, scores in r.conditions_json().items():
+    for condition, scores in r.headline()["conditions"].items():
         yield from _scalars(r.lang, None, condition, scores)
     yield r.lang, None, None, "chance", None, r.chance, NAN, NAN
 
 
 def _output_lang(r: output_lang.OutputLangResult) -> Iterator[Row]:
-    for condition, values in r.conditions_json().items():
+    for condition, values in r.headline()["conditions"].items():
         yield from _scalars(r.lang, None, condition, {f"share_{label}": v for label, v in values.items()})
 
 
@@ -179,7 +179,7 @@ def _finetune(r: finetune.FinetuneResult) -> Iterator[Row]:
     method = r.delta.method
     for condition, metrics in r.summary.items():
         yield from _scalars(r.lang, method, condition, {m: e.to_json() for m, e in metrics.items()})
-    yield from _scalars(r.lang, method, "change", {m: c.to_json() for m, c in r.change.items()})
+    yield from _scalars(r.lang, method, "change", r.headline()["change"])
     yield from _scalars(r.lang, method, None, {"parameters": {k: v for k, v in r.parameters.items() if v is not None}})
     yield from ((r.lang, method, None, "loss", step, loss, NAN, NAN) for step, loss in enumerate(r.losses, 1))
 
