@@ -154,11 +154,8 @@ def _steer_view(out: Path, config: StudyConfig) -> list[dict[str, Any]]:
     the dev prompts, measured on the test prompts (steered, random, their difference and p), and the
     figure of the dev grid."""
     views = []
-    for lang in config.steer_languages() if config.steer.enabled else []:
-        folder = out / "steer" / lang
-        if not _complete(folder):
-            continue
-        result = SteerResult.load(folder)
+    languages = config.steer_languages() if config.steer.enabled else []
+    for lang, result in step_results(out, "steer", SteerResult, languages):
         normal = result.normal["test"]
         rows = []
         for cell in result.chosen:
