@@ -82,14 +82,14 @@ def timed(fn) -> float:
 def measure_ratio(args) -> None:
     lm = load_model(model_path(args.model), device=args.device, dtype=args.dtype, progress=False)
     pairs = load_pairs(args.data, args.n)
-    passes = [pairs.en, pairs.l2, pairs.l2] if args.type == "type1" else [pairs.l2, pairs.l2]
+    passes = [pairs.en, pairs.l2, pairs.l2] if args.neuron_type == "type1" else [pairs.l2, pairs.l2]
 
     def run_plain():
         for sentences in passes:
             plain_forward(lm, sentences, args.batch_size)
 
     def run_detect():
-        detect(lm, pairs, args.type, top_n=100, batch_size=args.batch_size, progress=False)
+        detect(lm, pairs, args.neuron_type, top_n=100, batch_size=args.batch_size, progress=False)
 
     run_plain(), run_detect()  # warm-up
     plain, full = [], []
@@ -97,7 +97,7 @@ def measure_ratio(args) -> None:
         plain.append(timed(run_plain))
         full.append(timed(run_detect))
     p, d = min(plain), min(full)
-    print(f"model={args.model} type={args.type} sentences={args.n} batch={args.batch_size} dtype={args.dtype}")
+    print(f"model={args.model} type={args.neuron_type} sentences={args.n} batch={args.batch_size} dtype={args.dtype}")
     print(
         f"plain forward passes: {p:.3f} s   detect: {d:.3f} s   ratio detect/plain: {d / p:.3f}"
         f"   ({len(pairs) / d:.1f} L2 sentences/s)"
@@ -107,12 +107,12 @@ def measure_ratio(args) -> None:
 def child_memory(args) -> None:
     """In a fresh process: peak RSS after loading + one tiny detection, then after the real one."""
     lm = load_model(model_path(args.model), device=args.device, dtype=args.dtype, progress=False)
-    detect(lm, load_pairs(args.data, 8), args.type, top_n=10, batch_size=args.batch_size, progress=False)
+    detect(lm, load_pairs(args.data, 8), args.neuron_type, top_n=10, batch_size=args.batch_size, progress=False)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # the same 100 distinct pairs for every size, so that batch shapes (padding) match and only
     # the sentence count differs
     pairs = load_pairs(args.data, args.n, distinct=100)
-    detect(lm, pairs, args.type, top_n=100, batch_size=args.batch_size, progress=False)
+    detect(lm, pairs, args.neuron_type, top_n=100, batch_size=args.batch_size, progress=False)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"before_kib": before, "after_kib": after}))
 
@@ -126,7 +126,7 @@ def measure_memory(args) -> None:
             "--model",
             args.model,
             "--type",
-            args.type,
+            args.neuron_type,
             "-n",
             str(n),
             "--batch-size",
@@ -149,7 +149,7 @@ def measure_memory(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tiny", help="tiny (random 8-layer Llama), a folder, or gemma-3-270m")
-    parser.add_argument("--type", default="type1", choices=["type1", "type2"])
+    parser.add_argument("--type", dest="neuron_type", default="type1", choices=["type1", "type2"])
     parser.add_argument("-n", type=int, default=300, help="sentence pairs for the ratio")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--dtype", default="float32")

@@ -152,8 +152,8 @@ def main() -> None:
         sets = []
         for name in args.sets.split(","):
             PHASE[0] = f"detecting {target} {name}"
-            method, kind = SETS[name]
-            detection = detect_method(lm, method, pairs[target], reference, DetectConfig(top_n=top_n), kind)
+            method, neuron_type = SETS[name]
+            detection = detect_method(lm, method, pairs[target], reference, DetectConfig(top_n=top_n), neuron_type)
             sets.append(detection.neuron_set)
             say(f"{target} {name} (set '{detection.neuron_set.name}')")
         for k in (int(k) for k in args.top_k.split(",")):

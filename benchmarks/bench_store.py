@@ -86,7 +86,9 @@ def distinct(data: list[ParallelData]) -> tuple[int, int]:
 
 
 def detect_all(lm: LoadedModel, data: list[ParallelData], args) -> list:
-    return [detect(lm, d, kind, top_n=args.top_n, batch_size=args.batch_size) for d in data for kind in TYPES]
+    return [
+        detect(lm, d, neuron_type, top_n=args.top_n, batch_size=args.batch_size) for d in data for neuron_type in TYPES
+    ]
 
 
 def with_store(lm: LoadedModel, root: str) -> LoadedModel:

@@ -1,10 +1,19 @@
 """The shared choices, one Enum each, used alike by the command line (typer) and configs (pydantic).
 
-StrEnums: they print as their value in f-strings, paths, templates and JSON."""
+StrEnums: they print as their value in f-strings, paths, templates and JSON. A neuron type is called
+`neuron_type` in Python ("type" in files and `--type` on the command line); `accepts_kind` keeps its
+older keyword `kind=` working, with a DeprecationWarning."""
 
 from __future__ import annotations
 
+import functools
+import warnings
+from collections.abc import Callable
 from enum import StrEnum
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class NeuronType(StrEnum):
@@ -39,3 +48,19 @@ class Method(StrEnum):
     tn_centred = "tn-centred"
     lape = "lape"
     ap = "ap"
+
+
+def accepts_kind(fn: Callable[P, R]) -> Callable[P, R]:
+    """`fn` also taking `kind=`, the older name of its `neuron_type`, with a DeprecationWarning."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        if "kind" in kwargs:
+            if "neuron_type" in kwargs:
+                raise TypeError(f"{fn.__name__}() got both neuron_type and its older name kind")
+            message = f"{fn.__name__}(kind=...) is deprecated; use neuron_type=..."
+            warnings.warn(message, DeprecationWarning, stacklevel=2)
+            kwargs["neuron_type"] = kwargs.pop("kind")
+        return fn(*args, **kwargs)
+
+    return wrapper

@@ -21,10 +21,12 @@ SENTENCES = {
 }
 
 
-def neuron_set(lang: str, kind: str, layers: tuple[int, ...], model: str | None, n: int = 12, **extra) -> NeuronSet:
+def neuron_set(
+    lang: str, neuron_type: str, layers: tuple[int, ...], model: str | None, n: int = 12, **extra
+) -> NeuronSet:
     """n ranked neurons spread over `layers`, best first."""
     top = tuple((layers[k % len(layers)], 3 * k + 1, 1.0 - 0.01 * k) for k in range(n))
-    return NeuronSet(top, lang, kind, model, layers, **extra)
+    return NeuronSet(top, lang, neuron_type, model, layers, **extra)
 
 
 def same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
@@ -51,7 +53,7 @@ def test_specificity_run(spec_result, tiny):
     assert spec_result.p["family"].dtype == torch.float64
     assert spec_result.stats.count.tolist() == [4.0, 3.0]
     one = spec_result.sets["ja-type1"]
-    assert (one.lang, one.type, one.top_n) == ("ja", "type1", 8)
+    assert (one.lang, one.neuron_type, one.top_n) == ("ja", "type1", 8)
     assert set(one.labellings) == {"target", "family", "language"}
     assert one.labellings["target"].top.n == 8 and one.labellings["target"].random.n == 8
     neurons = neuron_set("ja", "type1", (0, 1), lm.name).neurons(8)

@@ -79,7 +79,7 @@ def test_each_set_is_a_detect_folder(compared):
         saved = read_neurons(out / name)
         assert saved.neurons() == result.detections[name].neuron_set.neurons()
         assert saved.method == ("tn" if name.startswith("type") else name)
-    assert read_neurons(out / "type2").type == "type2"
+    assert read_neurons(out / "type2").neuron_type == "type2"
 
 
 def test_jaccard_equals_a_direct_set_computation(compared):
@@ -99,13 +99,13 @@ def test_jaccard_equals_a_direct_set_computation(compared):
 def test_mean_tn_score_is_the_mean_over_the_scored_neurons(compared):
     result, _ = compared
     for name, measures in result.methods.items():
-        for kind in ("type1", "type2"):
-            scores = result.detections[kind].scores
+        for neuron_type in ("type1", "type2"):
+            scores = result.detections[neuron_type].scores
             values = [float(scores[layer, neuron]) for layer, neuron, _ in result.detections[name].top[:8]]
             finite = [v for v in values if np.isfinite(v)]
-            assert measures.tn_scored[kind] == len(finite)
+            assert measures.tn_scored[neuron_type] == len(finite)
             if finite:
-                assert measures.tn_scores[kind].value == pytest.approx(np.mean(finite), rel=1e-9)
+                assert measures.tn_scores[neuron_type].value == pytest.approx(np.mean(finite), rel=1e-9)
     assert result.methods["tn"].tn_scored == {"type1": 8, "type2": 0}  # Type-1 layers hold no Type-2 score
 
 

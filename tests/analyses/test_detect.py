@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
 from transformers.pytorch_utils import Conv1D
 
 from transfer_neurons import ParallelData, detect
-from transfer_neurons.analyses.detect import default_layers, parse_layers
+from transfer_neurons.analyses.detect import DetectConfig, Detection, default_layers, parse_layers, run
+from transfer_neurons.artifacts.neurons import read_neurons
 from transfer_neurons.errors import InputError
 from transfer_neurons.model.adapters import supported_model_types
 from transfer_neurons.testing import example_pairs
@@ -62,13 +65,13 @@ def naive_states(lm, sentence: str) -> dict:
 
 
 @torch.no_grad()
-def naive_scores(lm, pairs: ParallelData, kind: str, layers: list[int]):
+def naive_scores(lm, pairs: ParallelData, neuron_type: str, layers: list[int]):
     en = [naive_states(lm, s) for s in pairs.en]
     l2 = [naive_states(lm, s) for s in pairs.l2]
     n_layers, width = len(en[0]), en[0][0]["a"].shape[0]
     centroids = []
     for l in range(n_layers):
-        if kind == "type1":
+        if neuron_type == "type1":
             centroids.append(sum((e[l]["h"] + x[l]["h"]) / 2 for e, x in zip(en, l2, strict=True)) / len(l2))
         else:
             centroids.append(sum(x[l]["h"] for x in l2) / len(l2))
@@ -92,12 +95,12 @@ def pairs() -> ParallelData:
 
 
 @pytest.mark.parametrize("model_type", supported_model_types())
-@pytest.mark.parametrize("kind", ["type1", "type2"])
-def test_scores_equal_naive(tiny, pairs, model_type, kind):
+@pytest.mark.parametrize("neuron_type", ["type1", "type2"])
+def test_scores_equal_naive(tiny, pairs, model_type, neuron_type):
     lm = tiny(model_type)
     layers = list(range(lm.num_layers))  # every layer, so all code paths are compared
-    result = detect(lm, pairs, kind, layers=layers, top_n=50, batch_size=4, progress=False)
-    expected, centroids = naive_scores(lm, pairs, kind, layers)
+    result = detect(lm, pairs, neuron_type, layers=layers, top_n=50, batch_size=4, progress=False)
+    expected, centroids = naive_scores(lm, pairs, neuron_type, layers)
     got = result.scores.double()
     spread = float(expected.max() - expected.min())
     assert spread > 1e-3, "degenerate test: scores do not vary"
@@ -137,3 +140,27 @@ def test_paper_compat_changes_only_last_centroid(tiny, pairs):
     theirs = detect(lm, pairs, "type2", top_n=5, paper_compat=True, progress=False)
     assert torch.equal(ours.centroids[:-1], theirs.centroids[:-1])
     assert not torch.allclose(ours.centroids[-1], theirs.centroids[-1])
+
+
+def test_older_name_kind_still_works_with_a_warning(tiny, pairs, tmp_path):
+    """`kind`, the older name of `neuron_type`: the keyword of `detect`, `run` and `default_layers`
+    and the attributes `Detection.kind` / `NeuronSet.type` warn and give the same values; the
+    files keep the key "type"."""
+    lm = tiny("llama")
+    with pytest.warns(DeprecationWarning, match="neuron_type"):
+        old = detect(lm, pairs, kind="type2", top_n=5)
+    with pytest.warns(DeprecationWarning, match="neuron_type"):
+        assert default_layers(32, kind="type2") == default_layers(32, "type2")
+    with pytest.warns(DeprecationWarning, match="neuron_type"):
+        ran = run(lm, pairs, config=DetectConfig(top_n=5), kind="type2")
+    assert old.neuron_type == ran.neuron_type == "type2" and old.top == ran.top
+    with pytest.raises(TypeError, match="both"):
+        detect(lm, pairs, neuron_type="type1", kind="type2")
+    with pytest.warns(DeprecationWarning, match="Detection.neuron_type"):
+        assert old.kind == "type2"
+    with pytest.warns(DeprecationWarning, match="NeuronSet.neuron_type"):
+        assert old.neuron_set.type == "type2"
+    old.save(tmp_path)
+    assert json.loads((tmp_path / "neurons.json").read_text())["type"] == "type2"
+    assert json.loads((tmp_path / "manifest.json").read_text())["type"] == "type2"
+    assert Detection.load(tmp_path).neuron_type == read_neurons(tmp_path).neuron_type == "type2"

@@ -34,7 +34,7 @@ def forwarded(lm) -> tuple[list[int], object]:
 
 @pytest.mark.parametrize("model_type", ["llama", "gemma3_text"])
 @pytest.mark.parametrize(
-    ("method", "kind", "paper_compat"),
+    ("method", "neuron_type", "paper_compat"),
     [
         ("tn", "type1", False),
         ("tn", "type2", True),
@@ -43,15 +43,15 @@ def forwarded(lm) -> tuple[list[int], object]:
         ("ap", None, False),
     ],
 )
-def test_scores_from_the_store_equal_forward_passes(tiny, tmp_path, model_type, method, kind, paper_compat):
+def test_scores_from_the_store_equal_forward_passes(tiny, tmp_path, model_type, method, neuron_type, paper_compat):
     lm = tiny(model_type)
     data = pairs("ja", ROWS[:8])
     korean = [Sentences("ko", [r["ja"][::-1] for r in ROWS[8:14]], "ko.txt")]
     config = DetectConfig(top_n=20, batch_size=3, paper_compat=paper_compat)
-    direct = detect_method(lm, method, data, korean, config, kind or "type1")
+    direct = detect_method(lm, method, data, korean, config, neuron_type or "type1")
     with_store = attach_store(dataclasses.replace(lm, store=None), tmp_path, groups=("last", "tokens"))
-    first = detect_method(with_store, method, data, korean, config, kind or "type1")  # fills
-    again = detect_method(with_store, method, data, korean, config, kind or "type1")  # reads only
+    first = detect_method(with_store, method, data, korean, config, neuron_type or "type1")  # fills
+    again = detect_method(with_store, method, data, korean, config, neuron_type or "type1")  # reads only
     for result in (first, again):
         assert torch.equal(result.scores.nan_to_num(-9.0), direct.scores.nan_to_num(-9.0))
         assert result.top == direct.top  # bit for bit: the fill ran the detection's own batches
@@ -65,8 +65,8 @@ def test_both_types_for_two_languages_forward_each_sentence_once(tiny, tmp_path)
     rows, handle = forwarded(lm)
     try:
         for data in (ja, ko):
-            for kind in ("type1", "type2"):
-                detect_method(lm, "tn", data, [], DetectConfig(top_n=10, batch_size=4), kind)
+            for neuron_type in ("type1", "type2"):
+                detect_method(lm, "tn", data, [], DetectConfig(top_n=10, batch_size=4), neuron_type)
     finally:
         handle.remove()
     distinct = len(set(ja.en) | set(ja.l2) | set(ko.l2))

@@ -23,7 +23,7 @@ ROWS = example_pairs(60)
 TRAIN = [row["ja"] for row in ROWS[:40]]
 EVAL = ParallelData("ja", [row["en"] for row in ROWS[40:]], [row["ja"] for row in ROWS[40:]])
 TOP = ((0, 3, 0.9), (0, 10, 0.8), (1, 7, 0.7), (2, 7, 0.6), (2, 40, 0.5), (3, 1, 0.4))
-NEURONS = NeuronSet(TOP, lang="ja", type="type1", layers=(0, 1, 2, 3))
+NEURONS = NeuronSet(TOP, lang="ja", neuron_type="type1", layers=(0, 1, 2, 3))
 PROMPT = "今日はいい天気です。"
 
 

@@ -36,7 +36,7 @@ def korean() -> Sentences:
 
 
 @torch.no_grad()
-def naive_centred_scores(lm, pairs, others: list[str], kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+def naive_centred_scores(lm, pairs, others: list[str], neuron_type: str) -> tuple[torch.Tensor, torch.Tensor]:
     """S_i = mean_k [cos(r_k - mu + a_i u_i, c - mu) - cos(r_k - mu, c - mu)], every layer, each
     neuron's moved vector formed explicitly; mu = the mean layer output over en, L2 and `others`."""
     en = [naive_states(lm, s) for s in pairs.en]
@@ -47,7 +47,7 @@ def naive_centred_scores(lm, pairs, others: list[str], kind: str) -> tuple[torch
     means = []
     for l in range(n_layers):
         mu = sum(x[l]["h"] for x in pool) / len(pool)
-        sides = [e[l]["h"] / 2 + x[l]["h"] / 2 for e, x in zip(en, l2, strict=True)] if kind == "type1" else None
+        sides = [e[l]["h"] / 2 + x[l]["h"] / 2 for e, x in zip(en, l2, strict=True)] if neuron_type == "type1" else None
         c = (sum(sides) if sides else sum(x[l]["h"] for x in l2)) / len(l2) - mu
         for states in l2:
             r = states[l]["h"] - states[l]["mlp"] - mu
@@ -58,17 +58,17 @@ def naive_centred_scores(lm, pairs, others: list[str], kind: str) -> tuple[torch
 
 
 @pytest.mark.parametrize("model_type", ["llama", "gemma3_text"])
-@pytest.mark.parametrize("kind", ["type1", "type2"])
-def test_centred_scores_equal_naive(tiny, pairs, korean, model_type, kind):
+@pytest.mark.parametrize("neuron_type", ["type1", "type2"])
+def test_centred_scores_equal_naive(tiny, pairs, korean, model_type, neuron_type):
     lm = tiny(model_type)
     layers = list(range(lm.num_layers))
-    result = detect(lm, pairs, kind, layers=layers, top_n=20, batch_size=3, pool=pool_parts(pairs, [korean]))
-    expected, mu = naive_centred_scores(lm, pairs, korean.sentences, kind)
+    result = detect(lm, pairs, neuron_type, layers=layers, top_n=20, batch_size=3, pool=pool_parts(pairs, [korean]))
+    expected, mu = naive_centred_scores(lm, pairs, korean.sentences, neuron_type)
     spread = float(expected.max() - expected.min())
     assert spread > 1e-3, "degenerate test: scores do not vary"
     assert float((result.scores.double() - expected).abs().max()) <= 1e-5 * spread
     assert torch.allclose(result.reference_mean.double(), mu, atol=1e-4)
-    raw = detect(lm, pairs, kind, layers=layers, top_n=20, batch_size=3)
+    raw = detect(lm, pairs, neuron_type, layers=layers, top_n=20, batch_size=3)
     assert not torch.allclose(raw.scores, result.scores, atol=1e-4)  # centring changes the scores
     assert result.method == "tn-centred" and result.neuron_set.method == "tn-centred"
     assert result.pool == {"files": [None, "ko.txt"], "sizes": {"en": 8, "ja": 8, "ko": 6}, "langs": ["en", "ja", "ko"]}
@@ -160,15 +160,15 @@ def test_every_method_through_the_entry_point(tiny, pairs, korean, tmp_path, met
     config = DetectConfig(top_n=12, batch_size=4)
     result = detect_method(lm, method, pairs, [korean], config, "type2", source="en-ja.jsonl")
     assert result.method == method and result.lang == "ja" and len(result.top) <= 12
-    assert result.kind == ("type2" if method.startswith("tn") else None)
+    assert result.neuron_type == ("type2" if method.startswith("tn") else None)
     assert result.layers == ([3] if method.startswith("tn") else [0, 1, 2, 3])
     if method != "tn":
         assert result.pool["files"] == ["en-ja.jsonl", "ko.txt"]
     result.save(tmp_path)
     neurons = json.loads((tmp_path / "neurons.json").read_text())
-    assert neurons["method"] == method and neurons["type"] == result.kind
+    assert neurons["method"] == method and neurons["type"] == result.neuron_type
     again = Detection.load(tmp_path)
-    assert again.method == method and again.kind == result.kind and again.top == result.top
+    assert again.method == method and again.neuron_type == result.neuron_type and again.top == result.top
     assert again.pool == result.pool and torch.allclose(again.scores, result.scores, equal_nan=True)
     assert (again.centroids is None) == (method in ("lape", "ap"))
     assert any(f"method {method}" in line for line in again.summary_lines())

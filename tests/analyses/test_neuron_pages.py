@@ -30,11 +30,11 @@ from transfer_neurons.model.adapters import module_weight
 CONFIG = neuron_pages.NeuronPagesConfig(top_n=3, tokens=6, sentences=2, bootstrap=50, batch_size=4)
 
 
-def detected_sets(lm, folder, kinds=("type1", "type2"), top_n=10):
+def detected_sets(lm, folder, neuron_types=("type1", "type2"), top_n=10):
     pairs = read_pairs(EXAMPLES, "ja", 16)
-    for kind in kinds:
-        detect(lm, pairs, kind, top_n=top_n, batch_size=8).save(folder / kind)
-    return name_sets([read_neurons(folder / kind) for kind in kinds])
+    for neuron_type in neuron_types:
+        detect(lm, pairs, neuron_type, top_n=top_n, batch_size=8).save(folder / neuron_type)
+    return name_sets([read_neurons(folder / neuron_type) for neuron_type in neuron_types])
 
 
 def sentences_of(n: int = 10) -> dict[str, list[str]]:

@@ -25,10 +25,10 @@ SENTENCES = {
 TOP_N = 10
 
 
-def neuron_set(lang: str, kind: str, layers: tuple[int, ...], n: int = 16) -> NeuronSet:
+def neuron_set(lang: str, neuron_type: str, layers: tuple[int, ...], n: int = 16) -> NeuronSet:
     """n ranked neurons spread over `layers`, best first (ranks not in (layer, neuron) order)."""
     top = tuple((layers[k % len(layers)], (7 * k + 3) % 60, 1.0 - 0.01 * k) for k in range(n))
-    return NeuronSet(top, lang, kind, None, layers)
+    return NeuronSet(top, lang, neuron_type, None, layers)
 
 
 SETS = {"ja-type1": neuron_set("ja", "type1", (0, 1)), "en-type2": neuron_set("en", "type2", (2, 3))}

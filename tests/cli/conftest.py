@@ -11,8 +11,8 @@ from helpers import EXAMPLES, run
 def detected(model_folder, tmp_path_factory):
     """Type-1 and Type-2 'ja' neuron sets of the tiny Llama (40 each)."""
     out = {}
-    for kind in ("type1", "type2"):
-        folder = tmp_path_factory.mktemp(kind)
+    for neuron_type in ("type1", "type2"):
+        folder = tmp_path_factory.mktemp(neuron_type)
         result = run(
             "detect",
             "--model",
@@ -20,7 +20,7 @@ def detected(model_folder, tmp_path_factory):
             "--lang",
             "ja",
             "--type",
-            kind,
+            neuron_type,
             "--data",
             EXAMPLES,
             "--out",
@@ -34,5 +34,5 @@ def detected(model_folder, tmp_path_factory):
             "--quiet",
         )
         assert result.exit_code == 0, result.output
-        out[kind] = folder
+        out[neuron_type] = folder
     return out

@@ -152,7 +152,9 @@ def test_overlap(detected, tmp_path):
     assert (out / "overlap.png").is_file() and (out / "layers.png").is_file()
     assert data["schema_version"] == 1 and data["top_n"] == 30
     assert data["chance_jaccard"][0][0] == data["chance_jaccard"][2][2] == data["chance_jaccard"][0][2]
-    layers = [json.loads((detected[kind] / "neurons.json").read_text())["layers"] for kind in ("type1", "type2")]
+    layers = [
+        json.loads((detected[neuron_type] / "neurons.json").read_text())["layers"] for neuron_type in ("type1", "type2")
+    ]
     assert layers == [[0, 1, 2], [3]] and data["chance_jaccard"][0][1] == data["chance_jaccard"][1][0] == 0.0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["command"] == "overlap" and manifest["settings"] == {"top_n": 30}

@@ -38,7 +38,7 @@ def test_neurons_writes_an_index_and_a_page_per_neuron(model_folder, detected, t
     out = tmp_path / "pages"
     result = run(*pages_args(model_folder("llama"), [detected["type1"], detected["type2"]], out))
     assert result.exit_code == 0, result.output
-    sets = [read_neurons(detected[kind]) for kind in ("type1", "type2")]
+    sets = [read_neurons(detected[neuron_type]) for neuron_type in ("type1", "type2")]
     expected = list(dict.fromkeys(n for s in sets for n in s.neurons(3)))
     rows = [json.loads(line) for line in (out / names.NEURON_ROWS).read_text(encoding="utf-8").splitlines()]
     assert [(r["layer"], r["neuron"]) for r in rows] == expected

@@ -18,8 +18,10 @@ def test_commands_share_a_store(model_folder, tmp_path):
         *detect_args(model, EXAMPLES, tmp_path / "plain", "--type", "type2", "--max-sentences", "12", "--top-n", "20")
     )
     assert plain.exit_code == 0, plain.output
-    for kind in ("type1", "type2"):
-        args = detect_args(model, EXAMPLES, tmp_path / kind, "--type", kind, "--max-sentences", "12", "--top-n", "20")
+    for neuron_type in ("type1", "type2"):
+        args = detect_args(
+            model, EXAMPLES, tmp_path / neuron_type, "--type", neuron_type, "--max-sentences", "12", "--top-n", "20"
+        )
         result = run(*args, "--store", store)
         assert result.exit_code == 0, result.output
     (folder,) = [p for p in store.iterdir() if p.is_dir()]

@@ -315,8 +315,8 @@ def test_neurons_may_be_a_detect_folder(probe, tmp_path, command):
 def test_neurons_folder_of_a_study_step(probe, tmp_path):
     """A study's detect step folder is a detect folder; a folder holding several names them."""
     step = tmp_path / "run" / "detect" / "ja"
-    for kind, folder in (("type1", probe.type1), ("type2", probe.type2)):
-        shutil.copytree(folder, step / kind)
+    for neuron_type, folder in (("type1", probe.type1), ("type2", probe.type2)):
+        shutil.copytree(folder, step / neuron_type)
     args = ["qa", "--model", probe.model, "--top-k", "5", "--max-items", "2", "--bootstrap", "0", *DEV]
     assert run(*args, "--neurons", step / "type1", "--out", tmp_path / "out").exit_code == 0
     out = tmp_path / "o2"

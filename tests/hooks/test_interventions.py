@@ -256,7 +256,7 @@ def test_deactivation_conditions_first_draw_is_the_single_seed_baseline(tmp_path
     from transfer_neurons.artifacts.neurons import NeuronSet
 
     neurons = NeuronSet(
-        type="type1", lang="ja", model="m", layers=(0, 1, 2, 3), top=tuple((l, i, 1.0) for l, i in NEURONS)
+        neuron_type="type1", lang="ja", model="m", layers=(0, 1, 2, 3), top=tuple((l, i, 1.0) for l, i in NEURONS)
     )
     one = deactivation_conditions(neurons, 4, 4, 64, seed=7)["random"]
     five = deactivation_conditions(neurons, 4, 4, 64, seed=7, seeds=5)["random"]

@@ -135,12 +135,15 @@ def test_models_json_holds_each_models_own_numbers_over_relative_depth(study):
             assert entry["latent"]["gap"] == {"value": gap, **_band(curves, "gap")} and len(gap) == layers
             assert entry["latent"]["n"] == 20
             assert entry["latent"]["mknn_peak"]["layer"] == curves.mknn.index(max(curves.mknn))
-            for kind in ("type1", "type2"):
-                top = Detection.load(run_folder / "detect" / lang / kind).top
+            for neuron_type in ("type1", "type2"):
+                top = Detection.load(run_folder / "detect" / lang / neuron_type).top
                 naive = [sum(1 for layer, _, _ in top if layer == at) / len(top) for at in range(layers)]
-                assert entry["top_layers"][kind] == {"top_n": 30, "share": naive}
-                target = specificity.sets[f"{lang}-{kind}"].labellings["target"]
-                assert entry["specificity"][kind] == {"top": target.top.to_json(), "random": target.random.to_json()}
+                assert entry["top_layers"][neuron_type] == {"top_n": 30, "share": naive}
+                target = specificity.sets[f"{lang}-{neuron_type}"].labellings["target"]
+                assert entry["specificity"][neuron_type] == {
+                    "top": target.top.to_json(),
+                    "random": target.random.to_json(),
+                }
             ablation = AblationResult.load(run_folder / "ablate" / lang)
             summary = {c: {k: e.to_json() for k, e in metrics.items()} for c, metrics in ablation.summary.items()}
             assert entry["ablation"] == {"n_pairs": 20, "top_k": 8, "summary": summary}

@@ -72,8 +72,8 @@ def assert_same_folder(step: Path, command: Path) -> None:
 
 
 def test_detect(study, model_folder, tmp_path):
-    for lang, kind in (("ja", "type1"), ("ko", "type2")):
-        out = tmp_path / f"{lang}-{kind}"
+    for lang, neuron_type in (("ja", "type1"), ("ko", "type2")):
+        out = tmp_path / f"{lang}-{neuron_type}"
         run(
             "detect",
             "--model",
@@ -81,7 +81,7 @@ def test_detect(study, model_folder, tmp_path):
             "--lang",
             lang,
             "--type",
-            kind,
+            neuron_type,
             "--top-n",
             "30",
             "--data",
@@ -91,7 +91,7 @@ def test_detect(study, model_folder, tmp_path):
             *DEV,
             *stored(study),
         )
-        assert_same_folder(study / "detect" / lang / kind, out)
+        assert_same_folder(study / "detect" / lang / neuron_type, out)
 
 
 def test_latent_and_ablate(study, model_folder, tmp_path):
@@ -137,7 +137,7 @@ def test_latent_and_ablate(study, model_folder, tmp_path):
 
 
 def test_specificity_and_overlap(study, model_folder, tmp_path):
-    sets = [study / "detect" / lang / kind for lang in ("ja", "ko") for kind in ("type1", "type2")]
+    sets = [study / "detect" / lang / neuron_type for lang in ("ja", "ko") for neuron_type in ("type1", "type2")]
     data = [study / "data" / lang / "test.jsonl" for lang in ("ja", "ja", "ko")]
     run(
         "specificity",
@@ -161,7 +161,7 @@ def test_specificity_and_overlap(study, model_folder, tmp_path):
 
 @pytest.mark.parametrize("task", ["qa", "mc", "output-lang"])
 def test_downstream(study, model_folder, tmp_path, task):
-    kind = "type2" if task == "output-lang" else "type1"
+    neuron_type = "type2" if task == "output-lang" else "type1"
     extra = {
         "qa": ["--max-questions", "3"],
         "mc": ["--max-questions", "3"],
@@ -179,7 +179,7 @@ def test_downstream(study, model_folder, tmp_path, task):
         "--model",
         model_folder("llama"),
         "--neurons",
-        study / "detect" / "ja" / kind / "neurons.json",
+        study / "detect" / "ja" / neuron_type / "neurons.json",
         "--top-k",
         "8",
         *extra,

@@ -228,11 +228,11 @@ def report_rows(result: MethodsResult) -> list[dict[str, str]]:
             "mean_eta2": target.mean_eta2.text(),
             "massive_share": m.massive_share.text(),
         }
-        for kind in TN_SETS:
-            row[f"jaccard_{kind}"] = f"{result.jaccard[name][kind]:.3f}"
-            scored = f" ({m.tn_scored[kind]} of {result.config.top_k})"
-            score = m.tn_scores[kind]
-            row[f"tn_{kind}_score"] = ("n/a" if score is None else score.text(4)) + scored
+        for neuron_type in TN_SETS:
+            row[f"jaccard_{neuron_type}"] = f"{result.jaccard[name][neuron_type]:.3f}"
+            scored = f" ({m.tn_scored[neuron_type]} of {result.config.top_k})"
+            score = m.tn_scores[neuron_type]
+            row[f"tn_{neuron_type}_score"] = ("n/a" if score is None else score.text(4)) + scored
         rows.append(row)
     return rows
 
@@ -271,17 +271,19 @@ def run(
     pass for bad inputs, and before any ablation for a method that lists fewer than top-k neurons."""
     check_inputs(train, test, nonparallel, reference, config)
     k, lang, start = config.top_k, train.lang, time.perf_counter()
-    for kind in TN_SETS:
-        candidates = len(default_layers(lm.num_layers, kind)) * lm.mlp_width
+    for neuron_type in TN_SETS:
+        candidates = len(default_layers(lm.num_layers, neuron_type)) * lm.mlp_width
         if k > candidates:
-            raise InputError(f"--top-k {k} exceeds the {candidates} candidate neurons of the TN {kind} set")
+            raise InputError(f"--top-k {k} exceeds the {candidates} candidate neurons of the TN {neuron_type} set")
     detect_config = DetectConfig(top_n=k, batch_size=config.batch_size)
     runs = [(m.value, m, NeuronType.type1) for m in config.methods] + [(t, Method.tn, NeuronType(t)) for t in TN_SETS]
     detections: dict[str, Detection] = {}
-    for name, method, kind in runs:  # the raw Type-1 set is the `tn` method's when that is compared
-        same = [d for d in detections.values() if d.method == method and d.kind == kind]
+    for name, method, neuron_type in runs:  # the raw Type-1 set is the `tn` method's when that is compared
+        same = [d for d in detections.values() if d.method == method and d.neuron_type == neuron_type]
         detections[name] = (
-            same[0] if same else detect_method(lm, method, train, reference, detect_config, kind, source, progress)
+            same[0]
+            if same
+            else detect_method(lm, method, train, reference, detect_config, neuron_type, source, progress)
         )
         if len(detections[name].top) < k:
             raise InputError(

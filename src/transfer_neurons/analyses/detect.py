@@ -16,6 +16,7 @@ over ranks (`distributed.all_reduce_sum`): every rank ends with the same result.
 from __future__ import annotations
 
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from transfer_neurons.artifacts import names, plots
 from transfer_neurons.artifacts.io import read_tensors, write_tensors
 from transfer_neurons.artifacts.neurons import ModelIdentity, NeuronSet, read_neurons
 from transfer_neurons.artifacts.result import Result
-from transfer_neurons.choices import Method, NeuronType
+from transfer_neurons.choices import Method, NeuronType, accepts_kind
 from transfer_neurons.data.pairs import ParallelData
 from transfer_neurons.errors import InputError
 from transfer_neurons.hooks.capture import capture
@@ -43,10 +44,11 @@ TYPES = tuple(t.value for t in NeuronType)
 TYPE1_SHARE = 0.625  # Type-1 candidates: the first round(0.625 L) layers (20 of 32 in the paper)
 
 
-def default_layers(num_layers: int, kind: NeuronType | str) -> list[int]:
+@accepts_kind
+def default_layers(num_layers: int, neuron_type: NeuronType | str) -> list[int]:
     """Default candidate layers: Type-1 the first round(0.625 L) layers, Type-2 the rest."""
     split = int(TYPE1_SHARE * num_layers + 0.5)
-    return list(range(split)) if kind == "type1" else list(range(split, num_layers))
+    return list(range(split)) if neuron_type == "type1" else list(range(split, num_layers))
 
 
 def parse_layers(spec: str, num_layers: int) -> list[int]:
@@ -81,12 +83,12 @@ class DetectConfig(Config):
 class Detection(Result):
     """Result of one detection: scores [L, m] (NaN outside candidates and for neurons a method leaves
     unscored), the top-n, and for the TN methods the target centroids [L, d] (and the centred
-    score's reference mean [L, d]). `kind` is the type (None for LAPE and AP), `method` a `Method`
+    score's reference mean [L, d]). `neuron_type` is the type (None for LAPE and AP), `method` a `Method`
     value, `pool` the reference pool's description (None for the raw score)."""
 
     command: ClassVar[str] = "detect"
 
-    kind: str | None
+    neuron_type: str | None
     lang: str
     model: str
     layers: list[int]
@@ -103,13 +105,25 @@ class Detection(Result):
     @property
     def neuron_set(self) -> NeuronSet:
         return NeuronSet(
-            tuple(self.top), self.lang, self.kind, self.model, tuple(self.layers), self.method, identity=self.identity
+            tuple(self.top),
+            self.lang,
+            self.neuron_type,
+            self.model,
+            tuple(self.layers),
+            self.method,
+            identity=self.identity,
         )
+
+    @property
+    def kind(self) -> str | None:
+        """Deprecated: the older name of `neuron_type`."""
+        warnings.warn("Detection.kind is deprecated; use Detection.neuron_type", DeprecationWarning, stacklevel=2)
+        return self.neuron_type
 
     @property
     def label(self) -> str:
         """`type1` for the raw score, `type1 tn-centred`, or the method (`lape`, `ap`)."""
-        return " ".join(x for x in (self.kind, None if self.method == Method.tn else self.method) if x)
+        return " ".join(x for x in (self.neuron_type, None if self.method == Method.tn else self.method) if x)
 
     def write_files(self, out: Path) -> list[str]:
         write_tensors(out / names.SCORES, {"scores": self.scores.float()})
@@ -130,7 +144,7 @@ class Detection(Result):
 
     def manifest_fields(self) -> dict[str, Any]:
         """The generic fields after the model, method, type, language, layers and pool."""
-        head = {"model": self.model, "method": self.method, "type": self.kind, "lang": self.lang}
+        head = {"model": self.model, "method": self.method, "type": self.neuron_type, "lang": self.lang}
         return head | {"layers": self.layers, "pool": self.pool} | super().manifest_fields()
 
     @classmethod
@@ -139,7 +153,7 @@ class Detection(Result):
         neurons = read_neurons(out / names.NEURONS)
         tensors = read_tensors(out / names.CENTROIDS) if names.CENTROIDS in manifest.get("files", {}) else {}
         return {
-            "kind": neurons.type,
+            "neuron_type": neurons.neuron_type,
             "lang": str(neurons.lang),
             "layers": list(neurons.layers),
             "scores": read_tensors(out / names.SCORES)["scores"],
@@ -163,7 +177,7 @@ class Detection(Result):
         }
 
     def summary_lines(self) -> list[str]:
-        what = f"{self.kind} transfer neurons" if self.kind else "language-specific neurons"
+        what = f"{self.neuron_type} transfer neurons" if self.neuron_type else "language-specific neurons"
         pool = ""
         if self.pool:
             sizes = self.pool["sizes"]
@@ -185,10 +199,11 @@ class Detection(Result):
         return lines
 
 
+@accepts_kind
 def run(
     lm: LoadedModel,
     data: ParallelData,
-    kind: NeuronType | str,
+    neuron_type: NeuronType | str,
     config: DetectConfig,
     progress: bool = False,
     pool: Sequence[Sentences] | None = None,
@@ -196,7 +211,7 @@ def run(
     """`detect` with the settings of a config (the command line and the study call this); with a
     `pool`, the centred score."""
     return detect(
-        lm, data, kind, config.layers, config.top_n, config.batch_size, config.paper_compat, progress, pool=pool
+        lm, data, neuron_type, config.layers, config.top_n, config.batch_size, config.paper_compat, progress, pool=pool
     )
 
 
@@ -222,10 +237,11 @@ def run_settings(lm: LoadedModel) -> dict[str, Any]:
     }
 
 
+@accepts_kind
 def detect(
     lm: LoadedModel,
     data: ParallelData,
-    kind: NeuronType | str = NeuronType.type1,
+    neuron_type: NeuronType | str = NeuronType.type1,
     layers: list[int] | None = None,
     top_n: int = 1000,
     batch_size: int = 16,
@@ -239,13 +255,13 @@ def detect(
     centroid minus the pool's mean layer output. Under torch.distributed (see `distributed`), call
     it on every rank with the same arguments.
     """
-    kind = str(getattr(kind, "value", kind))
-    if kind not in TYPES:
-        raise InputError(f"unknown type '{kind}'; use type1 or type2")
+    neuron_type = str(getattr(neuron_type, "value", neuron_type))
+    if neuron_type not in TYPES:
+        raise InputError(f"unknown type '{neuron_type}'; use type1 or type2")
     if pool is not None:
         check_languages(pool, 3, "the centred score (--center)")
     num_layers, width = lm.num_layers, lm.mlp_width
-    layers = candidate_layers(lm, default_layers(num_layers, kind) if layers is None else layers, top_n)
+    layers = candidate_layers(lm, default_layers(num_layers, neuron_type) if layers is None else layers, top_n)
 
     progress = progress and is_main()
     timings: dict[str, float] = {}
@@ -257,7 +273,7 @@ def detect(
         return known[id(sentences)]
 
     start = time.perf_counter()
-    sides = {"en": data.en, data.lang: data.l2} if kind == "type1" else {data.lang: data.l2}
+    sides = {"en": data.en, data.lang: data.l2} if neuron_type == "type1" else {data.lang: data.l2}
     centroids = torch.stack([mean_of(sentences, f"centroid ({name})") for name, sentences in sides.items()]).mean(0)
     timings["centroids"] = time.perf_counter() - start
 
@@ -283,7 +299,7 @@ def detect(
         **run_settings(lm),
     }
     return Detection(
-        kind=kind,
+        neuron_type=neuron_type,
         lang=data.lang,
         model=lm.name,
         layers=layers,

@@ -53,7 +53,7 @@ def detect_method(
     data: ParallelData | Sentences,
     reference: Sequence[Sentences],
     config: DetectConfig,
-    kind: NeuronType | str = NeuronType.type1,
+    neuron_type: NeuronType | str = NeuronType.type1,
     source: str | None = None,
     progress: bool = False,
 ) -> Detection:
@@ -62,7 +62,7 @@ def detect_method(
 
     data: en/L2 pairs (the TN methods need them; for LAPE and AP their en side joins the pool) or
     monolingual L sentences (LAPE, AP). reference: the other languages' sentences (not used by
-    `tn`). kind: the type of the TN methods (LAPE and AP have none). source: the data's file name,
+    `tn`). neuron_type: the type of the TN methods (LAPE and AP have none). source: the data's file name,
     recorded in the pool. Default candidate layers: the TN default of the type, every layer for
     LAPE and AP; `config.paper_compat` applies to the TN methods only."""
     method = Method(method)
@@ -70,7 +70,7 @@ def detect_method(
         if not isinstance(data, ParallelData):
             raise InputError(f"method {method} needs en/L2 pairs as --data (JSONL/TSV with an 'en' field)")
         pool = pool_parts(data, reference, source) if method is Method.tn_centred else None
-        return detect_run(lm, data, kind, config, progress, pool=pool)
+        return detect_run(lm, data, neuron_type, config, progress, pool=pool)
     pool = pool_parts(data, reference, source)
     return (lape if method is Method.lape else ap)(lm, data.lang, pool, config, progress)
 
@@ -152,7 +152,7 @@ def _language_specific(
         **settings,
     }
     return Detection(
-        kind=None,  # no type, no centroids
+        neuron_type=None,  # no type, no centroids
         lang=lang,
         model=lm.name,
         layers=layers,

@@ -209,7 +209,7 @@ def run(
     described = {
         name: {
             "lang": s.lang,
-            "type": s.type,
+            "type": s.neuron_type,
             "method": s.method,
             "source": s.source,
             "listed": len(s.top),
@@ -300,7 +300,7 @@ def _membership(
     return {
         "set": name,
         "method": s.method,
-        "type": s.type,
+        "type": s.neuron_type,
         "lang": s.lang,
         "rank": rank,
         "score": score,

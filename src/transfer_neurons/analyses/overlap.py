@@ -111,7 +111,7 @@ def check_one_model(sets: Sequence[NeuronSet]) -> None:
 def labels_of(sets: Sequence[NeuronSet]) -> list[str]:
     """`ja type1` per set (`ja lape` for a set without a type, `ja type1 tn-centred` for another
     transfer-neuron score), or the folders of their files when two sets would share a label."""
-    labels = [" ".join(p for p in (s.lang, s.type, None if s.method == "tn" else s.method) if p) for s in sets]
+    labels = [" ".join(p for p in (s.lang, s.neuron_type, None if s.method == "tn" else s.method) if p) for s in sets]
     if len(set(labels)) < len(labels):
         labels = [
             str(Path(s.source).parent) if s.source else f"{label} ({k})"
@@ -149,5 +149,5 @@ def run(sets: Sequence[NeuronSet], num_layers: int | None, width: int | None, co
         jaccard=ov.jaccard_matrix(tops).tolist(),
         chance_jaccard=chance,
         layer_counts={label: ov.layer_counts(top, num_layers) for label, top in zip(labels, tops, strict=True)},
-        types=[s.type for s in sets],
+        types=[s.neuron_type for s in sets],
     )

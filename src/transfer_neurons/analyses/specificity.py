@@ -314,7 +314,9 @@ def run(
     call this). `sentences`: language -> sentences; `sets`: name -> neuron set (see `name_sets`)."""
     langs = list(sentences)
     families = check_inputs(langs, sets, config)
-    described = {name: SetSpecificity(str(s.lang), s.type, s.source, config.top_n, {}) for name, s in sets.items()}
+    described = {
+        name: SetSpecificity(str(s.lang), s.neuron_type, s.source, config.top_n, {}) for name, s in sets.items()
+    }
     top_neurons, random_neurons = {}, {}
     for name, s in sets.items():
         lm.check_neurons(s)

@@ -61,7 +61,7 @@ class SetSpecificity:
     families, "language") -> top-n vs random baseline."""
 
     lang: str
-    type: str | None
+    neuron_type: str | None  # "type" in the file
     source: str | None
     top_n: int
     labellings: dict[str, Comparison]
@@ -69,7 +69,7 @@ class SetSpecificity:
     def to_json(self) -> dict[str, Any]:
         return {
             "lang": self.lang,
-            "type": self.type,
+            "type": self.neuron_type,
             "source": self.source,
             "top_n": self.top_n,
             **{name: {"top": c.top.to_json(), "random": c.random.to_json()} for name, c in self.labellings.items()},

@@ -144,7 +144,7 @@ def run(
         normal=summary[NORMAL],
         cells={cell: summary[name] for name, cell in cell_of.items()},
         rows=rows,
-        neurons={"lang": neurons.lang, "type": neurons.type, "source": neurons.source},
+        neurons={"lang": neurons.lang, "type": neurons.neuron_type, "source": neurons.source},
         settings=settings,
         timings={"total": time.perf_counter() - start},
     )

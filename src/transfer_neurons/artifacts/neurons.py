@@ -13,6 +13,7 @@ the model it loaded (`NeuronSet.check_model`), whatever path or name the model w
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,7 @@ class NeuronSet:
 
     top: tuple[Ranked, ...]
     lang: str | None = None
-    type: str | None = None
+    neuron_type: str | None = None  # "type1" / "type2" (`NeuronType`; "type" in the file), None for LAPE / AP
     model: str | None = None
     layers: tuple[int, ...] = ()  # the candidate layers the ranking was drawn from
     method: str = "tn"
@@ -74,12 +75,18 @@ class NeuronSet:
     identity: ModelIdentity | None = field(default=None, compare=False)  # the model detected on (None: not recorded)
 
     @property
+    def type(self) -> str | None:
+        """Deprecated: the older name of `neuron_type`."""
+        warnings.warn("NeuronSet.type is deprecated; use NeuronSet.neuron_type", DeprecationWarning, stacklevel=2)
+        return self.neuron_type
+
+    @property
     def name(self) -> str:
         """A short label: `ja-type1`, `ja-type1-tn-centred` for another transfer-neuron score, or
         `ja-lape` for sets without a type."""
-        if self.type is None:
+        if self.neuron_type is None:
             return f"{self.lang}-{self.method}"
-        return f"{self.lang}-{self.type}" + ("" if self.method == "tn" else f"-{self.method}")
+        return f"{self.lang}-{self.neuron_type}" + ("" if self.method == "tn" else f"-{self.method}")
 
     def neurons(self, top_k: int | None = None) -> list[Neuron]:
         """The (layer, neuron) pairs of the top-k (all when None)."""
@@ -142,7 +149,7 @@ class NeuronSet:
         return {
             "schema_version": SCHEMA_VERSION,
             "method": self.method,
-            "type": self.type,
+            "type": self.neuron_type,
             "lang": self.lang,
             "model": self.model,
             "model_identity": None if self.identity is None else self.identity.to_json(),

@@ -240,11 +240,11 @@ def jaccard_by_type(
     """One annotated heatmap in [0, 1] per type, over the labels of that type (in order), side by side;
     labels without a type go into one panel "other"."""
     groups: dict[str, list[int]] = {}
-    for index, kind in enumerate(types):
-        if kind is not None:
-            groups.setdefault(kind, []).append(index)
+    for index, neuron_type in enumerate(types):
+        if neuron_type is not None:
+            groups.setdefault(neuron_type, []).append(index)
     if None in types:
-        groups["other"] = [index for index, kind in enumerate(types) if kind is None]
+        groups["other"] = [index for index, neuron_type in enumerate(types) if neuron_type is None]
     sizes = [len(indices) for indices in groups.values()] or [1]
     cell = 0.6
     fig, axes = plt.subplots(
@@ -256,14 +256,14 @@ def jaccard_by_type(
         figsize=(cell * sum(sizes) + 1.6 * len(sizes) + 1, cell * max(sizes) + 2),
     )
     image = None
-    for ax, (kind, indices) in zip(axes.flat, groups.items(), strict=False):
+    for ax, (neuron_type, indices) in zip(axes.flat, groups.items(), strict=False):
         sub = np.asarray(matrix, dtype=float)[np.ix_(indices, indices)]
         names = [labels[i] for i in indices]
         image = ax.imshow(sub, vmin=0, vmax=1, cmap="viridis")
         _annotate_cells(ax, sub, 7, lambda v: v < 0.6)
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
         ax.set_yticks(range(len(names)), names, fontsize=8)
-        ax.set_title(kind, fontsize=10)
+        ax.set_title(neuron_type, fontsize=10)
     if image is None:
         axes.flat[0].axis("off")
     else:

@@ -31,7 +31,7 @@ def detect(
         ),
     ],
     out: Annotated[Path, out_option("scores, neurons, centroids and manifest")],
-    type: Annotated[
+    neuron_type: Annotated[
         NeuronType | None,
         typer.Option("--type", help="type1 (L2 -> shared space, the default) or type2 (shared -> L2 space)."),
     ] = None,
@@ -64,7 +64,7 @@ def detect(
 
     Under torchrun each process scores its share of the sentences; rank 0 writes the results.
     """
-    chosen = _method(method, center, type, config.paper_compat, bool(reference))
+    chosen = _method(method, center, neuron_type, config.paper_compat, bool(reference))
     sentences = methods.read_data(chosen, data, lang, max_sentences)
     references = [read_reference(spec) for spec in reference or []]
     if chosen is not Method.tn:
@@ -73,20 +73,24 @@ def detect(
     def compute(lm: LoadedModel) -> detect_analysis.Detection:
         chosen_layers = detect_analysis.parse_layers(layers, lm.num_layers) if layers else None
         settings = config.model_copy(update={"layers": chosen_layers}) if layers else config
-        kind = type or NeuronType.type1
-        return methods.detect_method(lm, chosen, sentences, references, settings, kind, str(data), model.progress)
+        chosen_type = neuron_type or NeuronType.type1
+        return methods.detect_method(
+            lm, chosen, sentences, references, settings, chosen_type, str(data), model.progress
+        )
 
     files = {f"reference_{k}": part.source for k, part in enumerate(references)}
     run_command(out, model, compute, data_inputs(data=data, **files), distributed=True)
 
 
-def _method(method: Method, center: bool, kind: NeuronType | None, paper_compat: bool, reference: bool) -> Method:
+def _method(
+    method: Method, center: bool, neuron_type: NeuronType | None, paper_compat: bool, reference: bool
+) -> Method:
     """The method the options ask for; InputError for options that do not go together."""
     if center and method not in (Method.tn, Method.tn_centred):
         raise InputError(f"--center centres the TN score; drop it for --method {method}")
     method = Method.tn_centred if center else method
     if method in (Method.lape, Method.ap):
-        if kind is not None:
+        if neuron_type is not None:
             raise InputError(f"--type is for the TN methods; --method {method} finds neurons without a type")
         if paper_compat:
             raise InputError(f"--paper-compat is for the TN methods, not --method {method}")

@@ -146,7 +146,7 @@ def _specificity_json(specificity: SpecificityResult | None, lang: str) -> dict[
     if specificity is None:
         return None
     headline = specificity.headline()
-    return {s.type or name: headline[name] for name, s in specificity.sets.items() if s.lang == lang} or None
+    return {s.neuron_type or name: headline[name] for name, s in specificity.sets.items() if s.lang == lang} or None
 
 
 def model_json(run: ModelRun, label: str, out: Path) -> dict[str, Any]:
@@ -251,12 +251,12 @@ def _figures(models: list[dict[str, Any]], out: Path) -> list[str]:
     for m in models:
         per_type: dict[str, list[list[float]]] = {}
         for entry in m["languages"].values():
-            for kind, dist in entry["top_layers"].items():
-                per_type.setdefault(kind, []).append([share * m["num_layers"] for share in dist["share"]])
-        for kind, densities in per_type.items():
+            for neuron_type, dist in entry["top_layers"].items():
+                per_type.setdefault(neuron_type, []).append([share * m["num_layers"] for share in dist["share"]])
+        for neuron_type, densities in per_type.items():
             mean = [sum(column) / len(column) for column in zip(*densities, strict=True)]
             thin = [Line(m["depth"], d, thin=True) for d in densities] if len(densities) > 1 else []
-            layers.setdefault(kind, {})[m["label"]] = [Line(m["depth"], mean), *thin]
+            layers.setdefault(neuron_type, {})[m["label"]] = [Line(m["depth"], mean), *thin]
     if layers:
         depth_panels(
             layers,
@@ -322,7 +322,9 @@ def _specificity_rows(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if sets is None:
                 rows.append({"lang": lang, "model": m["label"], "type": "–", "n": "–", "cells": ["–"] * 6})
                 continue
-            for kind, summary in sets.items():
+            for neuron_type, summary in sets.items():
                 cells = eta2_cells(summary)
-                rows.append({"lang": lang, "model": m["label"], "type": kind, "n": summary["top"]["n"], "cells": cells})
+                rows.append(
+                    {"lang": lang, "model": m["label"], "type": neuron_type, "n": summary["top"]["n"], "cells": cells}
+                )
     return rows

@@ -171,7 +171,7 @@ class StudyConfig(Section):
         unknown = [code for code in self.finetune.languages or [] if code not in self.languages]
         if unknown:
             raise ValueError(f"finetune.languages: {', '.join(unknown)} not in languages")
-        missing = [str(kind) for kind in self.finetune.types if kind not in self.detect.types]
+        missing = [str(neuron_type) for neuron_type in self.finetune.types if neuron_type not in self.detect.types]
         if self.finetune.enabled and missing:
             raise ValueError(f"finetune.types: {', '.join(missing)} not in detect.types; detect it or drop it here")
         return self
@@ -181,7 +181,7 @@ class StudyConfig(Section):
         unknown = [code for code in self.steer.languages or [] if code not in self.languages]
         if unknown:
             raise ValueError(f"steer.languages: {', '.join(unknown)} not in languages")
-        missing = [str(kind) for kind in self.steer.types if kind not in self.detect.types]
+        missing = [str(neuron_type) for neuron_type in self.steer.types if neuron_type not in self.detect.types]
         if self.steer.enabled and missing:
             raise ValueError(f"steer.types: {', '.join(missing)} not in detect.types; detect it or drop it here")
         return self

@@ -64,7 +64,7 @@ def _type1_alignment(out: Path, config: StudyConfig) -> Iterator[Finding]:
 def _type2_specific(out: Path, config: StudyConfig) -> Iterator[Finding]:
     result = specificity.SpecificityResult.load(out / "specificity")
     for lang in config.languages:
-        sets = {kind: f"{lang}-{kind}" for kind in ("type1", "type2")}
+        sets = {neuron_type: f"{lang}-{neuron_type}" for neuron_type in ("type1", "type2")}
         if all(name in result.sets for name in sets.values()):
             difference = result.contrast(sets["type2"], sets["type1"])
             yield Finding(

@@ -32,7 +32,7 @@ def _splits(config: StudyConfig) -> list[str]:
 
 def _detected(config: StudyConfig) -> list[str]:
     """Every detection step."""
-    return [f"detect/{lang}/{kind}" for lang in config.languages for kind in config.detect.types]
+    return [f"detect/{lang}/{neuron_type}" for lang in config.languages for neuron_type in config.detect.types]
 
 
 def _data(config: StudyConfig) -> Iterator[Step]:
@@ -46,8 +46,8 @@ def _data(config: StudyConfig) -> Iterator[Step]:
 def _detect(config: StudyConfig) -> Iterator[Step]:
     settings = config.detect.model_dump(mode="json", exclude={"types"})
     for lang in config.languages:
-        for kind in config.detect.types:
-            yield Step(f"detect/{lang}/{kind}", s.detect_step(lang, kind), settings, [f"data/{lang}"])
+        for neuron_type in config.detect.types:
+            yield Step(f"detect/{lang}/{neuron_type}", s.detect_step(lang, neuron_type), settings, [f"data/{lang}"])
 
 
 def _latent(config: StudyConfig) -> Iterator[Step]:
@@ -90,18 +90,18 @@ TASKS = (("qa", NeuronType.type1), ("mc", NeuronType.type1), ("output_lang", Neu
 
 def _downstream(config: StudyConfig) -> Iterator[Step]:
     settings = config.downstream.model_dump(mode="json")
-    for task, kind in TASKS:
-        if getattr(config.downstream, task) and kind in config.detect.types:
+    for task, neuron_type in TASKS:
+        if getattr(config.downstream, task) and neuron_type in config.detect.types:
             for lang in s.task_languages(task, config.languages):
-                needs = [f"data/{lang}", f"detect/{lang}/{kind}"]
-                yield Step(f"{task}/{lang}", s.downstream_step(task, lang, kind), settings, needs)
+                needs = [f"data/{lang}", f"detect/{lang}/{neuron_type}"]
+                yield Step(f"{task}/{lang}", s.downstream_step(task, lang, neuron_type), settings, needs)
 
 
 def _steer(config: StudyConfig) -> Iterator[Step]:
     if config.steer.enabled:  # the study's languages (the means are over all of them), not those steered toward
         settings = config.steer.model_dump(mode="json", exclude={"enabled"}) | {"languages": config.languages}
         for lang in config.steer_languages():
-            needs = _splits(config) + [f"detect/{lang}/{kind}" for kind in config.steer.types]
+            needs = _splits(config) + [f"detect/{lang}/{neuron_type}" for neuron_type in config.steer.types]
             yield Step(f"steer/{lang}", s.steer_step(lang), settings, needs)
 
 
@@ -109,9 +109,11 @@ def _finetune(config: StudyConfig) -> Iterator[Step]:
     if config.finetune.enabled:
         settings = config.finetune.model_dump(mode="json", exclude={"enabled", "languages", "types", "baselines"})
         for lang in config.finetune_languages():
-            for condition, kind, baseline in config.finetune.conditions():
-                needs = [f"data/{lang}", f"detect/{lang}/{kind}"]
-                yield Step(f"finetune/{lang}/{condition}", s.finetune_step(lang, kind, baseline), settings, needs)
+            for condition, neuron_type, baseline in config.finetune.conditions():
+                needs = [f"data/{lang}", f"detect/{lang}/{neuron_type}"]
+                yield Step(
+                    f"finetune/{lang}/{condition}", s.finetune_step(lang, neuron_type, baseline), settings, needs
+                )
 
 
 SECTIONS = (_data, _detect, _latent, _ablate, _characterise, _methods, _downstream, _steer, _finetune)

@@ -162,8 +162,8 @@ class FinetuneSection(FinetuneConfig):
         """Each trained condition in order, as (folder name, type, baseline): per type the set itself
         (`<type>`), then each baseline of it (`<type>-<baseline>`)."""
         return [
-            (str(kind) if baseline is None else f"{kind}-{baseline}", kind, baseline)
-            for kind in self.types
+            (str(neuron_type) if baseline is None else f"{neuron_type}-{baseline}", neuron_type, baseline)
+            for neuron_type in self.types
             for baseline in [None, *self.baselines]
         ]
 

@@ -94,11 +94,11 @@ class Study:
     def nonparallel(self, lang: str) -> ParallelData | None:
         return self.pairs(lang, "nonparallel") if self.split_file(lang, "nonparallel").is_file() else None
 
-    def neurons_file(self, lang: str, kind: NeuronType | str) -> Path:
-        return self.out / "detect" / lang / str(kind) / names.NEURONS
+    def neurons_file(self, lang: str, neuron_type: NeuronType | str) -> Path:
+        return self.out / "detect" / lang / str(neuron_type) / names.NEURONS
 
-    def neurons(self, lang: str, kind: NeuronType | str) -> NeuronSet:
-        return read_neurons(self.neurons_file(lang, kind))
+    def neurons(self, lang: str, neuron_type: NeuronType | str) -> NeuronSet:
+        return read_neurons(self.neurons_file(lang, neuron_type))
 
     def steering_means(self) -> LanguageMeans:
         """The per-language mean activations every steer step reads, computed once per run: English
@@ -119,13 +119,13 @@ class Study:
 StepFn = Callable[[Study, Path], dict]
 
 
-def detect_step(lang: str, kind: NeuronType) -> StepFn:
+def detect_step(lang: str, neuron_type: NeuronType) -> StepFn:
     """Type-1 or Type-2 detection on the train split."""
 
     def compute(study: Study, folder: Path) -> dict:
         pairs = study.pairs(lang, "train")
         with study.keeping_tokens():
-            result = detect.run(study.lm, pairs, kind, study.config.detect.analysis(), study.progress)
+            result = detect.run(study.lm, pairs, neuron_type, study.config.detect.analysis(), study.progress)
         result.save(folder, study.inputs(data=study.split_file(lang, "train")))
         return result.headline()
 
@@ -174,7 +174,11 @@ def ablate_step(lang: str) -> StepFn:
 def _detected(study: Study) -> dict[str, Path]:
     """`<lang>-<type>` -> neurons.json of every detection step of the study."""
     cfg = study.config
-    return {f"{lang}-{kind}": study.neurons_file(lang, kind) for lang in cfg.languages for kind in cfg.detect.types}
+    return {
+        f"{lang}-{neuron_type}": study.neurons_file(lang, neuron_type)
+        for lang in cfg.languages
+        for neuron_type in cfg.detect.types
+    }
 
 
 def specificity_step(study: Study, folder: Path) -> dict:
@@ -242,8 +246,8 @@ def methods_step(lang: str) -> StepFn:
     return compute
 
 
-def finetune_step(lang: str, kind: NeuronType, baseline: FinetuneBaseline | None) -> StepFn:
-    """Train the top-k `kind` neurons of `lang` (or `baseline` of them) on the L2 side of its train
+def finetune_step(lang: str, neuron_type: NeuronType, baseline: FinetuneBaseline | None) -> StepFn:
+    """Train the top-k `neuron_type` neurons of `lang` (or `baseline` of them) on the L2 side of its train
     split and measure before / after on its test pairs, as the finetune command does. The training
     runs on a fresh copy of the model (no store, no delta): the study's model is never changed. The
     base model is measured once per language, for all its conditions."""
@@ -255,7 +259,7 @@ def finetune_step(lang: str, kind: NeuronType, baseline: FinetuneBaseline | None
         questions = compare_methods.builtin_questions(lang, None) if config.qa else None
         data = EvalSet(lang, test.l2, test, questions)
         lm = load_model(cfg.model, cfg.device, cfg.dtype, study.progress)
-        neurons = study.neurons(lang, kind)
+        neurons = study.neurons(lang, neuron_type)
         finetune.check_inputs(lm, neurons, config, data)
         if lang not in study.tuned_before:  # the same base model and data for every condition
             study.tuned_before[lang] = measure(lm, data, config, study.progress)
@@ -269,7 +273,7 @@ def finetune_step(lang: str, kind: NeuronType, baseline: FinetuneBaseline | None
             before=study.tuned_before[lang],
         )
         files = {"train": study.split_file(lang, "train"), "eval": study.split_file(lang, "test")}
-        result.save(folder, study.inputs(neurons=study.neurons_file(lang, kind), **files))
+        result.save(folder, study.inputs(neurons=study.neurons_file(lang, neuron_type), **files))
         return result.headline()
 
     return compute
@@ -283,15 +287,15 @@ def task_languages(task: str, languages: list[str]) -> list[str]:
     return [lang for lang in languages if task not in TASK_LANGS or lang in TASK_LANGS[task]]
 
 
-def downstream_step(task: str, lang: str, kind: NeuronType) -> StepFn:
-    """QA, multiple choice or output language of `lang`: normal, top-k `kind` neurons deactivated,
+def downstream_step(task: str, lang: str, neuron_type: NeuronType) -> StepFn:
+    """QA, multiple choice or output language of `lang`: normal, top-k `neuron_type` neurons deactivated,
     and a random baseline (the same analyses as the qa, mc and output-lang commands)."""
 
     def compute(study: Study, folder: Path) -> dict:
         cfg, down, lm = study.config, study.config.downstream, study.lm
-        neurons = study.neurons(lang, kind)
+        neurons = study.neurons(lang, neuron_type)
         shared = {**down.control(), "batch_size": cfg.batch_size}
-        inputs = study.inputs(neurons=study.neurons_file(lang, kind))
+        inputs = study.inputs(neurons=study.neurons_file(lang, neuron_type))
         result: ControlledResult
         if task == "qa":
             questions = load_qa(None, lang, down.max_questions)
@@ -308,7 +312,7 @@ def downstream_step(task: str, lang: str, kind: NeuronType) -> StepFn:
             inputs |= study.inputs(data=study.split_file(lang, "test"))
         result.save(folder, inputs)
         headline = result.headline()
-        return {"top_k": headline["top_k"], "neurons": str(kind), "conditions": headline["conditions"]}
+        return {"top_k": headline["top_k"], "neurons": str(neuron_type), "conditions": headline["conditions"]}
 
     return compute
 
@@ -322,7 +326,7 @@ def steer_step(lang: str) -> StepFn:
         cfg = study.config
         means = study.steering_means()
         prompts = study.pairs(lang, "test").en[: cfg.steer.max_prompts]
-        sets = [study.neurons(lang, kind) for kind in cfg.steer.types]
+        sets = [study.neurons(lang, neuron_type) for neuron_type in cfg.steer.types]
         result = steer.run(study.lm, prompts, sets, means, cfg.steer.analysis(), "en", lang, progress=study.progress)
         files = {f"train_{code}": study.split_file(code, "train") for code in cfg.languages}
         result.save(folder, study.inputs(**files, test=study.split_file(lang, "test")))

@@ -79,7 +79,7 @@ def _curves(lang: str | None, condition: str | None, curves: PairCurves) -> Iter
 def _detect(r: detect.Detection) -> Iterator[Row]:
     """Per layer the top-n count and the highest score (NaN scores, e.g. LAPE's unscored neurons,
     left out); the set is the type, or the method for sets without one."""
-    subject = r.kind or str(r.method)
+    subject = r.neuron_type or str(r.method)
     counts = [0] * r.scores.shape[0]
     for layer, _, _ in r.top:
         counts[layer] += 1
