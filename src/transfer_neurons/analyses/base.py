@@ -229,10 +229,9 @@ def controlled_run(
     settings: Callable[[], dict[str, Any]],
     tail: dict[str, Any],
 ) -> C:
-    """The one run of a controlled experiment: its conditions (`conditions_for` at the config's
-    positions), then `measure` under them (the rows and the result's measured fields), recorded with the
-    settings: top-k and positions, the task's own `settings()`, the baseline's and the bootstrap's, then
-    `tail`."""
+    """The one run of a controlled experiment: its conditions (`conditions_for`), then `measure` under
+    them (the rows and the result's measured fields), recorded with the settings: top-k and positions,
+    the task's own `settings()`, the baseline's and the bootstrap's, then `tail`."""
     start = time.perf_counter()
     conditions = conditions_for(lm, neurons, config, config.positions)
     deactivated, random = compared(conditions)

@@ -27,8 +27,7 @@ NEURONS_HELP = {"top_k": "Deactivate the top-k neurons of --neurons."}
 
 
 def _data_option(lines: str, hub: str, built_in: int) -> Any:
-    """The --data option of `qa` and `mc`: a local JSONL of `lines`, a hub id such as `hub`, or (the
-    default) the built-in set of `built_in` questions."""
+    """The --data option of `qa` and `mc`: a local JSONL of `lines`, a hub id or the built-in set."""
     return typer.Option(
         help=f"Local JSONL ({lines}) or a hub id such as {hub}. "
         f"Default: the built-in set ({built_in} questions in en/ja/ko/nl/it)."
