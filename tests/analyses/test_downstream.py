@@ -277,6 +277,8 @@ def test_logit_lens_command_and_python_agree(tiny, model_folder, neurons, tmp_pa
     ],
 )
 def test_config_defaults_are_the_commands(command, config):
+    """The options are generated from the config's fields; what can still part their defaults: a
+    `defaults=` override on the command, or a list default the option writes otherwise than the field."""
     defaults = {name: p.default for name, p in inspect.signature(command).parameters.items()}
     for name, field in config.model_fields.items():
         if name == "langid_langs":

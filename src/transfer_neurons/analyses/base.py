@@ -85,6 +85,14 @@ class ControlConfig(Config):
     bootstrap: int = bootstrap_field()
 
 
+class TaskConfig(ControlConfig):
+    """Settings of a downstream command's run (`controlled_run`): the top 1000 neurons deactivated by
+    default, at the positions each task sets."""
+
+    top_k: int = Field(1000, ge=1, description="Deactivate the top-k neurons of the set.")
+    positions: Positions  # each task's own default
+
+
 def conditions_for(
     lm: LoadedModel, neurons: NeuronSet | None, config: ControlConfig, positions: Positions
 ) -> Conditions:
@@ -216,8 +224,7 @@ def controlled_run(
     lm: LoadedModel,
     lang: str,
     neurons: NeuronSet | None,
-    config: ControlConfig,
-    positions: Positions,
+    config: TaskConfig,
     measure: Callable[[Conditions], tuple[list[dict], dict[str, Any]]],
     settings: Callable[[], dict[str, Any]],
     tail: dict[str, Any],
@@ -226,12 +233,12 @@ def controlled_run(
     them (the rows and the result's measured fields), recorded with the settings: top-k and positions,
     the task's own `settings()`, the baseline's and the bootstrap's, then `tail`."""
     start = time.perf_counter()
-    conditions = conditions_for(lm, neurons, config, positions)
+    conditions = conditions_for(lm, neurons, config, config.positions)
     deactivated, random = compared(conditions)
     rows, measured = measure(conditions)
     recorded = {
         "top_k": config.top_k if neurons else None,
-        "positions": positions.value,
+        "positions": config.positions.value,
         **settings(),
         "baseline": config.baseline.value,
         "baseline_seeds": config.baseline_seeds if neurons else None,

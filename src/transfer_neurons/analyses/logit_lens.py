@@ -15,8 +15,8 @@ from pydantic import Field
 from transformers import PreTrainedTokenizerBase
 
 from transfer_neurons.analyses.base import (
-    ControlConfig,
     ControlledResult,
+    TaskConfig,
     condition_estimates,
     controlled_run,
     max_items_field,
@@ -37,11 +37,10 @@ from transfer_neurons.model.loading import LoadedModel
 TASK = "logit_lens"
 
 
-class LogitLensConfig(ControlConfig):
+class LogitLensConfig(TaskConfig):
     """Settings of a logit-lens run (the defaults of the `logit-lens` command); max_sentences
     chooses the sentences."""
 
-    top_k: int = Field(1000, ge=1, description="Deactivate the top-k neurons of the set.")
     positions: Positions = Field(Positions.last, description="Where to deactivate (representation: last).")
     tokens: int = Field(10, ge=1, description="Top tokens per layer whose language is counted.")
     batch_size: int = Field(16, ge=1, description="Sentences per forward pass.")
@@ -164,9 +163,9 @@ def run(
         last_layer = {name: {label: last[label][name] for label in labels} for name in conditions}
         return rows, {"tokens": config.tokens, "conditions": curves, "last_layer": last_layer}
 
-    tail = {"langid": {"library": "py3langid", "langs": list(identifier.langs or ["all"])}}
+    tail = {"langid": identifier.settings()}
     settings = {"n_sentences": len(sentences)}
-    return controlled_run(LogitLensResult, lm, lang, neurons, config, config.positions, measure, lambda: settings, tail)
+    return controlled_run(LogitLensResult, lm, lang, neurons, config, measure, lambda: settings, tail)
 
 
 def logit_lens_tokens(

@@ -15,8 +15,8 @@ import torch
 from pydantic import Field
 
 from transfer_neurons.analyses.base import (
-    ControlConfig,
     DownstreamResult,
+    TaskConfig,
     controlled_run,
     max_items_field,
     row_estimates,
@@ -45,11 +45,10 @@ class Scoring(StrEnum):
     cyclic = "cyclic"
 
 
-class MCConfig(ControlConfig):
+class MCConfig(TaskConfig):
     """Settings of a multiple-choice run (the defaults of the `mc` command); split and max_questions
     choose the items."""
 
-    top_k: int = Field(1000, ge=1, description="Deactivate the top-k neurons of the set.")
     positions: Positions = Field(Positions.prompt, description="Where to deactivate (the paper: prompt).")
     batch_size: int = Field(8, ge=1, description="Prompts per batch.")
     split: str = Field("test", description="Split of a hub dataset.")
@@ -177,8 +176,7 @@ def run(
             "scoring": config.scoring.value,
         }
 
-    tail = {"batch_size": config.batch_size}
-    return controlled_run(MCResult, lm, lang, neurons, config, config.positions, measure, settings, tail)
+    return controlled_run(MCResult, lm, lang, neurons, config, measure, settings, {"batch_size": config.batch_size})
 
 
 def mc_study(

@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from transfer_neurons.analyses.base import (
-    ControlConfig,
     DownstreamResult,
+    TaskConfig,
     condition_estimates,
     controlled_run,
     max_items_field,
@@ -42,11 +42,10 @@ def identifier_for(langs: Sequence[str] | None, lang: str) -> LanguageID:
     return LanguageID(None if langs is None else [*langs, lang, "en"])
 
 
-class OutputLangConfig(ControlConfig):
+class OutputLangConfig(TaskConfig):
     """Settings of an output-language run (the defaults of the `output-lang` command); max_prompts
     chooses the prompts."""
 
-    top_k: int = Field(1000, ge=1, description="Deactivate the top-k neurons of the set.")
     positions: Positions = Field(Positions.all, description="Where to deactivate; 'all' includes the generated tokens.")
     max_new_tokens: int = Field(24, ge=1, description="Tokens to generate per prompt.")
     batch_size: int = Field(8, ge=1, description="Prompts per batch.")
@@ -118,11 +117,8 @@ def run(
     def settings() -> dict[str, Any]:
         return {"max_new_tokens": config.max_new_tokens, "n_prompts": len(prompts)}
 
-    tail = {
-        "langid": {"library": "py3langid", "langs": list(identifier.langs or ["all"])},
-        "batch_size": config.batch_size,
-    }
-    return controlled_run(OutputLangResult, lm, lang, neurons, config, config.positions, measure, settings, tail)
+    tail = {"langid": identifier.settings(), "batch_size": config.batch_size}
+    return controlled_run(OutputLangResult, lm, lang, neurons, config, measure, settings, tail)
 
 
 def output_language_study(

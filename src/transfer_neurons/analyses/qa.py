@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from transfer_neurons.analyses.base import (
-    ControlConfig,
     DownstreamResult,
+    TaskConfig,
     controlled_run,
     max_items_field,
     row_estimates,
@@ -32,10 +32,9 @@ from transfer_neurons.model.loading import LoadedModel
 TASK = "qa"
 
 
-class QAConfig(ControlConfig):
+class QAConfig(TaskConfig):
     """Settings of a QA run (the defaults of the `qa` command); split and max_questions choose the items."""
 
-    top_k: int = Field(1000, ge=1, description="Deactivate the top-k neurons of the set.")
     positions: Positions = Field(Positions.prompt, description="Where to deactivate (the paper: prompt).")
     shots: int = Field(2, ge=0, le=MAX_SHOTS, description="Worked examples in the prompt.")
     max_new_tokens: int = Field(16, ge=1, description="Answer budget in tokens.")
@@ -111,8 +110,7 @@ def run(
             "max_questions": config.max_questions,
         }
 
-    tail = {"batch_size": config.batch_size}
-    return controlled_run(QAResult, lm, lang, neurons, config, config.positions, measure, settings, tail)
+    return controlled_run(QAResult, lm, lang, neurons, config, measure, settings, {"batch_size": config.batch_size})
 
 
 def qa_study(

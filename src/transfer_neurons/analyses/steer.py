@@ -223,7 +223,7 @@ def run(
         "source_sets": [s.name for s in sources] if config.deactivate_source else None,
         **config.model_dump(mode="json", exclude={"seed"}),
         "n_prompts": {"dev": len(dev), "test": len(test)},
-        "langid": {"library": "py3langid", "langs": list(identifier.langs or ["all"])},
+        "langid": identifier.settings(),
     }
     return SteerResult(
         model=lm.name,

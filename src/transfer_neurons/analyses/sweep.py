@@ -133,7 +133,7 @@ def run(
         "positions": config.positions.value,
         "max_new_tokens": config.max_new_tokens,
         "n_prompts": len(prompts),
-        "langid": {"library": "py3langid", "langs": list(identifier.langs or ["all"])},
+        "langid": identifier.settings(),
         "batch_size": config.batch_size,
     }
     return SweepResult(

@@ -26,6 +26,14 @@ SentencesOpt = Annotated[Path, typer.Option(help="L2 sentences: the --lang field
 NEURONS_HELP = {"top_k": "Deactivate the top-k neurons of --neurons."}
 
 
+def _data_option(lines: str, hub: str, built_in: int) -> Any:
+    """The --data option of `qa` and `mc`: a local JSONL of `lines`, a hub id or the built-in set."""
+    return typer.Option(
+        help=f"Local JSONL ({lines}) or a hub id such as {hub}. "
+        f"Default: the built-in set ({built_in} questions in en/ja/ko/nl/it)."
+    )
+
+
 def _neurons_lang(neurons: Path | None, top_k: int, lang: str | None) -> tuple[NeuronSet | None, str]:
     """The neuron set of --neurons (checked against --top-k before the model loads) or None, and the
     language: --lang, else the set's."""
@@ -84,13 +92,7 @@ def qa(
     out: Annotated[Path, out_option("qa.jsonl (per question), qa.json and figure")],
     neurons: OptNeuronsOpt = None,
     lang: QuestionLangOpt = None,
-    data: Annotated[
-        str | None,
-        typer.Option(
-            help="Local JSONL (question/answers/lang lines, or MKQA records) or a hub id such as "
-            "apple/mkqa. Default: the built-in set (104 questions in en/ja/ko/nl/it)."
-        ),
-    ] = None,
+    data: Annotated[str | None, _data_option("question/answers/lang lines, or MKQA records", "apple/mkqa", 104)] = None,
 ) -> None:
     """Generative QA (MKQA style, token F1 over aliases): normal, top-k deactivated, random baseline."""
     _questions(config, model, out, neurons, lang, data, load_qa, qa_analysis.run)
@@ -104,11 +106,7 @@ def mc(
     neurons: OptNeuronsOpt = None,
     lang: QuestionLangOpt = None,
     data: Annotated[
-        str | None,
-        typer.Option(
-            help="Local JSONL (question/options/answer lines) or a hub id such as li-lab/MMLU-ProX "
-            "(config = --lang). Default: the built-in set (86 questions in en/ja/ko/nl/it)."
-        ),
+        str | None, _data_option("question/options/answer lines", "li-lab/MMLU-ProX (config = --lang)", 86)
     ] = None,
 ) -> None:
     """Multiple choice (the option letter with the highest log-likelihood, or --scoring cyclic): accuracy

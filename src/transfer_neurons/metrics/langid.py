@@ -19,6 +19,7 @@ import functools
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from transfer_neurons.errors import InputError
 
@@ -61,6 +62,10 @@ class LanguageID:
             if not self.langs:
                 raise InputError("give at least one language to identify")
         self._tokens: dict[str, str] = {}
+
+    def settings(self) -> dict[str, Any]:
+        """What a result records of the identifier: the library and its languages ('all': every one)."""
+        return {"library": "py3langid", "langs": list(self.langs or ["all"])}
 
     def identify(self, text: str) -> str:
         """The language code of `text`, or 'none' for text without letters."""
