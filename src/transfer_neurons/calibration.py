@@ -21,7 +21,17 @@ import numpy as np
 import torch
 
 from transfer_neurons.metrics import latent, neighbours
-from transfer_neurons.metrics.uncertainty import ALPHA, bh_adjust, compare_to_draws, mean_estimate, t_test
+from transfer_neurons.metrics.uncertainty import (
+    ALPHA,
+    HOLDS,
+    Estimate,
+    beyond_draws,
+    bh_adjust,
+    compare_to_draws,
+    mean_estimate,
+    t_test,
+    verdict,
+)
 
 RANK, DIM, LAYERS = 16, 32, 6
 TAU = 0.5  # the noise a condition adds to the L2 states
@@ -175,12 +185,12 @@ def mknn_versus_random(
     rng, covered, rejected, holds = np.random.default_rng(seed + 2), [], [], []
     for rep in range(reps):
         en, compared, others = _conditions(world, n, draws, draw_sd, shift, rng)
-        estimate, _ = latent.mknn_versus_random(en, compared, others, k, n_boot, rep)
+        estimate, random = latent.mknn_versus_random(en, compared, others, k, n_boot, rep)
         effect, p = estimate.effect_vs_random, estimate.p_vs_random
         assert effect is not None and effect.ci is not None and p is not None
         covered.append(effect.ci[0] <= truth <= effect.ci[1])
         rejected.append(p < ALPHA)
-        holds.append(p < ALPHA and effect.value < 0)
+        holds.append(_holds(estimate, random))
     name = f"mutual kNN vs random, {draws} draws" + (f", draw sd {draw_sd:g}" if draw_sd else "")
     if not shift:
         cells = [Cell(name, n, "false holds", float(np.mean(holds)), reps, (0.0, 0.05))]
@@ -190,6 +200,15 @@ def mknn_versus_random(
         Cell(name, n, "coverage", float(np.mean(covered)), reps, COVERAGE),
         Cell(name, n, "power", float(np.mean(holds)), reps, None, ideal),
     ]
+
+
+def _holds(estimate: Estimate, random: Estimate, p: float | None = None) -> bool:
+    """The Findings' 'holds' for a drop (`uncertainty.verdict`): p (the estimate's own unless given)
+    below ALPHA, a negative effect, and with enough draws the value below every draw."""
+    effect = estimate.effect_vs_random
+    assert effect is not None
+    beyond = beyond_draws(estimate.value, random.per_seed, effect.value)
+    return verdict(effect.value, estimate.p_vs_random if p is None else p, -1, beyond) == HOLDS
 
 
 def _ideal_power(truth: float, sd: float) -> float:
@@ -240,11 +259,11 @@ def means_versus_random(
     rng, rejected, holds, covered = np.random.default_rng(seed), [], [], []
     for rep in range(reps):
         compared, table = _means(n, draws, draw_sd, 0.0, binary, rng)
-        estimate, _ = compare_to_draws(compared, table, range(draws), 200, rep)
+        estimate, random = compare_to_draws(compared, table, range(draws), 200, rep)
         effect, p = estimate.effect_vs_random, estimate.p_vs_random
         assert effect is not None and effect.ci is not None and p is not None
         rejected.append(p < ALPHA)
-        holds.append(p < ALPHA and effect.value < 0)
+        holds.append(_holds(estimate, random))
         covered.append(effect.ci[0] <= 0.0 <= effect.ci[1])
     name = f"{'share' if binary else 'mean'} vs random, {draws} draws" + (f", draw sd {draw_sd:g}" if draw_sd else "")
     return [
@@ -259,13 +278,10 @@ def findings(reps: int, rows: int = 32, n: int = 25, draws: int = 10, seed: int 
     Benjamini-Hochberg (each row a share vs random with draws that differ, sd 0.2)."""
     rng, any_false = np.random.default_rng(seed), []
     for rep in range(reps):
-        p_values, signs = [], []
+        pairs = []
         for row in range(rows):
             compared, table = _means(n, draws, 0.2, 0.0, True, rng)
-            estimate, _ = compare_to_draws(compared, table, range(draws), 200, rep * rows + row)
-            assert estimate.effect_vs_random is not None
-            p_values.append(estimate.p_vs_random)
-            signs.append(estimate.effect_vs_random.value < 0)
-        adjusted = bh_adjust(p_values)
-        any_false.append(any(p is not None and p < ALPHA and s for p, s in zip(adjusted, signs, strict=True)))
+            pairs.append(compare_to_draws(compared, table, range(draws), 200, rep * rows + row))
+        adjusted = bh_adjust([estimate.p_vs_random for estimate, _ in pairs])
+        any_false.append(any(_holds(*pair, p) for pair, p in zip(pairs, adjusted, strict=True)))
     return Cell(f"Findings, {rows} null rows (BH)", n, "any false holds", float(np.mean(any_false)), reps, (0.0, 0.05))

@@ -3,6 +3,8 @@ section 8) against known truths and naive computations."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -167,6 +169,25 @@ def test_bh_adjust_against_the_step_up_rule():
 )
 def test_verdicts(effect, p_adjusted, sign, want):
     assert u.verdict(effect, p_adjusted, sign) == want
+    assert u.verdict(effect, p_adjusted, sign, beyond=True) == want  # beyond every draw: the t decides
+    assert u.verdict(effect, p_adjusted, sign, beyond=False) == u.INCONCLUSIVE  # a draw went further
+
+
+def test_beyond_draws_only_from_19_draws_and_on_the_effects_side():
+    draws = [float(d) for d in range(1, 20)]  # 19 draws, 1 to 19
+    assert u.beyond_draws(0.5, draws, -1.0) is True and u.beyond_draws(0.5, draws, +1.0) is False
+    assert u.beyond_draws(19.5, draws, +1.0) is True and u.beyond_draws(1.0, draws, -1.0) is False  # a tie: not beyond
+    assert u.beyond_draws(0.5, draws[:18], -1.0) is None  # 18 draws: 1/19 > 5 %, no rank test
+    assert u.beyond_draws(0.5, None, -1.0) is None and u.beyond_draws(0.5, draws, 0.0) is None
+
+
+def test_beyond_draws_errs_one_time_in_s_plus_1_whatever_the_draws_distribution():
+    """Exchangeable values from a skewed distribution (where a t for the draws errs more): the compared
+    one is below all S others in 1 / (S + 1) of the repetitions (a naive count over 20000)."""
+    rng = np.random.default_rng(3)
+    values = rng.lognormal(sigma=1.0, size=(20000, 20))  # skewness about 6
+    below = [u.beyond_draws(row[0], row[1:], -1.0) for row in values]
+    assert np.mean(below) == pytest.approx(1 / 20, abs=0.005)
 
 
 def test_findings_are_adjusted_together():
@@ -178,3 +199,5 @@ def test_findings_are_adjusted_together():
     alone = u.adjust([*rows, *nulls])
     assert all(row.verdict == u.INCONCLUSIVE for row in alone)  # ten tests: 0.01 x 10 / 1 = 0.1
     assert alone[0].to_json()["p_adjusted"] == pytest.approx(0.1)
+    stopped = u.adjust([replace(row, beyond=False) for row in rows])  # a random draw went further each time
+    assert all(row.verdict == u.INCONCLUSIVE for row in stopped) and stopped[0].to_json()["beyond_draws"] is False

@@ -300,11 +300,30 @@ def mutual_knn_rows(a: torch.Tensor, b: torch.Tensor, k: int) -> np.ndarray:
 HOLDS, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
 
 
-def verdict(effect: float, p_adjusted: float | None, sign: int, alpha: float = ALPHA) -> str:
+RANK_DRAWS = 19  # from this many random draws, 'beyond every draw' is a test at 1 / (S + 1) <= 5 %
+
+
+def beyond_draws(value: float, draws: Sequence[float] | None, effect: float) -> bool | None:
+    """With at least RANK_DRAWS random draws, whether `value` lies beyond every draw's value on the
+    side of `effect`: a Monte Carlo rank test of level 1 / (S + 1), exact when the compared set is
+    exchangeable with random sets whatever the draws' distribution (the t of `random_effect` assumes
+    it normal, and a skewed one doubles its one-sided error at large n). None with fewer draws, where
+    the rank test cannot reach 5 %."""
+    if draws is None or len(draws) < RANK_DRAWS or effect == 0:
+        return None
+    values = np.asarray(draws, dtype=np.float64)
+    return bool(np.all(value < values) if effect < 0 else np.all(value > values))
+
+
+def verdict(
+    effect: float, p_adjusted: float | None, sign: int, beyond: bool | None = None, alpha: float = ALPHA
+) -> str:
     """'holds' when the effect has the claimed sign and its adjusted p < alpha, 'does not hold' when
     it has the other sign with adjusted p < alpha, else 'inconclusive' (the interval and p come from
-    one test, so an unadjusted p < alpha means the interval excludes 0)."""
-    if p_adjusted is None or not np.isfinite(effect) or p_adjusted >= alpha or effect == 0:
+    one test, so an unadjusted p < alpha means the interval excludes 0). With enough random draws
+    (`beyond_draws` not None) both also need the compared value beyond every draw: the intersection
+    of two tests errs at most as often as the less erring one (Berger 1982)."""
+    if p_adjusted is None or not np.isfinite(effect) or p_adjusted >= alpha or effect == 0 or beyond is False:
         return INCONCLUSIVE
     return HOLDS if sign * effect > 0 else DOES_NOT_HOLD
 
@@ -325,10 +344,11 @@ class Finding:
     sign: int  # the claimed sign of the effect
     source: str  # the step folder it was read from
     p_adjusted: float | None = None
+    beyond: bool | None = None  # the compared value beyond every random draw (`beyond_draws`; None: too few)
 
     @property
     def verdict(self) -> str:
-        return verdict(self.effect, self.p_adjusted, self.sign)
+        return verdict(self.effect, self.p_adjusted, self.sign, self.beyond)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -340,6 +360,7 @@ class Finding:
             "ci": None if self.ci is None else list(self.ci),
             "p": self.p,
             "p_adjusted": self.p_adjusted,
+            "beyond_draws": self.beyond,
             "n": self.n,
             "units": self.units,
             "claimed_sign": "+" if self.sign > 0 else "-",

@@ -15,7 +15,7 @@ from transfer_neurons.analyses.steer import SteerResult
 from transfer_neurons.artifacts import names
 from transfer_neurons.artifacts.io import write_json
 from transfer_neurons.artifacts.result import Result
-from transfer_neurons.metrics.uncertainty import ALPHA, Estimate, Finding, adjust
+from transfer_neurons.metrics.uncertainty import ALPHA, Estimate, Finding, adjust, beyond_draws
 from transfer_neurons.study.config import StudyConfig
 
 R = TypeVar("R", bound=Result)
@@ -38,11 +38,16 @@ def step_results(out: Path, step: str, cls: type[R], languages: list[str]) -> It
             yield lang, cls.load(out / step / lang)
 
 
-def _compared(claim: str, lang: str, estimate: Estimate, n: int, units: str, source: str) -> Finding:
-    """A finding from a deactivated condition's Estimate: its effect vs random, that interval and p."""
+def _compared(
+    claim: str, lang: str, estimate: Estimate, random: Estimate, n: int, units: str, source: str, sign: int = -1
+) -> Finding:
+    """A finding from a compared condition's Estimate: its effect vs random, that interval and p, and
+    whether it lies beyond every random draw (`random`'s per-draw values; `beyond_draws`)."""
     effect = estimate.effect_vs_random
     assert effect is not None, f"{source}: no comparison with the random baseline"
-    return Finding(claim, CLAIMS[claim], lang, effect.value, effect.ci, estimate.p_vs_random, n, units, -1, source)
+    beyond = beyond_draws(estimate.value, random.per_seed, effect.value)
+    p = estimate.p_vs_random
+    return Finding(claim, CLAIMS[claim], lang, effect.value, effect.ci, p, n, units, sign, source, beyond=beyond)
 
 
 def _middle_peak(out: Path, config: StudyConfig) -> Iterator[Finding]:
@@ -57,8 +62,9 @@ def _middle_peak(out: Path, config: StudyConfig) -> Iterator[Finding]:
 
 def _type1_alignment(out: Path, config: StudyConfig) -> Iterator[Finding]:
     for lang, result in step_results(out, "ablate", ablate.AblationResult, config.languages):
-        estimate = result.summary["deactivated"]["mean_mknn"]
-        yield _compared("type1_alignment", lang, estimate, result.n_pairs, "test pairs", f"ablate/{lang}")
+        summary = result.summary
+        estimate, random = summary["deactivated"]["mean_mknn"], summary["random"]["mean_mknn"]
+        yield _compared("type1_alignment", lang, estimate, random, result.n_pairs, "test pairs", f"ablate/{lang}")
 
 
 def _type2_specific(out: Path, config: StudyConfig) -> Iterator[Finding]:
@@ -86,8 +92,10 @@ def _deactivation(claim: str, step: str, cls: type[DownstreamResult]) -> Reader:
 
     def read(out: Path, config: StudyConfig) -> Iterator[Finding]:
         for lang, result in step_results(out, step, cls, config.languages):
-            estimate = result.metric()["deactivated"]
-            yield _compared(claim, lang, estimate, result.n_units, cls.UNITS, f"{step}/{lang}")
+            metric = result.metric()
+            yield _compared(
+                claim, lang, metric["deactivated"], metric["random"], result.n_units, cls.UNITS, f"{step}/{lang}"
+            )
 
     return read
 
@@ -104,11 +112,10 @@ def _steer(out: Path, config: StudyConfig) -> Iterator[Finding]:
             if not cells:
                 continue
             best = max(cells, key=lambda c: dev[tuple(c.key[k] for k in fields)])
-            effect, key = best.steered["target"].effect_vs_random, best.key
-            assert effect is not None
+            key = best.key
             units = f"test prompts ({key['set']}, {key['method']}, alpha {key['alpha']:g})"
-            p = best.steered["target"].p_vs_random
-            yield Finding(claim, CLAIMS[claim], lang, effect.value, effect.ci, p, n, units, +1, f"steer/{lang}")
+            target = best.steered["target"], best.random["target"]
+            yield _compared(claim, lang, *target, n, units, f"steer/{lang}", sign=+1)
 
 
 READERS: dict[str, tuple[str, Reader]] = {
@@ -144,7 +151,8 @@ def write_findings(out: Path, config: StudyConfig) -> list[Finding]:
             "adjustment": "Benjamini-Hochberg over every row (false discovery rate q = alpha)",
             "bootstrap": config.bootstrap,
             "verdicts": "holds: the effect has the claimed sign and its adjusted p < alpha; does not hold: the "
-            "other sign with adjusted p < alpha; inconclusive: otherwise. Each row's 95% interval and p come "
+            "other sign with adjusted p < alpha; inconclusive: otherwise. With at least 19 random draws both "
+            "also need the compared value beyond every draw (beyond_draws). Each row's 95% interval and p come "
             "from one test",
             "rows": [row.to_json() for row in rows],
         },
