@@ -6,6 +6,7 @@ answer (`transfer_neurons.calibration`), at n = 25, 100 and 300. Prints one row 
 them to a JSON file. `--reps 200` takes about an hour on one core; `--quick` a few minutes.
 
     python benchmarks/bench_calibration.py --out runs/calibration.json
+    python benchmarks/bench_calibration.py --draws 20 --sizes 300   # the large-n rows (docs/method.md 8)
 """
 
 from __future__ import annotations
