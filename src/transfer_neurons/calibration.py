@@ -25,7 +25,7 @@ from transfer_neurons.metrics.uncertainty import (
     ALPHA,
     HOLDS,
     Estimate,
-    beyond_draws,
+    beyond_random,
     bh_adjust,
     compare_to_draws,
     mean_estimate,
@@ -207,8 +207,8 @@ def _holds(estimate: Estimate, random: Estimate, p: float | None = None) -> bool
     below ALPHA, a negative effect, and with enough draws the value below every draw."""
     effect = estimate.effect_vs_random
     assert effect is not None
-    beyond = beyond_draws(estimate.value, random.per_seed, effect.value)
-    return verdict(effect.value, estimate.p_vs_random if p is None else p, -1, beyond) == HOLDS
+    p = estimate.p_vs_random if p is None else p
+    return verdict(effect.value, p, -1, beyond_random(estimate, random)) == HOLDS
 
 
 def _ideal_power(truth: float, sd: float) -> float:

@@ -201,3 +201,16 @@ def test_findings_are_adjusted_together():
     assert alone[0].to_json()["p_adjusted"] == pytest.approx(0.1)
     stopped = u.adjust([replace(row, beyond=False) for row in rows])  # a random draw went further each time
     assert all(row.verdict == u.INCONCLUSIVE for row in stopped) and stopped[0].to_json()["beyond_draws"] is False
+    assert all(row.stopped_by_draws for row in stopped)  # the t alone would have said 'holds'
+    assert not any(replace(row, beyond=False).stopped_by_draws for row in alone)  # inconclusive anyway
+
+
+def test_beyond_random_reads_the_compared_value_and_the_draws():
+    draws = tuple(float(d) for d in range(1, 20))
+    random = u.Estimate(10.0, per_seed=draws)
+    assert u.beyond_random(u.Estimate(0.5, effect_vs_random=u.Estimate(-9.5)), random) is True
+    assert u.beyond_random(u.Estimate(5.0, effect_vs_random=u.Estimate(-5.0)), random) is False
+    assert (
+        u.beyond_random(u.Estimate(0.5, effect_vs_random=u.Estimate(-9.5)), u.Estimate(10.0, per_seed=draws[:5]))
+        is None
+    )

@@ -315,6 +315,13 @@ def beyond_draws(value: float, draws: Sequence[float] | None, effect: float) -> 
     return bool(np.all(value < values) if effect < 0 else np.all(value > values))
 
 
+def beyond_random(compared: Estimate, random: Estimate) -> bool | None:
+    """`beyond_draws` of a compared condition's Estimate (its value and `effect_vs_random`) against the
+    random baseline's Estimate (its draws' values, `per_seed`)."""
+    assert compared.effect_vs_random is not None, "no comparison with the random baseline"
+    return beyond_draws(compared.value, random.per_seed, compared.effect_vs_random.value)
+
+
 def verdict(
     effect: float, p_adjusted: float | None, sign: int, beyond: bool | None = None, alpha: float = ALPHA
 ) -> str:
@@ -349,6 +356,11 @@ class Finding:
     @property
     def verdict(self) -> str:
         return verdict(self.effect, self.p_adjusted, self.sign, self.beyond)
+
+    @property
+    def stopped_by_draws(self) -> bool:
+        """Whether the rank condition alone made it inconclusive (the t would have decided)."""
+        return self.beyond is False and verdict(self.effect, self.p_adjusted, self.sign) != INCONCLUSIVE
 
     def to_json(self) -> dict[str, Any]:
         return {

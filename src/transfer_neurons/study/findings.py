@@ -15,7 +15,7 @@ from transfer_neurons.analyses.steer import SteerResult
 from transfer_neurons.artifacts import names
 from transfer_neurons.artifacts.io import write_json
 from transfer_neurons.artifacts.result import Result
-from transfer_neurons.metrics.uncertainty import ALPHA, Estimate, Finding, adjust, beyond_draws
+from transfer_neurons.metrics.uncertainty import ALPHA, Estimate, Finding, adjust, beyond_random
 from transfer_neurons.study.config import StudyConfig
 
 R = TypeVar("R", bound=Result)
@@ -42,10 +42,10 @@ def _compared(
     claim: str, lang: str, estimate: Estimate, random: Estimate, n: int, units: str, source: str, sign: int = -1
 ) -> Finding:
     """A finding from a compared condition's Estimate: its effect vs random, that interval and p, and
-    whether it lies beyond every random draw (`random`'s per-draw values; `beyond_draws`)."""
+    whether it lies beyond every random draw (`random`'s per-draw values; `beyond_random`)."""
     effect = estimate.effect_vs_random
     assert effect is not None, f"{source}: no comparison with the random baseline"
-    beyond = beyond_draws(estimate.value, random.per_seed, effect.value)
+    beyond = beyond_random(estimate, random)
     p = estimate.p_vs_random
     return Finding(claim, CLAIMS[claim], lang, effect.value, effect.ci, p, n, units, sign, source, beyond=beyond)
 

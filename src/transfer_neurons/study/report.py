@@ -97,6 +97,7 @@ def _claims_view(findings: list[Finding], middle_layers: str) -> list[dict[str, 
             "effect_text": Estimate(f.effect, f.ci).text(3),
             "p_text": p_text(f.p),
             "adjusted_text": p_text(f.p_adjusted),
+            "stopped_by_draws": f.stopped_by_draws,
         }
         claim["rows"].append({**f.to_json(), **text})
     return list(claims.values())
